@@ -1,0 +1,134 @@
+"""The ``farmsync`` command.
+
+Subcommands are imported lazily so that ``farmsync config`` or a tick does not pay for the simulator, the web app
+or rich progress bars. Exit codes, everywhere: 0 success; 1 usage or configuration error (one line per problem,
+never a traceback); 2 partial failure (some items or printers failed, the rest succeeded).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from typing import Any
+
+import click
+
+from farmsync import __version__
+from farmsync.errors import ConfigError, FarmsyncError
+
+EXIT_OK = 0
+EXIT_CONFIG = 1
+EXIT_PARTIAL = 2
+
+# name -> "module:attribute" of a click command, loaded on first use
+LAZY_COMMANDS: dict[str, str] = {
+    "sim": "farmsync.sim.cli:sim",
+    "gcode": "farmsync.gcode.cli:gcode",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands live in other modules and are imported only when invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._available()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None or name not in LAZY_COMMANDS:
+            return command
+        module_name, attribute = LAZY_COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    @staticmethod
+    def _available() -> list[str]:
+        found = []
+        for name, target in LAZY_COMMANDS.items():
+            if importlib.util.find_spec(target.split(":")[0]) is not None:
+                found.append(name)
+        return found
+
+
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
+@click.version_option(__version__, prog_name="farmsync")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False),
+    envvar="FARMSYNC_ENV_FILE",
+    default=None,
+    help="Settings file to read (default: .env in the current directory, if present).",
+)
+@click.pass_context
+def cli(ctx: click.Context, env_file: str | None) -> None:
+    """Keep a 3D-print farm in step: Bambuddy prints to InvenTree stock, filament spools, and G-code on printers."""
+    ctx.ensure_object(dict)
+    ctx.obj["env_file"] = env_file
+
+
+def load_settings_for(ctx: click.Context, **overrides: Any) -> Any:
+    """Settings for a subcommand, honouring ``--env-file``; ConfigError bubbles up to :func:`main`."""
+    from farmsync.settings import load_settings
+
+    env_file = (ctx.find_root().obj or {}).get("env_file")
+    return load_settings(env_file, **overrides)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the settings as one JSON object.")
+@click.pass_context
+def config(ctx: click.Context, as_json: bool) -> None:
+    """Print the resolved settings with secrets masked (exit 1 when any setting is invalid)."""
+    settings = load_settings_for(ctx)
+    values = settings.masked()
+    if as_json:
+        click.echo(json.dumps(values, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="farmsync settings", show_lines=False)
+    table.add_column("variable", style="bold")
+    table.add_column("value")
+    for name, value in values.items():
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif isinstance(value, dict):
+            value = ",".join(f"{k}:{v}" for k, v in value.items())
+        table.add_row(name, "" if value is None else str(value))
+    console = Console()
+    console.print(table)
+    for feature in ("prints", "filament", "gcode"):
+        missing = settings.missing_for(feature)
+        state = "ready" if not missing else "not configured (missing " + ", ".join(missing) + ")"
+        console.print(f"{feature}: {state}")
+
+
+def report_config_error(error: ConfigError) -> None:
+    for problem in error.problems:
+        click.echo(f"error: {problem}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: run the CLI, turning farmsync errors into one-line messages and exit codes."""
+    try:
+        code = cli.main(args=argv, prog_name="farmsync", standalone_mode=False)
+    except ConfigError as exc:
+        report_config_error(exc)
+        sys.exit(EXIT_CONFIG)
+    except FarmsyncError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_CONFIG if exc.exit_code == 2 else exc.exit_code)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+if __name__ == "__main__":
+    main()

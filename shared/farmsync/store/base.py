@@ -1,0 +1,289 @@
+"""The idempotency store: claims with leases, results, retries, cursors and small cached values.
+
+Every write farmsync makes to InvenTree, Bambuddy or a printer happens inside a claim on a namespaced key
+(``run:1234``, ``usage:88``, ``gcode:Ash:apple.gcode:<sha256>``). A fresh key is won by exactly one caller; an
+expired lease is taken over by exactly one caller, who is told so (``Claim.takeover``) because the previous holder
+may have half-written; a failed attempt is released with a backoff and, after ``max_attempts``, parked where
+status pages show it. Two backends implement this with the same behaviour: embedded SQLite and Firestore.
+
+The interface is synchronous on purpose: both backends are thread-safe, the SQLite one is fastest without an event
+loop, and :class:`AsyncStore` moves calls off the loop for async handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+Clock = Callable[[], float]
+
+
+class State(StrEnum):
+    """Life of a key: claimed (leased, in progress) → done; or failed (retry later) → … → parked (gave up)."""
+
+    CLAIMED = "claimed"
+    DONE = "done"
+    FAILED = "failed"
+    PARKED = "parked"
+
+
+class Outcome(StrEnum):
+    """Why a claim was or was not granted."""
+
+    ACQUIRED = "acquired"  # fresh key, or a failed key whose backoff has passed
+    TAKEOVER = "takeover"  # an expired lease of another caller: look before you write
+    DONE = "done"  # finished earlier: nothing to do
+    BUSY = "busy"  # another caller holds a live lease
+    BACKOFF = "backoff"  # failed recently; retry after ``record.not_before``
+    PARKED = "parked"  # failed too often; needs a person (or a forced retry)
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the store knows about one key."""
+
+    namespace: str
+    key: str
+    state: State
+    owner: str | None = None
+    lease_until: float | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    result: dict[str, Any] | None = None
+    not_before: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to :meth:`Store.claim`. ``held`` is true when the caller may now do the work."""
+
+    outcome: Outcome
+    record: Record | None
+    owner: str | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.outcome in (Outcome.ACQUIRED, Outcome.TAKEOVER)
+
+    @property
+    def takeover(self) -> bool:
+        """True when an earlier attempt may have written part of the work: look up before writing."""
+        return self.outcome is Outcome.TAKEOVER or (self.held and self.attempts > 1)
+
+    @property
+    def attempts(self) -> int:
+        return self.record.attempts if self.record else 0
+
+    @property
+    def namespace(self) -> str:
+        assert self.record is not None
+        return self.record.namespace
+
+    @property
+    def key(self) -> str:
+        assert self.record is not None
+        return self.record.key
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A per-stream high-water mark. ``version`` increases by one with every successful compare-and-set."""
+
+    stream: str
+    value: Any
+    version: int
+    updated_at: float = 0.0
+
+
+@dataclass
+class Counts:
+    """Keys per state in one namespace (for status pages)."""
+
+    by_state: dict[str, int] = field(default_factory=dict)
+
+    def __getitem__(self, state: str) -> int:
+        return self.by_state.get(state, 0)
+
+
+def new_owner() -> str:
+    return uuid.uuid4().hex
+
+
+def backoff_seconds(attempts: int, base: float = 30.0, cap: float = 3600.0) -> float:
+    """Delay before retrying a key that has failed ``attempts`` times: 30 s, 60 s, 120 s … capped at 1 h."""
+    return min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+class Store(ABC):
+    """The contract both backends honour (see tests/integration/test_store_contract.py)."""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.clock = clock
+
+    # --- claims -----------------------------------------------------------------------------------------------
+    @abstractmethod
+    def claim(
+        self,
+        namespace: str,
+        key: str,
+        *,
+        lease_seconds: float,
+        owner: str | None = None,
+        retry_parked: bool = False,
+    ) -> Claim:
+        """Try to take ``namespace:key`` for ``lease_seconds``. Exactly one concurrent caller gets ``held``."""
+
+    @abstractmethod
+    def renew(self, claim: Claim, lease_seconds: float) -> Claim:
+        """Extend a held lease. Raises LeaseLost when someone else took the key over or it was finished."""
+
+    @abstractmethod
+    def complete(self, claim: Claim, result: dict[str, Any] | None = None) -> Record:
+        """Mark the key done with a small result record. Raises LeaseLost if the claim is no longer ours."""
+
+    @abstractmethod
+    def release(
+        self, claim: Claim, error: str, *, max_attempts: int, retry_after: float | None = None
+    ) -> Record:
+        """Give the key back after a failed attempt: failed with a backoff, or parked after ``max_attempts``."""
+
+    # --- reads -------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def get(self, namespace: str, key: str) -> Record | None:
+        """The record of one key, or None."""
+
+    @abstractmethod
+    def list(self, namespace: str, state: State | None = None, limit: int = 100) -> list[Record]:
+        """Keys of a namespace, optionally in one state, most recently updated first."""
+
+    @abstractmethod
+    def counts(self, namespace: str) -> Counts:
+        """How many keys of the namespace are in each state."""
+
+    # --- cursors -------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def get_cursor(self, stream: str) -> Cursor | None:
+        """The stream's high-water mark, or None before the first set."""
+
+    @abstractmethod
+    def cas_cursor(self, stream: str, expected_version: int | None, value: Any) -> Cursor | None:
+        """Set the cursor if its version is still ``expected_version`` (None: must not exist yet).
+
+        Returns the new cursor, or None when another caller moved it first.
+        """
+
+    # --- small values (caches: part ids per key, InvenTree version, ETags) --------------------------------------
+    @abstractmethod
+    def get_value(self, namespace: str, key: str) -> Any:
+        """A cached JSON value, or None."""
+
+    @abstractmethod
+    def put_value(self, namespace: str, key: str, value: Any) -> None:
+        """Store a JSON value (last write wins; only for values any caller would compute the same)."""
+
+    @abstractmethod
+    def delete_value(self, namespace: str, key: str) -> None:
+        """Forget a cached value (e.g. a part id InvenTree no longer knows)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends have nothing to release
+        """Release connections."""
+
+    def check(self) -> None:
+        """Raise StoreError when the store cannot be reached (used by /validate and /health)."""
+        self.get_value("_meta", "ping")
+
+
+class AsyncStore:
+    """Runs a :class:`Store`'s blocking calls in a worker thread so async handlers never block the loop."""
+
+    def __init__(self, store: Store) -> None:
+        self.sync = store
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.sync, name)
+        if not callable(method):
+            return method
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(method, *args, **kwargs)
+
+        return call
+
+
+# --- the claim rules, shared by both backends ----------------------------------------------------------------------
+
+
+def with_changes(record: Record, **changes: Any) -> Record:
+    return dataclasses.replace(record, **changes)
+
+
+def decide_claim(
+    current: Record | None,
+    namespace: str,
+    key: str,
+    owner: str,
+    now: float,
+    lease_seconds: float,
+    retry_parked: bool,
+) -> tuple[Outcome, Record]:
+    """What a claim on ``current`` results in, and the record to write when it is granted."""
+    lease = now + lease_seconds
+    if current is None:
+        return Outcome.ACQUIRED, Record(
+            namespace, key, State.CLAIMED, owner, lease, 1, None, None, None, now, now
+        )
+    if current.state is State.DONE:
+        return Outcome.DONE, current
+    if current.state is State.PARKED and not retry_parked:
+        return Outcome.PARKED, current
+    if current.state is State.CLAIMED:
+        if current.lease_until is not None and current.lease_until > now:
+            return Outcome.BUSY, current
+        return Outcome.TAKEOVER, with_changes(
+            current, owner=owner, lease_until=lease, attempts=current.attempts + 1, updated_at=now
+        )
+    if (
+        current.state is State.FAILED
+        and current.not_before is not None
+        and current.not_before > now
+        and not retry_parked
+    ):
+        return Outcome.BACKOFF, current
+    return Outcome.ACQUIRED, with_changes(
+        current,
+        state=State.CLAIMED,
+        owner=owner,
+        lease_until=lease,
+        attempts=current.attempts + 1,
+        not_before=None,
+        updated_at=now,
+    )
+
+
+def completed(record: Record, result: dict[str, Any] | None, now: float) -> Record:
+    return with_changes(
+        record, state=State.DONE, owner=None, lease_until=None, result=result, not_before=None, updated_at=now
+    )
+
+
+def released(record: Record, error: str, now: float, max_attempts: int, retry_after: float | None) -> Record:
+    parked = record.attempts >= max_attempts
+    delay = retry_after if retry_after is not None else backoff_seconds(record.attempts)
+    return with_changes(
+        record,
+        state=State.PARKED if parked else State.FAILED,
+        owner=None,
+        lease_until=None,
+        last_error=error[:500],
+        not_before=None if parked else now + delay,
+        updated_at=now,
+    )

@@ -1,0 +1,259 @@
+"""The Firestore store, for functions that run in Google Cloud (or against the emulator).
+
+Claims use ``create()`` for fresh keys and updates guarded by the ``last_update_time`` precondition for
+everything else, never read-modify-write transactions: the emulator (and Firestore under contention) answers
+contended transactions with ``409 Aborted: Transaction lock timeout``. A lost race simply re-reads and decides
+again with the same rules as the SQLite store (:func:`farmsync.store.base.decide_claim`). Aborted, Unavailable
+and DeadlineExceeded are retried with a short backoff; anything else becomes a StoreError.
+
+Importing this module imports grpc and the Firestore client (about 0.4 s), so only :func:`farmsync.store.open_store`
+imports it, and only when STORE_BACKEND=firestore.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from farmsync.errors import LeaseLost, StoreError
+from farmsync.store.base import (
+    Claim,
+    Clock,
+    Counts,
+    Cursor,
+    Outcome,
+    Record,
+    State,
+    Store,
+    completed,
+    decide_claim,
+    new_owner,
+    released,
+    with_changes,
+)
+
+T = TypeVar("T")
+RETRYABLE = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError)
+LOST_RACE = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Conflict)
+MAX_ROUNDS = 50
+
+
+class FirestoreStore(Store):
+    """Store in three collections: ``<prefix>_keys``, ``<prefix>_cursors`` and ``<prefix>_values``."""
+
+    def __init__(
+        self,
+        project: str,
+        prefix: str = "farmsync",
+        database: str = "(default)",
+        clock: Clock = time.time,
+        client: firestore.Client | None = None,
+    ) -> None:
+        super().__init__(clock)
+        self.client = client or firestore.Client(project=project, database=database)
+        self.prefix = prefix
+        self._keys = self.client.collection(f"{prefix}_keys")
+        self._cursors = self.client.collection(f"{prefix}_cursors")
+        self._values = self.client.collection(f"{prefix}_values")
+
+    # --- plumbing ----------------------------------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one Firestore call, retrying transient errors; raise StoreError for the rest."""
+        for attempt in range(6):
+            try:
+                return fn()
+            except LOST_RACE:
+                raise
+            except RETRYABLE as exc:
+                if attempt == 5:
+                    raise StoreError(f"firestore store: {what}: {type(exc).__name__} after retries") from None
+                time.sleep(random.uniform(0, 0.05 * 2**attempt))
+            except gexc.GoogleAPICallError as exc:
+                raise StoreError(f"firestore store: {what}: {type(exc).__name__}: {exc.message}") from None
+            except Exception as exc:  # grpc/transport failures surface as assorted types
+                raise StoreError(f"firestore store: {what}: {type(exc).__name__}") from None
+        raise StoreError(f"firestore store: {what}: gave up")  # pragma: no cover
+
+    @staticmethod
+    def _doc_id(namespace: str, key: str) -> str:
+        return f"{quote(namespace, safe='')}:{quote(key, safe='')}"
+
+    @staticmethod
+    def _to_fields(record: Record) -> dict[str, Any]:
+        return {
+            "namespace": record.namespace,
+            "key": record.key,
+            "state": record.state.value,
+            "owner": record.owner,
+            "lease_until": record.lease_until,
+            "attempts": record.attempts,
+            "last_error": record.last_error,
+            "result": record.result,
+            "not_before": record.not_before,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+        }
+
+    @staticmethod
+    def _from_fields(data: dict[str, Any] | None) -> Record | None:
+        if not data:
+            return None
+        return Record(
+            data["namespace"],
+            data["key"],
+            State(data["state"]),
+            data.get("owner"),
+            data.get("lease_until"),
+            int(data.get("attempts", 0)),
+            data.get("last_error"),
+            data.get("result"),
+            data.get("not_before"),
+            data.get("created_at", 0.0),
+            data.get("updated_at", 0.0),
+        )
+
+    # --- claims ----------------------------------------------------------------------------------------------------
+    def claim(
+        self,
+        namespace: str,
+        key: str,
+        *,
+        lease_seconds: float,
+        owner: str | None = None,
+        retry_parked: bool = False,
+    ) -> Claim:
+        owner = owner or new_owner()
+        doc = self._keys.document(self._doc_id(namespace, key))
+        for _ in range(MAX_ROUNDS):
+            snap = self._call("read key", doc.get)
+            current = self._from_fields(snap.to_dict()) if snap.exists else None
+            outcome, record = decide_claim(
+                current, namespace, key, owner, self.clock(), lease_seconds, retry_parked
+            )
+            if outcome not in (Outcome.ACQUIRED, Outcome.TAKEOVER):
+                return Claim(outcome, current)
+            try:
+                if current is None:
+                    self._call("create key", lambda r=record: doc.create(self._to_fields(r)))
+                else:
+                    option = self.client.write_option(last_update_time=snap.update_time)
+                    self._call(
+                        "claim key", lambda r=record, o=option: doc.update(self._to_fields(r), option=o)
+                    )
+            except LOST_RACE:
+                continue  # someone else wrote first: read again and decide again
+            return Claim(outcome, record, owner)
+        raise StoreError(f"firestore store: claim {namespace}:{key}: too much contention")
+
+    def _update_held(self, claim: Claim, change: Callable[[Record, float], Record]) -> Record:
+        if not claim.held or claim.record is None:
+            raise LeaseLost(f"{claim.outcome} claims cannot be changed")
+        doc = self._keys.document(self._doc_id(claim.namespace, claim.key))
+        for _ in range(MAX_ROUNDS):
+            snap = self._call("read key", doc.get)
+            current = self._from_fields(snap.to_dict()) if snap.exists else None
+            if current is None or current.owner != claim.owner or current.state is not State.CLAIMED:
+                raise LeaseLost(f"lease on {claim.namespace}:{claim.key} is no longer ours")
+            record = change(current, self.clock())
+            option = self.client.write_option(last_update_time=snap.update_time)
+            try:
+                self._call("update key", lambda r=record, o=option: doc.update(self._to_fields(r), option=o))
+            except LOST_RACE:
+                continue
+            return record
+        raise StoreError(f"firestore store: update {claim.namespace}:{claim.key}: too much contention")
+
+    def renew(self, claim: Claim, lease_seconds: float) -> Claim:
+        record = self._update_held(
+            claim, lambda r, now: with_changes(r, lease_until=now + lease_seconds, updated_at=now)
+        )
+        return Claim(claim.outcome, record, claim.owner)
+
+    def complete(self, claim: Claim, result: dict[str, Any] | None = None) -> Record:
+        return self._update_held(claim, lambda r, now: completed(r, result, now))
+
+    def release(
+        self, claim: Claim, error: str, *, max_attempts: int, retry_after: float | None = None
+    ) -> Record:
+        return self._update_held(claim, lambda r, now: released(r, error, now, max_attempts, retry_after))
+
+    # --- reads -----------------------------------------------------------------------------------------------------
+    def get(self, namespace: str, key: str) -> Record | None:
+        snap = self._call("read key", self._keys.document(self._doc_id(namespace, key)).get)
+        return self._from_fields(snap.to_dict()) if snap.exists else None
+
+    def _query(self, namespace: str, state: State | None) -> Any:
+        query = self._keys.where(filter=FieldFilter("namespace", "==", namespace))
+        if state is not None:
+            query = query.where(filter=FieldFilter("state", "==", State(state).value))
+        return query
+
+    def list(self, namespace: str, state: State | None = None, limit: int = 100) -> list[Record]:
+        query = self._query(namespace, state).order_by("updated_at", direction=firestore.Query.DESCENDING)
+        snaps = self._call("list keys", lambda: list(query.limit(limit).stream()))
+        return [r for r in (self._from_fields(s.to_dict()) for s in snaps) if r is not None]
+
+    def counts(self, namespace: str) -> Counts:
+        out: dict[str, int] = {}
+        for state in State:
+            query = self._query(namespace, state).count()
+            result = self._call("count keys", query.get)
+            n = int(result[0][0].value)
+            if n:
+                out[state.value] = n
+        return Counts(out)
+
+    # --- cursors -----------------------------------------------------------------------------------------------------
+    def get_cursor(self, stream: str) -> Cursor | None:
+        snap = self._call("read cursor", self._cursors.document(quote(stream, safe="")).get)
+        if not snap.exists:
+            return None
+        data = snap.to_dict() or {}
+        return Cursor(stream, data.get("value"), int(data.get("version", 0)), data.get("updated_at", 0.0))
+
+    def cas_cursor(self, stream: str, expected_version: int | None, value: Any) -> Cursor | None:
+        doc = self._cursors.document(quote(stream, safe=""))
+        now = self.clock()
+        try:
+            if expected_version is None:
+                self._call(
+                    "create cursor", lambda: doc.create({"value": value, "version": 1, "updated_at": now})
+                )
+                return Cursor(stream, value, 1, now)
+            snap = self._call("read cursor", doc.get)
+            if not snap.exists or int((snap.to_dict() or {}).get("version", 0)) != expected_version:
+                return None
+            version = expected_version + 1
+            option = self.client.write_option(last_update_time=snap.update_time)
+            self._call(
+                "set cursor",
+                lambda: doc.update({"value": value, "version": version, "updated_at": now}, option=option),
+            )
+            return Cursor(stream, value, version, now)
+        except LOST_RACE:
+            return None
+
+    # --- values ------------------------------------------------------------------------------------------------------
+    def _value_doc(self, namespace: str, key: str) -> Any:
+        return self._values.document(self._doc_id(namespace, key))
+
+    def get_value(self, namespace: str, key: str) -> Any:
+        snap = self._call("read value", self._value_doc(namespace, key).get)
+        return (snap.to_dict() or {}).get("value") if snap.exists else None
+
+    def put_value(self, namespace: str, key: str, value: Any) -> None:
+        doc = self._value_doc(namespace, key)
+        self._call("write value", lambda: doc.set({"value": value, "updated_at": self.clock()}))
+
+    def delete_value(self, namespace: str, key: str) -> None:
+        self._call("delete value", self._value_doc(namespace, key).delete)
+
+    def close(self) -> None:
+        self.client.close()
