@@ -1,0 +1,450 @@
+"""One print becomes InvenTree stock, exactly once.
+
+A *unit* is what gets one StockItem: a completed print-log run (SYNC_UNIT=run) or an archive (SYNC_UNIT=archive,
+the predecessor's rule). For each unit:
+
+1. claim ``run:<id>`` (or ``archive:<id>``) in the store; a key that is done, held elsewhere or backing off is
+   reported and left alone;
+2. find the Part by its stable IPN (cached in the store), or create it under a claim on the IPN so that
+   concurrent workers never create two;
+3. create the StockItem with the unit's batch. On any retry or takeover the batch is looked up first, so a crash
+   between "created" and "marked done" never makes a second item; an item the predecessor made
+   (``bambuddy-<archive>``) stands for the archive's earliest completed run;
+4. set ``Weight``/``PrintTime``, the part image and the archive's back-link (idempotent upserts);
+5. mark the unit done with what was written.
+
+A failure releases the claim with backoff (parked after SYNC_MAX_ATTEMPTS). Nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from farmsync.errors import FarmsyncError, UpstreamValidation
+from farmsync.logs import action, get_logger
+from farmsync.prints import keys
+from farmsync.prints.report import ItemOutcome, ItemReport
+from farmsync.settings import Settings
+from farmsync.store import AsyncStore, Claim, Outcome
+
+log = get_logger("prints")
+
+PART_NS = "part"  # claims on an IPN while its part is found or created
+PART_CACHE = "part-cache"  # IPN -> {"pk", "image", "params"}
+META_NS = "meta"
+WEIGHT_TEMPLATE = "Weight"
+PRINT_TIME_TEMPLATE = "PrintTime"
+IN_PROGRESS = frozenset({"printing", "paused", "running", "pending", "queued"})
+INVENTREE_LINK = re.compile(r"/(web|platform)?/?part/\d+/?(details)?/?$")
+
+
+class SimulatedCrash(BaseException):
+    """Raised by test hooks to stop a unit dead, as a killed process would: no release, no cleanup."""
+
+
+class Skip(FarmsyncError):
+    """The unit needs no stock (not a print, no part key, archive gone): report it and move on."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of stock and what is known about it before the archive is read."""
+
+    namespace: str  # "run" or "archive"
+    key: str
+    archive_id: int | None
+    run_id: int | None
+    batch: str | None
+    status: str | None
+    printer: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}:{self.key}"
+
+
+def run_unit(entry: Any) -> Unit:
+    """A print-log row as a unit (run mode)."""
+    archive_id = entry.archive_id
+    batch = keys.run_batch(archive_id, entry.id) if archive_id is not None else None
+    return Unit("run", str(entry.id), archive_id, entry.id, batch, entry.status, entry.printer_name)
+
+
+def archive_unit(archive: Any) -> Unit:
+    """An archive as a unit (archive mode, or an archive that has no print-log runs)."""
+    return Unit("archive", str(archive.id), archive.id, None, keys.archive_batch(archive.id), archive.status)
+
+
+Hook = Callable[[str, Unit], None]
+
+
+class PrintSync:
+    """Everything one process needs to sync prints; safe to share between concurrent units."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: AsyncStore,
+        bambuddy: Any,
+        inventree: Any,
+        *,
+        hook: Hook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bambuddy = bambuddy
+        self.inventree = inventree
+        self.hook = hook or (lambda step, unit: None)
+        self._archives: dict[int, asyncio.Future[Any]] = {}
+        self._templates: dict[str, Any] = {}
+        self._ipn_locks: dict[str, asyncio.Lock] = {}
+        self._legacy: bool | None = None
+
+    # --- one unit ----------------------------------------------------------------------------------------------------
+    async def sync_unit(self, unit: Unit, *, force: bool = False, retry_parked: bool = False) -> ItemReport:
+        """Sync one unit; never raises for upstream trouble (it is reported, released and retried later)."""
+        report = ItemReport(
+            key=unit.label,
+            archive_id=unit.archive_id,
+            run_id=unit.run_id,
+            batch=unit.batch,
+            outcome=ItemOutcome.SKIPPED,
+        )
+        if unit.status in IN_PROGRESS:
+            report.outcome, report.reason = ItemOutcome.PENDING, f"still in progress (status {unit.status})"
+            return report
+        skip = self._skip_reason(unit)
+        if skip:
+            report.reason = skip
+            return report
+        claim = await self.store.claim(
+            unit.namespace,
+            unit.key,
+            lease_seconds=self.settings.lease_seconds,
+            retry_parked=retry_parked or force,
+        )
+        if not claim.held:
+            return await self._not_held(unit, claim, report, force)
+        report.attempts = claim.attempts
+        try:
+            result = await self._work(unit, claim, report, refresh_only=False)
+            self.hook("before_done", unit)
+            await self.store.complete(claim, result)
+        except Skip as exc:
+            await self.store.complete(claim, {"skipped": str(exc)})
+            report.outcome, report.reason = ItemOutcome.SKIPPED, str(exc)
+            return report
+        except (FarmsyncError, OSError) as exc:
+            record = await self.store.release(claim, str(exc), max_attempts=self.settings.sync_max_attempts)
+            report.outcome = ItemOutcome.PARKED if record.state == "parked" else ItemOutcome.FAILED
+            report.error = str(exc)
+            action(
+                log,
+                "print sync failed",
+                30,
+                unit=unit.label,
+                archive=unit.archive_id,
+                error=str(exc),
+                attempts=claim.attempts,
+                parked=report.outcome is ItemOutcome.PARKED,
+            )
+            return report
+        report.outcome = ItemOutcome.SYNCED
+        action(
+            log,
+            "print synced",
+            unit=unit.label,
+            archive=unit.archive_id,
+            part=report.part,
+            stock_item=report.stock_item,
+            batch=unit.batch,
+            writes=",".join(report.writes),
+        )
+        return report
+
+    def _skip_reason(self, unit: Unit) -> str | None:
+        if unit.archive_id is None:
+            return "the archive was deleted in Bambuddy before it was synced"
+        if unit.status == "archived":
+            return "an upload, not a print (status archived)"
+        if self.settings.sync_success_only and unit.status != "completed":
+            return f"not a successful print (status {unit.status})"
+        return None
+
+    async def _not_held(self, unit: Unit, claim: Claim, report: ItemReport, force: bool) -> ItemReport:
+        record = claim.record
+        report.attempts = record.attempts if record else None
+        if claim.outcome is Outcome.DONE:
+            result = (record.result if record else None) or {}
+            report.stock_item, report.part = result.get("stock_item"), result.get("part")
+            if force and not result.get("skipped"):
+                try:
+                    await self._work(unit, claim, report, refresh_only=True)
+                except (FarmsyncError, OSError) as exc:
+                    report.outcome, report.error = ItemOutcome.FAILED, str(exc)
+                    return report
+                report.outcome, report.reason = ItemOutcome.REFRESHED, "parameters, image and link refreshed"
+                return report
+            report.reason = result.get("skipped") or "already synced"
+            return report
+        if claim.outcome is Outcome.PARKED:
+            report.outcome, report.error = ItemOutcome.PARKED, record.last_error if record else None
+            return report
+        report.outcome = ItemOutcome.PENDING
+        report.reason = (
+            "being synced by another worker"
+            if claim.outcome is Outcome.BUSY
+            else "waiting to retry after a failure"
+        )
+        report.error = record.last_error if record else None
+        return report
+
+    async def _work(
+        self, unit: Unit, claim: Claim, report: ItemReport, *, refresh_only: bool
+    ) -> dict[str, Any]:
+        assert unit.archive_id is not None
+        archive = await self.archive(unit.archive_id)
+        if archive.status == "archived":
+            raise Skip("an upload, not a print (status archived)")
+        if unit.namespace == "archive" and self.settings.sync_success_only and archive.status != "completed":
+            raise Skip(f"not a successful print (status {archive.status})")
+        part_pk, ipn, fresh_part = await self.resolve_part(archive)
+        report.part, report.ipn = part_pk, ipn
+        self.hook("after_part", unit)
+        if not refresh_only:
+            report.stock_item = await self.ensure_stock(unit, claim, archive, part_pk, report)
+        self.hook("after_stock", unit)
+        cache = await self.store.get_value(PART_CACHE, ipn) or {}
+        if refresh_only or fresh_part or not cache.get("params"):
+            await self.set_parameters(part_pk, archive, report)
+            cache["params"] = True
+        if self.settings.sync_part_images and (refresh_only or fresh_part or not cache.get("image")):
+            cache["image"] = await self.set_image(part_pk, ipn, archive, report, force=refresh_only)
+        if cache:
+            await self.store.put_value(PART_CACHE, ipn, {**cache, "pk": part_pk})
+        if self.settings.sync_archive_external_link:
+            await self.set_link(archive, part_pk, report)
+        return {
+            "part": part_pk,
+            "ipn": ipn,
+            "stock_item": report.stock_item,
+            "batch": unit.batch,
+            "archive": unit.archive_id,
+            "run": unit.run_id,
+        }
+
+    # --- archive ------------------------------------------------------------------------------------------------------
+    async def archive(self, archive_id: int) -> Any:
+        """The archive, read once per PrintSync (reprints of one archive share it)."""
+        future = self._archives.get(archive_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._archives[archive_id] = future
+            try:
+                future.set_result(await self.bambuddy.get_archive(archive_id))
+            except BaseException as exc:
+                self._archives.pop(archive_id, None)
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: the caller re-raises below
+                raise
+        return await future
+
+    # --- part --------------------------------------------------------------------------------------------------------
+    async def resolve_part(self, archive: Any) -> tuple[int, str, bool]:
+        """(part pk, IPN, created or first seen now). Cached per IPN; created under a claim on the IPN."""
+        key = keys.part_key(archive, self.settings.part_key_fields)
+        if key is None:
+            raise Skip("no part key: the archive has none of " + ",".join(self.settings.part_key_fields))
+        ipn = keys.part_ipn(key, self.settings.part_ipn_prefix)
+        cached = await self.store.get_value(PART_CACHE, ipn)
+        if cached and cached.get("pk"):
+            return int(cached["pk"]), ipn, False
+        lock = self._ipn_locks.setdefault(ipn, asyncio.Lock())
+        async with lock:
+            cached = await self.store.get_value(PART_CACHE, ipn)
+            if cached and cached.get("pk"):
+                return int(cached["pk"]), ipn, False
+            return await self._find_or_create_part(archive, ipn)
+
+    async def _find_or_create_part(self, archive: Any, ipn: str) -> tuple[int, str, bool]:
+        deadline = asyncio.get_running_loop().time() + self.settings.lease_seconds
+        while True:
+            claim = await self.store.claim(PART_NS, ipn, lease_seconds=60, retry_parked=True)
+            if claim.held:
+                try:
+                    pk, has_image = await self._lookup_or_create(archive, ipn)
+                except BaseException as exc:
+                    if isinstance(exc, Exception):
+                        await self.store.release(claim, str(exc), max_attempts=10_000, retry_after=0)
+                    raise
+                await self.store.put_value(PART_CACHE, ipn, {"pk": pk, "image": has_image})
+                await self.store.complete(claim, {"pk": pk})
+                return pk, ipn, True
+            if claim.outcome is Outcome.DONE and claim.record and claim.record.result:
+                pk = int(claim.record.result["pk"])
+                await self.store.put_value(PART_CACHE, ipn, {"pk": pk})
+                return pk, ipn, False
+            if asyncio.get_running_loop().time() > deadline:
+                raise FarmsyncError(f"part {ipn} is being created by another worker for too long")
+            await asyncio.sleep(0.05)
+
+    async def _lookup_or_create(self, archive: Any, ipn: str) -> tuple[int, bool]:
+        target = self.settings.inventree_part_category_id
+        found = await self.inventree.parts_by_ipn(ipn)
+        if found:
+            in_category = [p for p in found if p.category == target]
+            chosen = min(in_category or found, key=lambda p: p.pk)
+            if len(found) > 1:
+                action(
+                    log,
+                    "several parts share an IPN; using one",
+                    30,
+                    ipn=ipn,
+                    chosen=chosen.pk,
+                    candidates=",".join(str(p.pk) for p in found),
+                )
+            return chosen.pk, chosen.image is not None
+        part = await self.inventree.create_part(
+            keys.part_name(archive), ipn=ipn, description=keys.part_description(archive), category=target
+        )
+        action(log, "part created", ipn=ipn, part=part.pk, archive=archive.id)
+        return part.pk, part.image is not None
+
+    async def forget_part(self, ipn: str) -> None:
+        """A cached part id InvenTree no longer knows: drop it so the next attempt looks again."""
+        await self.store.delete_value(PART_CACHE, ipn)
+
+    # --- stock -------------------------------------------------------------------------------------------------------
+    async def ensure_stock(
+        self, unit: Unit, claim: Claim, archive: Any, part_pk: int, report: ItemReport
+    ) -> int:
+        """The unit's StockItem: found by batch when an earlier attempt may have made it, else created."""
+        assert unit.batch is not None
+        if claim.takeover:
+            existing = await self.inventree.list_stock(batch=unit.batch)
+            if existing:
+                report.writes.append("stock:found-after-retry")
+                return min(existing, key=lambda s: s.pk).pk
+        adopted = await self._predecessor_item(unit, archive)
+        if adopted is not None:
+            report.writes.append("stock:adopted-predecessor")
+            return adopted
+        quantity = archive.quantity or self.settings.default_stock_quantity
+        try:
+            item = await self.inventree.create_stock(
+                part_pk,
+                quantity,
+                location=self.settings.inventree_stock_location_id,
+                batch=unit.batch,
+                status=self.settings.inventree_stock_status,
+                notes=keys.stock_notes(unit.archive_id or 0, unit.run_id, unit.printer),
+            )
+        except UpstreamValidation as exc:
+            if "part" in exc.errors and report.ipn:
+                await self.forget_part(report.ipn)
+            raise
+        report.writes.append("stock:created")
+        return item.pk
+
+    async def _predecessor_item(self, unit: Unit, archive: Any) -> int | None:
+        """In run mode, the predecessor's ``bambuddy-<archive>`` item stands for the earliest completed run."""
+        if unit.namespace != "run" or unit.archive_id is None or not await self._legacy_batches_exist():
+            return None
+        legacy = await self.inventree.list_stock(batch=keys.archive_batch(unit.archive_id))
+        if not legacy:
+            return None
+        runs = await self.bambuddy.archive_runs(unit.archive_id)
+        completed = [r.id for r in runs if r.status == "completed"]
+        if completed and min(completed) == unit.run_id:
+            return min(legacy, key=lambda s: s.pk).pk
+        return None
+
+    async def _legacy_batches_exist(self) -> bool:
+        """Whether InvenTree holds any predecessor-style ``bambuddy-<n>`` batch (probed once, then cached)."""
+        if self._legacy is None:
+            cached = await self.store.get_value(META_NS, "legacy-batches")
+            if cached is None:
+                found = await self.inventree.list_stock(batch_regex=r"^bambuddy-[0-9]+$", limit=1)
+                cached = bool(found)
+                await self.store.put_value(META_NS, "legacy-batches", cached)
+            self._legacy = bool(cached)
+        return self._legacy
+
+    # --- parameters, image, link ---------------------------------------------------------------------------------------
+    async def template(self, name: str) -> Any:
+        if name not in self._templates:
+            self._templates[name] = await self.inventree.find_parameter_template(name)
+        return self._templates[name]
+
+    async def set_parameters(self, part_pk: int, archive: Any, report: ItemReport) -> None:
+        values = {
+            WEIGHT_TEMPLATE: archive.filament_used_grams,
+            PRINT_TIME_TEMPLATE: archive.print_time_seconds,
+        }
+        for name, raw in values.items():
+            if raw is None:
+                continue
+            template = await self.template(name)
+            if template is None:
+                continue
+            data = parameter_value(name, float(raw), getattr(template, "units", "") or "")
+            await self.inventree.upsert_part_parameter(part_pk, template, data)
+            report.writes.append(f"parameter:{name}")
+
+    async def set_image(
+        self, part_pk: int, ipn: str, archive: Any, report: ItemReport, *, force: bool
+    ) -> bool:
+        """Upload the thumbnail when the part has none (or OVERWRITE_PART_IMAGES). Returns "part has an image"."""
+        if not self.settings.overwrite_part_images:
+            part = await self.inventree.get_part(part_pk)
+            if part.image is not None:
+                return True
+        elif not force and (await self.store.get_value(PART_CACHE, ipn) or {}).get("image"):
+            return True
+        thumbnail = await self.bambuddy.thumbnail(archive.id)
+        if thumbnail is None:
+            return False
+        await self.inventree.upload_part_image(
+            part_pk, thumbnail.data, f"{ipn}.{thumbnail.extension}", content_type=thumbnail.content_type
+        )
+        report.writes.append("image")
+        return True
+
+    async def set_link(self, archive: Any, part_pk: int, report: ItemReport) -> None:
+        url = await self.inventree.part_web_url(part_pk)
+        current = (archive.external_url or "").strip()
+        if current == url:
+            return
+        if (
+            current
+            and not self.is_inventree_link(current)
+            and not self.settings.overwrite_archive_external_link
+        ):
+            report.writes.append("link:kept-existing")
+            return
+        updated = await self.bambuddy.set_external_url(archive.id, url)
+        self._archives.pop(archive.id, None)
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(updated)
+        self._archives[archive.id] = future
+        report.writes.append("link")
+
+    def is_inventree_link(self, url: str) -> bool:
+        bases = {self.settings.inventree_browser_url, self.settings.inventree_root_url}
+        return any(b and url.startswith(b) for b in bases) or bool(INVENTREE_LINK.search(url))
+
+
+def parameter_value(name: str, value: float, units: str) -> str:
+    """A plain number in the template's own unit (InvenTree validates units: no text like "1h 2m")."""
+    unit = units.strip().lower()
+    if name == PRINT_TIME_TEMPLATE:
+        factor = {"min": 60, "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600}
+        value = value / factor.get(unit, 1)
+    elif name == WEIGHT_TEMPLATE and unit in ("kg", "kilogram", "kilograms"):
+        value = value / 1000
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return text or "0"

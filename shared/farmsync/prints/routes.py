@@ -1,0 +1,133 @@
+"""HTTP handlers for print sync: the webhook, the tick, backfill, one archive, and status."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from farmsync.errors import InputError
+from farmsync.prints import tick as ticks
+from farmsync.prints.pipeline import PrintSync
+from farmsync.services import Services, get_services
+from farmsync.store import State
+from farmsync.web.call import Call
+
+WEBHOOK_BUDGET_SECONDS = 20.0  # Bambuddy gives up after 30 s and never retries
+TRIGGER_EVENTS = frozenset({"print_complete", "print_failed", "print_stopped"})
+IGNORED_EVENTS_NOTE = "only print_complete, print_failed and print_stopped trigger a sync"
+
+
+def print_sync(services: Services) -> PrintSync:
+    services.settings.require("prints")
+    return PrintSync(services.settings, services.store, services.bambuddy(), services.inventree())
+
+
+async def remember(services: Services, name: str, report: ticks.RunReport) -> None:
+    """Keep the last run of each kind for /sync/status and the dashboard."""
+    await services.store.put_value(
+        "meta",
+        f"last-{name}",
+        {
+            "at": time.time(),
+            "stopped": report.stopped,
+            "seconds": report.seconds,
+            "totals": report.totals(),
+            "cursor": report.cursor_after,
+            "unit": report.unit,
+        },
+    )
+
+
+async def webhook(call: Call) -> Any:
+    """Bambuddy's notification carries no ids: it only triggers an incremental tick (answered within 20 s)."""
+    payload = await call.json(required=True)
+    if not isinstance(payload, dict):
+        raise InputError(
+            "the webhook body must be a JSON object", field="body", expected="a JSON object", status_code=422
+        )
+    event = payload.get("event")
+    if event is not None and not isinstance(event, str):
+        raise InputError(
+            "'event' must be a string",
+            field="event",
+            expected="a string such as print_complete",
+            status_code=422,
+        )
+    if event is not None and event not in TRIGGER_EVENTS:
+        return {"accepted": True, "event": event, "triggered": False, "note": IGNORED_EVENTS_NOTE}
+    services = get_services()
+    sync = print_sync(services)
+    budget = min(WEBHOOK_BUDGET_SECONDS, services.settings.tick_time_budget_seconds)
+    report = await ticks.tick(sync, budget=budget, trigger="webhook")
+    await remember(services, "tick", report)
+    return {"accepted": True, "event": event, "triggered": True, **report.as_dict()}
+
+
+async def tick(call: Call) -> Any:
+    """One incremental tick (Cloud Scheduler HTTP, or a Pub/Sub CloudEvent whose body we do not need)."""
+    await call.body()  # a CloudEvent or an empty POST: the content carries no options we rely on
+    services = get_services()
+    report = await ticks.tick(print_sync(services))
+    await remember(services, "tick", report)
+    return report.as_dict()
+
+
+async def backfill(call: Call) -> Any:
+    max_archives = call.integer("max_archives", minimum=1)
+    budget = call.integer("budget_seconds", minimum=1)
+    services = get_services()
+    report = await ticks.backfill(
+        print_sync(services), max_archives=max_archives, budget=float(budget) if budget else None
+    )
+    await remember(services, "backfill", report)
+    return report.as_dict()
+
+
+async def sync_archive(call: Call) -> Any:
+    force = bool(call.flag("force", False))
+    archive_id = int(call.path_params["archive_id"])
+    services = get_services()
+    report = await ticks.sync_archive(print_sync(services), archive_id, force=force)
+    return report.as_dict()
+
+
+async def status(call: Call) -> Any:
+    """Counts per state, the cursor, the last tick and backfill, pending, parked and recent failures."""
+    services = get_services()
+    return await print_status(services)
+
+
+async def print_status(services: Services) -> dict[str, Any]:
+    store = services.store
+    out: dict[str, Any] = {"unit": services.settings.sync_unit.value}
+    for namespace in ("run", "archive"):
+        counts = await store.counts(namespace)
+        out[f"{namespace}s"] = counts.by_state
+    cursors = {}
+    for stream in (ticks.RUN_STREAM, ticks.ARCHIVE_STREAM):
+        cursor = await store.get_cursor(stream)
+        if cursor is not None:
+            cursors[stream] = cursor.value
+    out["cursor"] = cursors
+    out["last_tick"] = await store.get_value("meta", "last-tick")
+    out["last_backfill"] = await store.get_value("meta", "last-backfill")
+
+    def brief(record: Any) -> dict[str, Any]:
+        return {
+            "key": f"{record.namespace}:{record.key}",
+            "attempts": record.attempts,
+            "error": record.last_error,
+            "retry_at": record.not_before,
+            "updated_at": record.updated_at,
+        }
+
+    for label, state in (("pending", State.FAILED), ("parked", State.PARKED), ("in_progress", State.CLAIMED)):
+        records = [*await store.list("run", state, 50), *await store.list("archive", state, 50)]
+        out[label] = [brief(r) for r in sorted(records, key=lambda r: -r.updated_at)[:50]]
+    recent = [*await store.list("run", State.DONE, 20), *await store.list("archive", State.DONE, 20)]
+    out["recent"] = [
+        {"key": f"{r.namespace}:{r.key}", **(r.result or {}), "at": r.updated_at}
+        for r in sorted(recent, key=lambda r: -r.updated_at)[:20]
+    ]
+    out["recent_failures"] = [p for p in out["pending"] + out["parked"]][:20]
+    return out

@@ -1,0 +1,165 @@
+"""``/validate`` and ``farmsync validate``: is every connection, id and template what the settings promise?
+
+Each check says ok, a warning (works, but worth knowing: Bambuddy auth off means any key passes) or an error
+(a sync would fail). Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from farmsync.errors import FarmsyncError, UpstreamError, UpstreamNotFound
+from farmsync.services import Services
+
+
+class Checks:
+    """Collects check results in the order they ran."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, name: str, level: str, message: str, **details: Any) -> None:
+        self.items.append({"check": name, "level": level, "message": message, **details})
+
+    @property
+    def ok(self) -> bool:
+        return not any(item["level"] == "error" for item in self.items)
+
+
+async def _location(checks: Checks, inventree: Any, name: str, pk: int | None, *, required: bool) -> None:
+    if pk is None:
+        if required:
+            checks.add(name, "error", "not set")
+        return
+    try:
+        location = await inventree.get_location(pk)
+    except UpstreamNotFound:
+        checks.add(name, "error", f"stock location {pk} does not exist")
+        return
+    if location.structural:
+        checks.add(
+            name,
+            "error",
+            f"stock location {pk} ({location.name}) is structural: stock cannot be placed there",
+        )
+    else:
+        checks.add(name, "ok", f"stock location {pk} ({location.name})")
+
+
+async def _category(checks: Checks, inventree: Any, name: str, pk: int | None, *, required: bool) -> None:
+    if pk is None:
+        if required:
+            checks.add(name, "error", "not set")
+        return
+    try:
+        category = await inventree.get_category(pk)
+    except UpstreamNotFound:
+        checks.add(name, "error", f"part category {pk} does not exist")
+        return
+    checks.add(name, "ok", f"part category {pk} ({category.name})")
+
+
+async def run_validation(services: Services) -> dict[str, Any]:
+    settings = services.settings
+    checks = Checks()
+    try:
+        await services.store.check()
+        checks.add("store", "ok", f"{settings.store_backend.value} store answers")
+    except FarmsyncError as exc:
+        checks.add("store", "error", str(exc))
+
+    if settings.bambuddy_base_url:
+        probe = await services.bambuddy().probe()
+        if not probe.reachable:
+            checks.add("bambuddy", "error", "; ".join(probe.problems) or "unreachable")
+        elif probe.key_valid is False:
+            checks.add("bambuddy", "error", "; ".join(probe.problems))
+        elif probe.auth_enabled is False:
+            checks.add(
+                "bambuddy",
+                "warning",
+                "reachable, but Bambuddy auth is off: any API key is accepted, so the "
+                "configured key was not checked",
+                version=probe.version,
+                print_log=probe.has_print_log,
+            )
+        else:
+            checks.add(
+                "bambuddy",
+                "ok",
+                "reachable and the API key is accepted",
+                version=probe.version,
+                print_log=probe.has_print_log,
+            )
+        if probe.reachable and probe.has_print_log is False:
+            checks.add("bambuddy.print_log", "warning", "no print log: prints are synced per archive")
+    else:
+        checks.add("bambuddy", "error", "BAMBUDDY_BASE_URL is not set")
+
+    if settings.inventree_base_url:
+        inventree = services.inventree()
+        probe_it = await inventree.probe()
+        if not probe_it.reachable or probe_it.token_valid is False:
+            checks.add("inventree", "error", "; ".join(probe_it.problems) or "unreachable")
+        else:
+            level = "warning" if probe_it.problems else "ok"
+            checks.add(
+                "inventree",
+                level,
+                "; ".join(probe_it.problems) or "reachable and the token is accepted",
+                version=probe_it.version,
+                api_version=probe_it.api_version,
+                parameter_layout=probe_it.parameter_layout,
+            )
+            try:
+                await _category(
+                    checks,
+                    inventree,
+                    "INVENTREE_PART_CATEGORY_ID",
+                    settings.inventree_part_category_id,
+                    required=True,
+                )
+                await _location(
+                    checks,
+                    inventree,
+                    "INVENTREE_STOCK_LOCATION_ID",
+                    settings.inventree_stock_location_id,
+                    required=True,
+                )
+                for name in ("Weight", "PrintTime"):
+                    template = await inventree.find_parameter_template(name)
+                    if template is None:
+                        checks.add(
+                            f"template.{name}", "warning", f"no '{name}' parameter template: not written"
+                        )
+                    else:
+                        checks.add(
+                            f"template.{name}",
+                            "ok",
+                            f"template {template.pk} ({template.units or 'no units'})",
+                        )
+                if settings.filament_tracking_enabled:
+                    await _category(
+                        checks,
+                        inventree,
+                        "FILAMENT_PART_CATEGORY_ID",
+                        settings.filament_part_category_id,
+                        required=True,
+                    )
+                    await _location(
+                        checks,
+                        inventree,
+                        "FILAMENT_STORAGE_LOCATION_ID",
+                        settings.filament_storage_location_id,
+                        required=settings.filament_return_unassigned_to_storage,
+                    )
+                    for prefix, pk in settings.filament_printer_location_map.items():
+                        await _location(
+                            checks, inventree, f"FILAMENT_PRINTER_LOCATION_MAP[{prefix}]", pk, required=True
+                        )
+            except UpstreamError as exc:
+                checks.add("inventree", "error", str(exc))
+    else:
+        checks.add("inventree", "error", "INVENTREE_BASE_URL is not set")
+
+    return {"ok": checks.ok, "checks": checks.items}

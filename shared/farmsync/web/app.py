@@ -1,0 +1,118 @@
+"""The route table and the routers each function target serves.
+
+``app`` serves every route (the predecessor's single service on port 8088); ``api`` the manual routes;
+``webhook`` and the ticks answer on any path, because a deployed function's URL is the function itself.
+Handlers live with their feature (``farmsync.prints.routes`` ...) and are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from farmsync.services import get_services
+from farmsync.web.auth import require_service_token, require_webhook_secret
+from farmsync.web.call import Call
+from farmsync.web.router import Route, Router
+
+
+def lazy(target: str) -> Callable[[Call], Awaitable[Any]]:
+    """A handler that imports ``module:function`` on first call (keeps cold start small)."""
+    module_name, name = target.split(":")
+
+    async def handler(call: Call) -> Any:
+        function = getattr(importlib.import_module(module_name), name)
+        return await function(call)
+
+    handler.__name__ = name
+    handler.__qualname__ = target
+    return handler
+
+
+async def authorize(route: Route, call: Call) -> None:
+    if route.auth == "none":
+        return
+    settings = get_services().settings
+    if route.auth == "webhook":
+        require_webhook_secret(call.headers, call.query, settings.webhook_shared_secret.get_secret_value())
+    else:
+        require_service_token(call.headers, settings.service_api_token.get_secret_value())
+
+
+P = "farmsync.prints.routes"
+F = "farmsync.filament.routes"
+G = "farmsync.gcode.routes"
+W = "farmsync.web.routes"
+
+ROUTES: list[Route] = [
+    Route(
+        "GET", "/health", lazy(f"{W}:health"), "none", "Liveness: the process answers and the store opens."
+    ),
+    Route("GET", "/openapi.json", lazy(f"{W}:openapi"), "none", "This API's OpenAPI description."),
+    Route("GET", "/validate", lazy(f"{W}:validate"), "service", "Check connections, ids and templates."),
+    Route("GET", "/sync/status", lazy(f"{P}:status"), "service", "Print sync counts, cursor and failures."),
+    Route(
+        "POST",
+        "/sync/archive/{archive_id:int}",
+        lazy(f"{P}:sync_archive"),
+        "service",
+        "Sync one archive now (?force=true refreshes parameters, image and link).",
+    ),
+    Route(
+        "POST",
+        "/sync/backfill",
+        lazy(f"{P}:backfill"),
+        "service",
+        "Sync every completed print not yet synced (?max_archives=N).",
+    ),
+    Route(
+        "POST",
+        "/webhooks/bambuddy",
+        lazy(f"{P}:webhook"),
+        "webhook",
+        "Bambuddy notification: triggers an incremental tick.",
+    ),
+    Route(
+        "GET", "/filament/status", lazy(f"{F}:status"), "service", "Spool matching, pending usage, loaded."
+    ),
+    Route("POST", "/sync/filament", lazy(f"{F}:sync_all"), "service", "Usage, then locations, then spools."),
+    Route(
+        "POST", "/sync/filament/spools", lazy(f"{F}:sync_spools"), "service", "InvenTree spools to Bambuddy."
+    ),
+    Route(
+        "POST",
+        "/sync/filament/locations",
+        lazy(f"{F}:sync_locations"),
+        "service",
+        "Move InvenTree spools to the printers Bambuddy assigns them to.",
+    ),
+    Route(
+        "POST",
+        "/sync/filament/usage",
+        lazy(f"{F}:sync_usage"),
+        "service",
+        "Subtract Bambuddy usage from InvenTree, exactly once.",
+    ),
+    Route("GET", "/gcode/status", lazy(f"{G}:status"), "service", "G-code mirror state per printer."),
+    Route("POST", "/sync/gcode", lazy(f"{G}:sync"), "service", "Mirror the master folder onto the printers."),
+    Route("GET", "/", lazy("farmsync.web.dashboard:page"), "none", "The dashboard."),
+]
+
+MANUAL_PATHS = {r.path for r in ROUTES if r.auth == "service"} | {"/health", "/openapi.json"}
+
+app_router = Router(ROUTES, authorize)
+api_router = Router([r for r in ROUTES if r.path in MANUAL_PATHS], authorize)
+
+
+def single(method: str, target: str, auth: str) -> Router:
+    """A router that runs one handler on any path (a deployed function's own URL), plus /health."""
+    handler = lazy(target)
+    return Router(
+        [
+            Route("GET", "/health", lazy(f"{W}:health"), "none"),
+            Route(method, "/{rest:path}", handler, auth),  # type: ignore[arg-type]
+            Route(method, "/", handler, auth),
+        ],  # type: ignore[arg-type]
+        authorize,
+    )

@@ -1,0 +1,158 @@
+"""Routes over plain async functions, and the one place errors become HTTP responses.
+
+The function targets (``app``, ``api``, ``webhook`` ...) and ``farmsync serve`` all dispatch through
+:class:`Router`, so a path behaves the same however farmsync is deployed. Errors map once:
+
+==============================  ======================================================
+InputError (and AuthRequired)   its own status (400/401/413/415/422), field + expected
+UpstreamError                   502, naming the system, method and path
+ConfigError                     503, one line per problem (the service is not set up)
+StoreError                      503 (try again)
+anything else                   500 with a reference id; the traceback goes to the log only
+==============================  ======================================================
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from farmsync.errors import ConfigError, InputError, StoreError, UpstreamError
+from farmsync.logs import action, get_logger
+from farmsync.web.call import Call
+
+Auth = Literal["none", "service", "webhook"]
+Handler = Callable[[Call], Awaitable[Any]]
+log = get_logger("web")
+
+_PARAM = re.compile(r"{(\w+)(?::(int|str|path))?}")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One method + path template (``/sync/archive/{archive_id:int}``), its handler and who may call it."""
+
+    method: str
+    path: str
+    handler: Handler
+    auth: Auth = "service"
+    summary: str = ""
+
+    def pattern(self) -> re.Pattern[str]:
+        def group(match: re.Match[str]) -> str:
+            name, kind = match.group(1), match.group(2) or "str"
+            body = {"int": "[0-9]+", "path": ".*"}.get(kind, "[^/]+")
+            return f"(?P<{name}>{body})"
+
+        return re.compile("^" + _PARAM.sub(group, self.path.rstrip("/") or "/") + "/?$")
+
+    def convert(self, params: dict[str, str]) -> dict[str, Any]:
+        kinds = {name: kind or "str" for name, kind in _PARAM.findall(self.path)}
+        return {k: int(v) if kinds.get(k) == "int" else v for k, v in params.items()}
+
+
+Authorizer = Callable[[Route, Call], Awaitable[None]]
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    """Map any exception to a JSON response that never carries a traceback or a secret."""
+    if isinstance(exc, InputError):
+        return JSONResponse(
+            exc.as_dict(),
+            status_code=exc.status_code,
+            headers={"WWW-Authenticate": "Token"} if exc.status_code == 401 else None,
+        )
+    if isinstance(exc, UpstreamError):
+        body = {"error": str(exc), "status": 502, "system": exc.system, "upstream_status": exc.status}
+        return JSONResponse(body, status_code=502)
+    if isinstance(exc, ConfigError):
+        return JSONResponse(
+            {"error": "farmsync is not configured for this", "problems": exc.problems, "status": 503},
+            status_code=503,
+        )
+    if isinstance(exc, StoreError):
+        return JSONResponse({"error": str(exc), "status": 503}, status_code=503)
+    reference = uuid.uuid4().hex[:12]
+    log.error("unexpected error", exc_info=exc, extra={"fields": {"reference": reference}})
+    return JSONResponse({"error": "internal error", "reference": reference, "status": 500}, status_code=500)
+
+
+class Router:
+    """Matches a request to a route, checks auth, runs the handler and shapes the response."""
+
+    def __init__(self, routes: list[Route], authorize: Authorizer) -> None:
+        self.routes = routes
+        self._compiled = [(route, route.pattern()) for route in routes]
+        self._authorize = authorize
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, Any], list[str]]:
+        """The route for ``method path``, its parameters, and the methods the path allows (for 405)."""
+        allowed: list[str] = []
+        for route, pattern in self._compiled:
+            found = pattern.match(path)
+            if not found:
+                continue
+            if route.method == method or (method == "HEAD" and route.method == "GET"):
+                return route, route.convert(found.groupdict()), []
+            allowed.append(route.method)
+        return None, {}, allowed
+
+    async def dispatch(self, request: Request, *, prefix: str = "") -> Response:
+        path = request.url.path
+        if prefix and path.startswith(prefix):
+            path = path[len(prefix) :] or "/"
+        route, params, allowed = self.match(request.method, path)
+        if route is None:
+            if allowed:
+                return JSONResponse(
+                    {
+                        "error": f"method {request.method} not allowed on {path}",
+                        "status": 405,
+                        "allowed": sorted(set(allowed)),
+                    },
+                    status_code=405,
+                    headers={"Allow": ", ".join(sorted(set(allowed)))},
+                )
+            return JSONResponse({"error": f"no route {path}", "status": 404}, status_code=404)
+        call = Call(request, params)
+        try:
+            await self._authorize(route, call)
+            result = await route.handler(call)
+        except Exception as exc:  # every error leaves as JSON, see the module docstring
+            response = error_response(exc)
+            action(
+                log,
+                "request failed",
+                method=request.method,
+                path=path,
+                status=response.status_code,
+                error=str(exc)[:300],
+            )
+            return response
+        return as_response(result)
+
+
+def as_response(result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, tuple) and len(result) == 2:
+        body, status = result
+        return JSONResponse(jsonable(body), status_code=status)
+    return JSONResponse(jsonable(result))
+
+
+def jsonable(value: Any) -> Any:
+    """Pydantic models and dataclasses to plain JSON values."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
