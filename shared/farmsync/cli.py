@@ -23,8 +23,16 @@ EXIT_PARTIAL = 2
 
 # name -> "module:attribute" of a click command, loaded on first use
 LAZY_COMMANDS: dict[str, str] = {
-    "sim": "farmsync.sim.cli:sim",
+    "serve": "farmsync.commands:serve_command",
+    "tick": "farmsync.commands:tick_command",
+    "sync": "farmsync.commands:sync_group",
+    "backfill": "farmsync.commands:backfill_command",
+    "filament": "farmsync.commands:filament_command",
+    "status": "farmsync.commands:status_command",
+    "validate": "farmsync.commands:validate_command",
     "gcode": "farmsync.gcode.cli:gcode",
+    "sim": "farmsync.sim.cli:sim",
+    "demo": "farmsync.demo:demo",
 }
 
 

@@ -56,20 +56,22 @@ async def webhook(call: Call) -> Any:
     if event is not None and event not in TRIGGER_EVENTS:
         return {"accepted": True, "event": event, "triggered": False, "note": IGNORED_EVENTS_NOTE}
     services = get_services()
-    sync = print_sync(services)
     budget = min(WEBHOOK_BUDGET_SECONDS, services.settings.tick_time_budget_seconds)
-    report = await ticks.tick(sync, budget=budget, trigger="webhook")
-    await remember(services, "tick", report)
+    report = await run_tick(services, budget=budget, trigger="webhook")
     return {"accepted": True, "event": event, "triggered": True, **report.as_dict()}
+
+
+async def run_tick(services: Services, *, budget: float | None = None, trigger: str = "tick") -> ticks.RunReport:
+    """One incremental tick, remembered for status pages (the scheduler and the CLI call this too)."""
+    report = await ticks.tick(print_sync(services), budget=budget, trigger=trigger)
+    await remember(services, "tick", report)
+    return report
 
 
 async def tick(call: Call) -> Any:
     """One incremental tick (Cloud Scheduler HTTP, or a Pub/Sub CloudEvent whose body we do not need)."""
     await call.body()  # a CloudEvent or an empty POST: the content carries no options we rely on
-    services = get_services()
-    report = await ticks.tick(print_sync(services))
-    await remember(services, "tick", report)
-    return report.as_dict()
+    return (await run_tick(get_services())).as_dict()
 
 
 async def backfill(call: Call) -> Any:

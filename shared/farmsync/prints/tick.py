@@ -22,6 +22,9 @@ from farmsync.prints.report import ItemOutcome, ItemReport, RunReport
 
 log = get_logger("prints")
 
+Progress = Callable[[int, int, ItemReport], None]
+"""Called after each unit with (units finished, units planned, that unit's report)."""
+
 RUN_STREAM = "print-log"
 ARCHIVE_STREAM = "archives"
 
@@ -59,6 +62,7 @@ async def process(
     concurrency: int,
     deadline: float | None,
     max_synced: int | None = None,
+    progress: Progress | None = None,
 ) -> tuple[list[ItemReport | None], str]:
     """Run ``handler`` over units in order with at most ``concurrency`` at once.
 
@@ -66,7 +70,7 @@ async def process(
     out to need nothing do not count). Returns per-unit reports (None: not started) and why it stopped.
     """
     results: list[ItemReport | None] = [None] * len(units)
-    state = {"next": 0, "synced": 0, "inflight": 0, "stopped": "complete"}
+    state: dict[str, Any] = {"next": 0, "synced": 0, "inflight": 0, "finished": 0, "stopped": "complete"}
     changed = asyncio.Condition()
 
     async def worker() -> None:
@@ -97,7 +101,10 @@ async def process(
                     report = results[index]
                     if report is not None and report.outcome is ItemOutcome.SYNCED:
                         state["synced"] += 1
+                    state["finished"] += 1
                     changed.notify_all()
+                if progress is not None and report is not None:
+                    progress(state["finished"], len(units), report)
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(units) or 1)))))
     return results, str(state["stopped"])
@@ -128,7 +135,9 @@ async def advance_cursor(sync: PrintSync, stream: str, value: int) -> int:
     return value
 
 
-async def tick(sync: PrintSync, *, budget: float | None = None, trigger: str = "tick") -> RunReport:
+async def tick(
+    sync: PrintSync, *, budget: float | None = None, trigger: str = "tick", progress: Progress | None = None
+) -> RunReport:
     """One incremental tick: new prints since the cursor."""
     started = time.monotonic()
     before = _counters()
@@ -139,7 +148,11 @@ async def tick(sync: PrintSync, *, budget: float | None = None, trigger: str = "
     units = await new_units(sync, mode, after)
     budget = sync.settings.tick_time_budget_seconds if budget is None else budget
     results, stopped = await process(
-        units, sync.sync_unit, concurrency=sync.settings.sync_concurrency, deadline=started + budget
+        units,
+        sync.sync_unit,
+        concurrency=sync.settings.sync_concurrency,
+        deadline=started + budget,
+        progress=progress,
     )
     high = contiguous_high(units, results, after)
     if high > after:
@@ -160,7 +173,11 @@ async def tick(sync: PrintSync, *, budget: float | None = None, trigger: str = "
 
 
 async def backfill(
-    sync: PrintSync, *, max_archives: int | None = None, budget: float | None = None
+    sync: PrintSync,
+    *,
+    max_archives: int | None = None,
+    budget: float | None = None,
+    progress: Progress | None = None,
 ) -> RunReport:
     """Every print not yet synced, oldest first, whatever the cursor says; at most ``max_archives`` synced."""
     started = time.monotonic()
@@ -173,6 +190,7 @@ async def backfill(
         concurrency=sync.settings.sync_concurrency,
         deadline=started + budget if budget else None,
         max_synced=max_archives,
+        progress=progress,
     )
     report = RunReport(
         mode="backfill",

@@ -1,0 +1,314 @@
+"""The operator's subcommands: serve, tick, sync archive, backfill, filament, status, validate.
+
+Each runs the same library code as the HTTP routes, prints a rich table (or ``--json`` for scripts) and exits
+0 when everything succeeded, 2 when some items failed, 1 on usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import click
+
+from farmsync.cli import EXIT_PARTIAL, load_settings_for
+from farmsync.services import Services, set_services
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document for scripts.")
+
+
+def make_services(ctx: click.Context, **overrides: Any) -> Services:
+    from farmsync.logs import configure
+
+    settings = load_settings_for(ctx, **overrides)
+    configure(settings.log_format, "WARNING" if settings.log_level.upper() == "INFO" else settings.log_level)
+    services = Services(settings)
+    set_services(services)
+    return services
+
+
+def run(services: Services, work: Callable[[Services], Awaitable[Any]]) -> Any:
+    """Run one async job with the services, closing their connections afterwards."""
+
+    async def main() -> Any:
+        try:
+            return await work(services)
+        finally:
+            await services.aclose()
+
+    return asyncio.run(main())
+
+
+def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        render(data)
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+# --- prints --------------------------------------------------------------------------------------------------------
+
+
+def render_print_report(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = console()
+    items = data.get("items", [])
+    shown = [i for i in items if i["outcome"] != "skipped" or i.get("reason") != "already synced"]
+    if shown:
+        table = Table(title=f"{data['mode']} ({data['unit']} mode)")
+        for column in ("unit", "archive", "outcome", "part", "stock item", "detail"):
+            table.add_column(column)
+        colours = {
+            "synced": "green",
+            "refreshed": "green",
+            "failed": "red",
+            "parked": "red",
+            "pending": "yellow",
+        }
+        for item in shown:
+            colour = colours.get(item["outcome"], "")
+            outcome = f"[{colour}]{item['outcome']}[/]" if colour else item["outcome"]
+            table.add_row(
+                item["key"],
+                str(item.get("archive_id") or ""),
+                outcome,
+                str(item.get("part") or ""),
+                str(item.get("stock_item") or ""),
+                item.get("error") or item.get("reason") or "",
+            )
+        out.print(table)
+    totals = ", ".join(f"{k} {v}" for k, v in data["totals"].items() if v) or "nothing to do"
+    out.print(
+        f"{data['mode']}: {totals} in {data['seconds']} s; stopped: {data['stopped']}; requests: "
+        f"Bambuddy {data['bambuddy_requests']}, InvenTree {data['inventree_requests']}"
+    )
+    for note in data.get("notes", []):
+        out.print(f"note: {note}")
+
+
+def finish_print(data: dict[str, Any]) -> None:
+    if data["totals"].get("failed") or data["totals"].get("parked"):
+        sys.exit(EXIT_PARTIAL)
+
+
+@click.command("serve")
+@click.option(
+    "--host",
+    default="0.0.0.0",  # noqa: S104 - a LAN service: printers and Bambuddy call in from other hosts
+    show_default=True,
+    envvar="HOST",
+    help="Address to listen on.",
+)
+@click.option("--port", type=int, default=None, help="Port (default: PORT setting, 8088).")
+@click.option("--no-schedule", is_flag=True, help="Serve routes only; run no ticks in this process.")
+@click.pass_context
+def serve_command(ctx: click.Context, host: str, port: int | None, no_schedule: bool) -> None:
+    """Every route on one port plus the scheduler (POLL_INTERVAL_SECONDS, SYNC_ON_STARTUP)."""
+    from farmsync.logs import configure
+    from farmsync.web.serve import serve
+
+    settings = load_settings_for(ctx)
+    configure(settings.log_format, settings.log_level)
+    services = Services(settings)
+    click.echo(
+        f"farmsync serving on http://{host}:{port or settings.port} "
+        f"(store: {settings.store_backend.value}, poll every {settings.poll_interval_seconds} s)",
+        err=True,
+    )
+    serve(services, host, port or settings.port, schedule=not no_schedule)
+
+
+@click.command("tick")
+@click.argument("which", type=click.Choice(["backfill", "prints", "filament", "gcode"]))
+@json_option
+@click.pass_context
+def tick_command(ctx: click.Context, which: str, as_json: bool) -> None:
+    """Run one scheduled tick now: prints (alias backfill), filament or gcode."""
+    services = make_services(ctx)
+    if which in ("backfill", "prints"):
+        from farmsync.prints.routes import run_tick
+
+        data = run(services, lambda s: run_tick(s, trigger="cli")).as_dict()
+        emit(data, as_json, render_print_report)
+        finish_print(data)
+    elif which == "filament":
+        from farmsync.filament.routes import run_scheduled
+
+        data = _plain(run(services, run_scheduled))
+        emit(data, as_json, lambda d: console().print_json(data=d))
+    else:
+        from farmsync.gcode.routes import run_scheduled as run_gcode
+
+        data = _plain(run(services, run_gcode))
+        emit(data, as_json, lambda d: console().print_json(data=d))
+
+
+@click.group("sync")
+def sync_group() -> None:
+    """Sync one thing now."""
+
+
+@sync_group.command("archive")
+@click.argument("archive_id", type=click.IntRange(min=1))
+@click.option("--force", is_flag=True, help="Refresh parameters, image and link of an already synced print.")
+@json_option
+@click.pass_context
+def sync_archive_command(ctx: click.Context, archive_id: int, force: bool, as_json: bool) -> None:
+    """Sync one Bambuddy archive (each of its completed runs)."""
+    from farmsync.prints import tick as ticks
+    from farmsync.prints.routes import print_sync
+
+    services = make_services(ctx)
+    data = run(services, lambda s: ticks.sync_archive(print_sync(s), archive_id, force=force)).as_dict()
+    emit(data, as_json, render_print_report)
+    finish_print(data)
+
+
+@click.command("backfill")
+@click.option(
+    "--max",
+    "max_archives",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many prints were synced (skipped ones do not count).",
+)
+@json_option
+@click.pass_context
+def backfill_command(ctx: click.Context, max_archives: int | None, as_json: bool) -> None:
+    """Sync every completed print not yet in InvenTree, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from farmsync.prints import tick as ticks
+    from farmsync.prints.routes import print_sync, remember
+
+    services = make_services(ctx)
+    bar = Progress(
+        TextColumn("backfill"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console() if not as_json else None,
+        disable=as_json,
+        transient=True,
+    )
+    task = bar.add_task("prints", total=None)
+
+    def progress(done: int, total: int, _item: Any) -> None:
+        bar.update(task, completed=done, total=total)
+
+    async def work(s: Services) -> Any:
+        report = await ticks.backfill(print_sync(s), max_archives=max_archives, progress=progress)
+        await remember(s, "backfill", report)
+        return report
+
+    with bar:
+        data = run(services, work).as_dict()
+    emit(data, as_json, render_print_report)
+    finish_print(data)
+
+
+# --- filament ------------------------------------------------------------------------------------------------------
+
+
+@click.command("filament")
+@click.option(
+    "--step",
+    type=click.Choice(["spools", "locations", "usage"]),
+    multiple=True,
+    help="Run only these steps (repeatable). Default: usage, locations, spools.",
+)
+@click.option(
+    "--apply", is_flag=True, help="Write changes. Without it this is a dry run that lists the writes."
+)
+@json_option
+@click.pass_context
+def filament_command(ctx: click.Context, step: tuple[str, ...], apply: bool, as_json: bool) -> None:
+    """Sync filament between InvenTree and Bambuddy (dry run unless --apply)."""
+    from farmsync.filament.run import render_report, run_filament
+
+    services = make_services(ctx)
+    report = run(services, lambda s: run_filament(s, steps=list(step) or None, dry_run=not apply))
+    data = _plain(report)
+    emit(data, as_json, lambda d: render_report(report, console()))
+    if isinstance(data, dict) and data.get("failed"):
+        sys.exit(EXIT_PARTIAL)
+
+
+# --- status and validate -------------------------------------------------------------------------------------------
+
+
+@click.command("status")
+@json_option
+@click.pass_context
+def status_command(ctx: click.Context, as_json: bool) -> None:
+    """Print sync state: counts, cursor, last tick, pending and parked prints."""
+    from farmsync.prints.routes import print_status
+
+    services = make_services(ctx)
+    data = run(services, print_status)
+
+    def render(d: dict[str, Any]) -> None:
+        from rich.table import Table
+
+        out = console()
+        table = Table(title="prints")
+        table.add_column("what")
+        table.add_column("value")
+        table.add_row("unit", d["unit"])
+        for ns in ("runs", "archives"):
+            if d.get(ns):
+                table.add_row(ns, ", ".join(f"{k} {v}" for k, v in d[ns].items()))
+        table.add_row("cursor", json.dumps(d["cursor"]))
+        last = d.get("last_tick") or {}
+        table.add_row("last tick", json.dumps(last.get("totals", {})) if last else "never")
+        table.add_row("pending", str(len(d["pending"])))
+        table.add_row("parked", str(len(d["parked"])))
+        out.print(table)
+        for item in d["parked"] + d["pending"]:
+            out.print(f"[red]{item['key']}[/] after {item['attempts']} attempts: {item['error']}")
+
+    emit(data, as_json, render)
+
+
+@click.command("validate")
+@json_option
+@click.pass_context
+def validate_command(ctx: click.Context, as_json: bool) -> None:
+    """Check connections, ids and templates (exit 2 when any check fails)."""
+    from farmsync.validate import run_validation
+
+    services = make_services(ctx)
+    data = run(services, run_validation)
+
+    def render(d: dict[str, Any]) -> None:
+        from rich.table import Table
+
+        table = Table(title="farmsync validate")
+        for column in ("check", "level", "message"):
+            table.add_column(column)
+        colours = {"ok": "green", "warning": "yellow", "error": "red"}
+        for item in d["checks"]:
+            table.add_row(item["check"], f"[{colours[item['level']]}]{item['level']}[/]", item["message"])
+        console().print(table)
+
+    emit(data, as_json, render)
+    if not data["ok"]:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _plain(value: Any) -> Any:
+    from farmsync.web.router import jsonable
+
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    return jsonable(value)
