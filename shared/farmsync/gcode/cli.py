@@ -1,0 +1,380 @@
+"""``farmsync gcode``: link-sync's command line, on the parallel engine.
+
+link-sync's flags keep their meaning (``-c -s -d -r -p -x -g --ignore-state``; dry run by default; ``-p A B`` as
+well as ``-p A -p B``; ``-x`` ignored when ``-p`` is given). New: ``--json``, ``--concurrency``, ``--suffix``,
+``--verbose``, ``--allow-empty-source``, ``--data-dir``.
+
+Exit codes: 0 nothing failed (busy printers are deferred, listed, and do not fail the run); 2 a printer or file
+failed, a source file was left out, or every selected printer was deferred; 1 usage or configuration error,
+one line per problem and no traceback. See :mod:`farmsync.gcode.report` for why.
+
+The command is not registered here; the ``farmsync`` group loads it by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from pydantic import SecretStr
+
+from farmsync.errors import ConfigError, FarmsyncError
+from farmsync.gcode.backends.base import PrinterBackend
+from farmsync.gcode.config import PrinterConfig, load_printers, select_printers
+from farmsync.gcode.engine import BackendFactory, Done, Guard, MirrorListener, MirrorOptions, run_mirror
+from farmsync.gcode.manifest import JsonManifestStore, ManifestStore
+from farmsync.gcode.plan import Action, Plan, normalize_suffixes
+from farmsync.gcode.report import EXIT_USAGE, ActionReport, ActionResult, MirrorReport, PrinterReport
+
+MANIFEST_DIR = "gcode-manifest"
+
+
+@dataclass
+class GcodeDeps:
+    """Seams for tests and for the lead's wiring: pass as ``obj`` (or put in the context) to override."""
+
+    backend_factory: BackendFactory | None = None
+    manifest: ManifestStore | None = None
+    guard: Guard | None = None
+    done: Done | None = None
+
+
+def default_backend_factory(printer: PrinterConfig) -> PrinterBackend:
+    """The real back ends, imported on first use (they pull in httpx clients and are built separately)."""
+    from farmsync.gcode.backends import make_backend
+
+    def secret(value: SecretStr | None) -> str | None:
+        return None if value is None else value.get_secret_value()
+
+    return make_backend(
+        name=printer.name,
+        kind=printer.kind,
+        host=printer.host,
+        username=printer.username,
+        password=secret(printer.password),
+        api_key=secret(printer.api_key),
+        storage=printer.storage.strip("/") if printer.storage else None,
+    )
+
+
+# --- link-sync's nargs='*' options -----------------------------------------------------------------------
+
+
+class GreedyOption(click.Option):
+    """A repeatable option that also takes several values after one flag, like argparse ``nargs='*'``.
+
+    ``-p A B -p C`` gives ``("A", "B", "C")``. Values run until the next token starting with ``-``. Click has no
+    such option type, so :class:`GcodeCommand` rewrites ``-p A B`` into ``-p A -p B`` before parsing.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["multiple"] = True
+        super().__init__(*args, **kwargs)
+
+
+def expand_greedy(args: Sequence[str], flags: set[str]) -> list[str]:
+    """Rewrite ``-p A B`` as ``-p A -p B`` for every greedy flag (``--printer=A B`` and ``-pA B`` too)."""
+    out: list[str] = []
+    current: str | None = None
+    index = 0
+    while index < len(args):
+        token = args[index]
+        index += 1
+        if token == "--":  # noqa: S105 - the end-of-options marker, not a secret
+            out.extend(args[index - 1 :])
+            break
+        if current is not None and not token.startswith("-"):
+            out += [current, token]
+            continue
+        current = None
+        out.append(token)
+        if token in flags:
+            if index < len(args) and not args[index].startswith("-"):
+                out.append(args[index])
+                index += 1
+                current = token
+        elif token.startswith("--") and token.split("=", 1)[0] in flags and "=" in token:
+            current = token.split("=", 1)[0]
+        elif not token.startswith("--") and token[:2] in flags and len(token) > 2:
+            current = token[:2]
+    return out
+
+
+class GcodeCommand(click.Command):
+    """Expands greedy options, and makes usage errors exit 1 like every other farmsync usage error."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        flags = {opt for p in self.params if isinstance(p, GreedyOption) for opt in p.opts}
+        try:
+            return super().parse_args(ctx, expand_greedy(args, flags))
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_USAGE
+            raise
+
+
+# --- live progress ---------------------------------------------------------------------------------------
+
+
+class ProgressDisplay(MirrorListener):
+    """One rich progress bar per printer (bytes, speed, current file) on stderr, so --json stdout stays clean."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.bars = Progress(
+            TextColumn("[bold]{task.fields[printer]}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            console=Console(stderr=True),
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> ProgressDisplay:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def _task(self, printer: str, total: int = 0) -> Any:
+        if printer not in self.tasks:
+            self.tasks[printer] = self.bars.add_task("", total=total, printer=printer)
+        return self.tasks[printer]
+
+    def printer_started(self, printer: str) -> None:
+        self.bars.update(self._task(printer), description="[dim]connecting…")
+
+    def printer_planned(self, printer: str, plan: Plan, *, dry_run: bool) -> None:
+        writes = len(plan.writes())
+        self.bars.update(
+            self._task(printer), total=plan.upload_bytes, description=f"{writes} change(s) planned"
+        )
+
+    def action_started(self, printer: str, action: Action) -> None:
+        self.bars.update(self._task(printer), description=f"{action.op.value} {action.path}")
+
+    def progress(self, printer: str, action: Action, nbytes: int) -> None:
+        self.bars.advance(self._task(printer), nbytes)
+
+    def action_finished(self, printer: str, action: Action, report: ActionReport) -> None:
+        if report.result is ActionResult.FAILED:
+            self.bars.update(self._task(printer), description=f"[red]failed {action.path}")
+
+    def printer_finished(self, report: PrinterReport) -> None:
+        task = self._task(report.name)
+        style = {"synced": "green", "deferred": "yellow", "failed": "red"}.get(report.status.value, "")
+        text = report.status.value if report.status.value != "deferred" else f"deferred ({report.state})"
+        self.bars.update(task, description=f"[{style}]{text}[/]" if style else text)
+
+
+# --- the command -----------------------------------------------------------------------------------------
+
+
+@click.command("gcode", cls=GcodeCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="printers.yml",
+    show_default=True,
+    help="YAML (.yml/.yaml) or JSON (.json/.jsn/.jso) file describing the printers.",
+)
+@click.option(
+    "-s",
+    "--source",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Local master folder to mirror.",
+)
+@click.option(
+    "-d",
+    "--destination",
+    default=None,
+    help="Folder in the printers' storage to mirror into; '/usb/' is the root, '/usb/farm' is 'farm'. "
+    "Default: each printer's 'destination' key, else the storage root.",
+)
+@click.option(
+    "-r",
+    "--relative-to",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Place files by their path relative to this folder (the source or a parent of it). Default: the source.",
+)
+@click.option(
+    "-p", "--printer", "printers", cls=GreedyOption, metavar="NAME...", help="Only these printers (-p A B)."
+)
+@click.option(
+    "-x",
+    "--exclude",
+    "excluded",
+    cls=GreedyOption,
+    metavar="NAME...",
+    help="All printers but these; ignored with -p.",
+)
+@click.option(
+    "-g", "--go", is_flag=True, help="Make the changes. Without it, show what would be done (dry run)."
+)
+@click.option(
+    "--ignore-state", is_flag=True, help="Also touch printers that are not idle (risky while printing)."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the per-printer, per-file report as JSON on stdout."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Printers synced at once (0: all of them).",
+)
+@click.option(
+    "--suffix",
+    "suffixes",
+    multiple=True,
+    metavar="SUFFIX",
+    help="File suffix to mirror, case-insensitive; repeat for several (replaces the default .gcode .bgcode .gco .g).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="List unchanged and skipped files too.")
+@click.option(
+    "--allow-empty-source",
+    is_flag=True,
+    help="Allow an empty source folder (deletes everything under the destination).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="DATA_DIR",
+    default="data",
+    show_default=True,
+    help="Where the upload manifest is kept (env DATA_DIR).",
+)
+@click.option(
+    "--pull", is_flag=True, hidden=True, help="Copy printer-only files back to the source (not yet)."
+)
+@click.pass_context
+def gcode(
+    ctx: click.Context,
+    config_path: Path,
+    source: Path,
+    destination: str | None,
+    relative_to: Path | None,
+    printers: tuple[str, ...],
+    excluded: tuple[str, ...],
+    go: bool,
+    ignore_state: bool,
+    as_json: bool,
+    concurrency: int,
+    suffixes: tuple[str, ...],
+    verbose: bool,
+    allow_empty_source: bool,
+    data_dir: Path,
+    pull: bool,
+) -> None:
+    """Mirror a master folder of G-code onto every idle printer at once (a dry run unless -g/--go)."""
+    deps = _deps(ctx)
+    if pull:
+        # Seam for the --pull issue: a pull run reuses load/select/options/report and swaps run_mirror for
+        # a run_pull (farmsync.gcode.pull) built on PrinterBackend.download.
+        _fail(ctx, "--pull is not available yet")
+    try:
+        farm = load_printers(config_path)
+        selection = select_printers(farm, printers, excluded)
+        chosen_suffixes = normalize_suffixes(suffixes) if suffixes else None
+        if suffixes and not chosen_suffixes:
+            raise FarmsyncError("--suffix: expected a file suffix such as .gcode")
+        options = MirrorOptions(
+            destination=destination,
+            relative_to=relative_to,
+            dry_run=not go,
+            ignore_state=ignore_state,
+            concurrency=concurrency,
+            allow_empty_source=allow_empty_source,
+            **({"suffixes": chosen_suffixes} if chosen_suffixes else {}),
+        )
+    except ConfigError as exc:
+        _fail(ctx, *exc.problems)
+    except FarmsyncError as exc:
+        _fail(ctx, str(exc))
+    if as_json:  # the tables' summary repeats notes; JSON readers still get them on stderr
+        for note in selection.notes:
+            click.echo(f"note: {note}", err=True)
+
+    manifest = deps.manifest or JsonManifestStore(data_dir / MANIFEST_DIR)
+    listener = ProgressDisplay() if go else MirrorListener()
+    try:
+        report = _run(
+            selection.selected,
+            source,
+            options,
+            deps.backend_factory or default_backend_factory,
+            manifest,
+            listener=listener,
+            excluded=selection.excluded,
+            notes=selection.notes,
+            guard=deps.guard,
+            done=deps.done,
+        )
+    except FarmsyncError as exc:
+        _fail(ctx, str(exc))
+
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        from rich.console import Console
+
+        from farmsync.gcode.report import render_report
+
+        console = Console()
+        if not console.is_terminal:  # piped or mailed by cron: no reason to squeeze tables into 80 columns
+            console = Console(width=max(console.width, 160))
+        render_report(console, report, verbose=verbose)
+    ctx.exit(report.exit_code)
+
+
+def _run(
+    printers: Sequence[PrinterConfig],
+    source: Path,
+    options: MirrorOptions,
+    factory: BackendFactory,
+    manifest: ManifestStore,
+    *,
+    listener: MirrorListener,
+    **kwargs: Any,
+) -> MirrorReport:
+    """Run the engine on a fresh event loop, with the progress display live only for real runs."""
+    coro = run_mirror(printers, source, options, factory, manifest, listener=listener, **kwargs)
+    if isinstance(listener, ProgressDisplay):
+        with listener:
+            return asyncio.run(coro)
+    return asyncio.run(coro)
+
+
+def _deps(ctx: click.Context) -> GcodeDeps:
+    """GcodeDeps given as the context object, or under ``"gcode"`` in the farmsync group's dict object."""
+    found = ctx.find_object(GcodeDeps)
+    if found is None:
+        root = ctx.find_root().obj
+        candidate = root.get("gcode") if isinstance(root, dict) else None
+        found = candidate if isinstance(candidate, GcodeDeps) else None
+    return found or GcodeDeps()
+
+
+def _fail(ctx: click.Context, *lines: str) -> NoReturn:
+    for line in lines:
+        click.echo(f"error: {line}", err=True)
+    ctx.exit(EXIT_USAGE)

@@ -1,0 +1,319 @@
+"""printers.yml: link-sync's printer file, read as is, plus a few optional farmsync keys.
+
+A file maps each printer name to ``printer_type``, ``host``, ``username`` and ``password`` (link-sync's four
+keys). farmsync also accepts ``kind`` (which API the printer speaks; inferred from ``printer_type`` when absent),
+``api_key``, ``storage`` and ``destination``. Anything else is reported as an unknown key, so a typo cannot
+silently drop a setting. Every problem in the file is reported at once, one line each, and no line ever
+contains a password or key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from farmsync.errors import ConfigError, InputError
+from farmsync.gcode.backends.base import Kind
+from farmsync.gcode.plan import PathProblem, normalize_destination
+
+YAML_SUFFIXES = (".yml", ".yaml")
+JSON_SUFFIXES = (".json", ".jsn", ".jso")
+
+# printer_type (upper-cased, spaces, '-' and '_' removed) -> kind
+_TYPE_KINDS: dict[str, Kind] = {
+    **dict.fromkeys(
+        [
+            "MK4",
+            "MK4S",
+            "MK4IS",
+            "MK3.9",
+            "MK3.9S",
+            "MK3.5",
+            "MK3.5S",
+            "XL",
+            "MINI",
+            "MINI+",
+            "COREONE",
+            "COREONEL",
+        ],
+        Kind.PRUSALINK,
+    ),
+    **dict.fromkeys(["MK3", "MK3S", "MK3S+", "MK2.5", "MK2.5S"], Kind.PRUSALINK_LEGACY),
+    "OCTOPRINT": Kind.OCTOPRINT,
+    **dict.fromkeys(["KLIPPER", "MOONRAKER", "VORON"], Kind.MOONRAKER),
+}
+KINDS = ", ".join(k.value for k in Kind)
+
+
+def kind_for_type(printer_type: str) -> Kind | None:
+    """The API a ``printer_type`` implies (MK4 -> prusalink, MK3S -> prusalink-legacy, ...), None if unknown."""
+    return _TYPE_KINDS.get(re.sub(r"[\s_-]+", "", printer_type).upper())
+
+
+def _mask_url(value: str) -> str:
+    """The URL with any user:password@ part and query string masked (either may carry a secret)."""
+    return re.sub(r"\?.*$", "?***", re.sub(r"//[^/@]*@", "//***@", value))
+
+
+class PrinterConfig(BaseModel):
+    """One printer of printers.yml. ``name`` is the mapping key; secrets stay SecretStr until a back end asks."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, coerce_numbers_to_str=True, str_strip_whitespace=True
+    )
+
+    name: str
+    kind: Kind
+    host: str
+    printer_type: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    api_key: SecretStr | None = None
+    storage: str | None = None
+    destination: str | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        shown = repr(_mask_url(value))
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise PydanticCustomError("url", "expected an http(s) URL, got {got}", {"got": shown}) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PydanticCustomError("url", "expected an http(s) URL, got {got}", {"got": shown})
+        if "@" in parts.netloc:
+            raise PydanticCustomError(
+                "url",
+                "expected an http(s) URL without credentials (use username/password), got {got}",
+                {"got": shown},
+            )
+        if parts.query or parts.fragment:
+            raise PydanticCustomError(
+                "url", "expected an http(s) URL without query or fragment, got {got}", {"got": shown}
+            )
+        return value.rstrip("/")
+
+    @field_validator("destination")
+    @classmethod
+    def _safe_destination(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            normalize_destination(value)
+        except PathProblem as exc:
+            raise PydanticCustomError(
+                "path", "expected a folder path on the printer, but it {why}", {"why": str(exc)}
+            ) from None
+        return value
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"/?[A-Za-z0-9_.-]+/?", value):
+            raise PydanticCustomError("storage", "expected a storage name such as usb, local or gcodes", {})
+        return value
+
+
+_SECRET_KEYS = {"password", "api_key", "username"}
+
+
+def _explain(error: Any) -> tuple[str, str]:
+    """(key, message) for one pydantic error, never quoting a secret's value."""
+    loc = [str(part) for part in error.get("loc", ())]
+    key = loc[0] if loc else ""
+    kind = error.get("type", "")
+    if kind == "missing":
+        return key, "required key is missing"
+    if kind == "extra_forbidden":
+        fields = [f for f in PrinterConfig.model_fields if f != "name"]
+        close = difflib.get_close_matches(key, fields, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(fields)}"
+        return key, "unknown key" + hint
+    if kind == "enum":
+        got = "" if key in _SECRET_KEYS else f", got {error.get('input')!r}"
+        return key, f"expected one of {KINDS}{got}"
+    if kind in ("string_type", "string_sub_type"):
+        return key, f"expected text, got {type(error.get('input')).__name__}"
+    return key, str(error.get("msg", "invalid value"))
+
+
+def _credential_problems(printer: PrinterConfig) -> list[tuple[str, str]]:
+    """Keys a kind cannot work without (Moonraker may trust the LAN and need none)."""
+    secret = printer.password is not None or printer.api_key is not None
+    if printer.kind in (Kind.PRUSALINK, Kind.PRUSALINK_LEGACY, Kind.OCTOPRINT) and not secret:
+        return [("password", f"required for kind {printer.kind.value} (or set 'api_key')")]
+    return []
+
+
+def parse_printers(data: Any, *, label: str = "printers.yml") -> list[PrinterConfig]:
+    """Validate already-loaded printers.yml data; raise ConfigError listing every problem."""
+    if not isinstance(data, dict):
+        found = "nothing" if data is None else type(data).__name__
+        raise ConfigError(f"{label}: expected a mapping of printer name to settings, got {found}")
+    if not data:
+        raise ConfigError(f"{label}: no printers defined")
+    problems: list[str] = []
+    printers: list[PrinterConfig] = []
+    seen: dict[str, str] = {}
+    for raw_name, raw in data.items():
+        name = str(raw_name).strip() if isinstance(raw_name, str | int | float) else ""
+        where = f"{label}: printer {name!r}"
+        if not name:
+            problems.append(f"{label}: printer names must be non-empty text, got {raw_name!r}")
+            continue
+        if name.casefold() in seen:
+            problems.append(f"{where}: same name as {seen[name.casefold()]!r} (names are case-insensitive)")
+            continue
+        seen[name.casefold()] = name
+        if not isinstance(raw, dict):
+            problems.append(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
+            continue
+        entry: dict[str, Any] = {str(k): v for k, v in raw.items()}
+        if "name" in entry:
+            problems.append(f"{where}: key 'name': unknown key; the name is the mapping key")
+            continue
+        entry_problems: list[tuple[str, str]] = []
+        if entry.get("kind") is None:
+            entry.pop("kind", None)
+            printer_type = entry.get("printer_type")
+            if printer_type is None:
+                entry_problems.append(
+                    ("printer_type", f"required key is missing (or set 'kind' to one of {KINDS})")
+                )
+            else:
+                kind = kind_for_type(str(printer_type))
+                if kind is None:
+                    entry_problems.append(
+                        (
+                            "printer_type",
+                            f"unknown printer type {str(printer_type)!r}; set 'kind' to one of {KINDS}",
+                        )
+                    )
+                else:
+                    entry["kind"] = kind
+        try:
+            printer = PrinterConfig.model_validate({**entry, "name": name})
+        except ValidationError as exc:
+            entry_problems.extend(_explain(e) for e in exc.errors(include_url=False))
+            if entry_problems and "kind" not in entry:
+                # kind could not be inferred, so pydantic also reports it missing: say it once
+                entry_problems = [p for p in entry_problems if p[0] != "kind"]
+        else:
+            entry_problems.extend(_credential_problems(printer))
+            if not entry_problems:
+                printers.append(printer)
+        problems.extend(f"{where}: key {key!r}: {message}" for key, message in entry_problems)
+    if problems:
+        raise ConfigError(problems)
+    return printers
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep)
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def load_printers(path: Path | str) -> list[PrinterConfig]:
+    """Read and validate a printers file; YAML by .yml/.yaml, JSON by .json/.jsn/.jso (like link-sync)."""
+    file = Path(path)
+    label = str(path)
+    suffix = file.suffix.lower()
+    if suffix not in YAML_SUFFIXES + JSON_SUFFIXES:
+        raise ConfigError(f"{label}: expected a .yml/.yaml or .json/.jsn/.jso file")
+    try:
+        text = file.expanduser().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: cannot read ({exc.__class__.__name__})") from None
+    try:
+        if suffix in YAML_SUFFIXES:
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        else:
+            data = json.loads(text, object_pairs_hook=_json_pairs)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{label}: not valid YAML{where}: {problem}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{label}: not valid JSON: {exc}") from None
+    return parse_printers(data, label=label)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which printers a run touches. ``excluded`` printers are never contacted."""
+
+    selected: tuple[PrinterConfig, ...]
+    excluded: tuple[PrinterConfig, ...]
+    notes: tuple[str, ...] = ()
+
+
+def select_printers(
+    printers: Sequence[PrinterConfig], include: Iterable[str] = (), exclude: Iterable[str] = ()
+) -> Selection:
+    """Apply ``-p`` / ``-x`` (case-insensitive). As in link-sync, ``-x`` is ignored when ``-p`` is given.
+
+    Unknown names are an InputError: a typo in ``-x`` must not sync a printer the operator meant to skip.
+    """
+    include = [n.strip() for n in include if n.strip()]
+    exclude = [n.strip() for n in exclude if n.strip()]
+    by_name = {p.name.casefold(): p for p in printers}
+    notes: list[str] = []
+    if include and exclude:
+        notes.append("--exclude is ignored because --printer was given (as link-sync does)")
+        exclude = []
+    names = include or exclude
+    unknown = [n for n in names if n.casefold() not in by_name]
+    if unknown:
+        known = ", ".join(p.name for p in printers)
+        flag = "--printer" if include else "--exclude"
+        raise InputError(
+            f"{flag}: no printer named {', '.join(repr(n) for n in unknown)} (known: {known})",
+            field=flag.lstrip("-"),
+            expected=known,
+        )
+    wanted = {n.casefold() for n in names}
+    if include:
+        selected = tuple(p for p in printers if p.name.casefold() in wanted)
+    else:
+        selected = tuple(p for p in printers if p.name.casefold() not in wanted)
+    chosen = {p.name for p in selected}
+    excluded = tuple(p for p in printers if p.name not in chosen)
+    return Selection(selected=selected, excluded=excluded, notes=tuple(notes))

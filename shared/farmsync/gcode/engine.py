@@ -1,0 +1,471 @@
+"""Runs the mirror on many printers at once: one asyncio task per printer, one transfer at a time within each.
+
+Unlike link-sync (a thread pool capped at the CPU count, every printer contacted serially before the pool even
+starts, no timeouts) every selected printer starts at once unless ``concurrency`` caps it, excluded printers are
+never contacted, and a printer that is unreachable or misconfigured fails only itself. Timeouts belong to the
+back ends (each request has one), so a hung printer cannot hold the others back.
+
+Per printer: build the back end -> status (busy -> deferred) -> list the destination -> plan -> execute the writes
+in plan order, recording a result for every action. A dry run stops after the plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from farmsync.errors import (
+    FarmsyncError,
+    InputError,
+    UpstreamAuthError,
+    UpstreamConflict,
+    UpstreamNotFound,
+    UpstreamTransportError,
+)
+from farmsync.gcode.backends.base import PrinterBackend, PrinterStatus, RemoteEntry
+from farmsync.gcode.config import PrinterConfig
+from farmsync.gcode.local import DigestCache, scan_local
+from farmsync.gcode.manifest import ManifestRecord, ManifestStore
+from farmsync.gcode.plan import (
+    DEFAULT_SUFFIXES,
+    Action,
+    LocalTree,
+    Op,
+    PathProblem,
+    Plan,
+    PlanOptions,
+    in_scope,
+    join,
+    make_plan,
+    normalize_destination,
+    normalize_suffixes,
+    paths_needing_size,
+)
+from farmsync.gcode.report import ActionReport, ActionResult, MirrorReport, PrinterOutcome, PrinterReport
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[PrinterConfig], PrinterBackend | Awaitable[PrinterBackend]]
+"""Builds the back end of one printer (sync or async). Called only for selected printers."""
+Guard = Callable[[str, Action], Awaitable[bool]]
+"""``guard(printer, action)`` before each write: False skips the write (done already, or claimed elsewhere)."""
+Done = Callable[[str, Action, ActionReport], Awaitable[None]]
+"""``done(printer, action, report)`` after each successful write."""
+
+
+class MirrorOptions(BaseModel):
+    """How to mirror. ``destination`` None means each printer's ``destination`` key, else the storage root."""
+
+    model_config = ConfigDict(frozen=True)
+
+    destination: str | None = None
+    relative_to: Path | None = None
+    suffixes: tuple[str, ...] = DEFAULT_SUFFIXES
+    dry_run: bool = True
+    ignore_state: bool = False
+    concurrency: int | None = Field(default=None, ge=0)  # printers at once; None or 0: all of them
+    allow_empty_source: bool = False  # an empty source would delete everything under the destination
+    mtime_slack: float = 60.0
+
+    @field_validator("suffixes", mode="before")
+    @classmethod
+    def _suffixes(cls, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        suffixes = normalize_suffixes(value)  # type: ignore[arg-type]
+        if not suffixes:
+            raise ValueError("at least one suffix is needed")
+        return suffixes
+
+
+class MirrorListener:
+    """Hooks for live display (the CLI's progress bars). Every method may be called from the event loop only."""
+
+    def printer_started(self, printer: str) -> None: ...
+
+    def printer_planned(self, printer: str, plan: Plan, *, dry_run: bool) -> None: ...
+
+    def action_started(self, printer: str, action: Action) -> None: ...
+
+    def progress(self, printer: str, action: Action, nbytes: int) -> None: ...
+
+    def action_finished(self, printer: str, action: Action, report: ActionReport) -> None: ...
+
+    def printer_finished(self, report: PrinterReport) -> None: ...
+
+
+def idempotency_key(printer: str, action: Action) -> str:
+    """A store key naming one write: ``gcode:<printer>:<path>:<sha256>`` for uploads.
+
+    Use it to claim a write against a concurrent run, not to remember it forever: the plan is computed from what
+    the printer holds now, so a file deleted on the printer after we uploaded it must be uploaded again.
+    """
+    if action.op in (Op.UPLOAD, Op.REPLACE):
+        return f"gcode:{printer}:{action.path}:{action.sha256 or ''}"
+    stamp = "" if action.remote is None or action.remote.mtime is None else f"{action.remote.mtime:.0f}"
+    return f"gcode:{printer}:{action.path}:{action.op.value}:{stamp}"
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a report: farmsync errors carry their own wording (never secrets); others get their type."""
+    text = str(exc).strip()
+    if isinstance(exc, FarmsyncError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass
+class _Run:
+    """What every printer task of one run shares."""
+
+    tree: LocalTree
+    options: MirrorOptions
+    backend_factory: BackendFactory
+    manifest: ManifestStore
+    digests: DigestCache
+    listener: MirrorListener
+    guard: Guard | None
+    done: Done | None
+
+
+async def run_mirror(
+    printers: Sequence[PrinterConfig],
+    source: Path,
+    options: MirrorOptions,
+    backend_factory: BackendFactory,
+    manifest: ManifestStore,
+    *,
+    excluded: Sequence[PrinterConfig] = (),
+    guard: Guard | None = None,
+    done: Done | None = None,
+    listener: MirrorListener | None = None,
+    digests: DigestCache | None = None,
+    notes: Sequence[str] = (),
+) -> MirrorReport:
+    """Mirror ``source`` onto every printer in ``printers`` (already selected; ``excluded`` only for the report).
+
+    Raises InputError before contacting any printer when the source or destination is unusable, or when the
+    source holds no files and ``allow_empty_source`` is off.
+    """
+    started = datetime.now(UTC)
+    if options.destination is not None:
+        try:
+            normalize_destination(options.destination)
+        except PathProblem as exc:
+            raise InputError(f"--destination {options.destination!r} {exc}", field="destination") from None
+    tree = await asyncio.to_thread(
+        scan_local, Path(source), relative_to=options.relative_to, suffixes=options.suffixes
+    )
+    if not tree.files and not options.allow_empty_source:
+        raise InputError(
+            f"source {str(source)!r} holds no {'/'.join(options.suffixes)} files; mirroring it would delete "
+            "every file under the destination (pass --allow-empty-source to do that)",
+            field="source",
+        )
+    run = _Run(
+        tree=tree,
+        options=options,
+        backend_factory=backend_factory,
+        manifest=manifest,
+        digests=digests or DigestCache(),
+        listener=listener or MirrorListener(),
+        guard=guard,
+        done=done,
+    )
+    limit = options.concurrency or len(printers) or 1
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(printer: PrinterConfig) -> PrinterReport:
+        async with semaphore:
+            return await _mirror_printer(run, printer)
+
+    reports = await asyncio.gather(*(one(p) for p in printers))
+    return MirrorReport(
+        dry_run=options.dry_run,
+        source=str(source),
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        printers=list(reports),
+        excluded=[p.name for p in excluded],
+        problems=list(tree.problems),
+        notes=list(notes),
+    )
+
+
+def destination_for(printer: PrinterConfig, options: MirrorOptions) -> str:
+    """The CLI's ``--destination`` wins; else the printer's own ``destination`` key; else the storage root."""
+    chosen = options.destination if options.destination is not None else printer.destination
+    return normalize_destination(chosen, storage=printer.storage)
+
+
+async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
+    """Everything for one printer; never raises (except cancellation): failures land in the report."""
+    name = printer.name
+    destination = destination_for(printer, run.options)
+    report = PrinterReport(
+        name=name,
+        kind=printer.kind.value,
+        status=PrinterOutcome.FAILED,
+        destination=join(destination, run.tree.base),
+    )
+    run.listener.printer_started(name)
+    try:
+        async with AsyncExitStack() as stack:
+            backend = await _build(run.backend_factory, printer)
+            stack.push_async_callback(_close_quietly, backend)
+            status = await _status(backend, run.options, report)
+            if status is not None and not status.idle and not run.options.ignore_state:
+                report.status = PrinterOutcome.DEFERRED
+                return report
+            remote = await _list(backend, report.destination)
+            report.warnings.extend(_backend_skipped(backend, name))
+            records = await asyncio.to_thread(run.manifest.load, name)
+            options = PlanOptions(
+                destination=destination, suffixes=run.options.suffixes, mtime_slack=run.options.mtime_slack
+            )
+            remote = await _fill_sizes(
+                backend, remote, paths_needing_size(run.tree, remote, options, records)
+            )
+            plan = await asyncio.to_thread(
+                make_plan, run.tree, remote, options, digest=run.digests, manifest=records
+            )
+            report.warnings.extend(plan.warnings)
+            run.listener.printer_planned(name, plan, dry_run=run.options.dry_run)
+            if run.options.dry_run:
+                report.actions = [_planned(a) for a in plan.actions]
+                report.status = PrinterOutcome.DRY_RUN
+                return report
+            await _forget_vanished(run, name, records, remote, report)
+            await _execute(run, name, backend, plan, report)
+            report.status = PrinterOutcome.FAILED if report.failures else PrinterOutcome.SYNCED
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.debug("printer %s failed", name, exc_info=True)
+        report.error = describe(exc)
+        report.status = PrinterOutcome.FAILED
+    finally:
+        run.listener.printer_finished(report)
+    return report
+
+
+async def _build(factory: BackendFactory, printer: PrinterConfig) -> PrinterBackend:
+    backend = factory(printer)
+    if inspect.isawaitable(backend):
+        backend = await backend
+    return backend  # type: ignore[return-value]
+
+
+async def _close_quietly(backend: PrinterBackend) -> None:
+    with suppress(Exception):
+        await backend.aclose()
+
+
+async def _status(
+    backend: PrinterBackend, options: MirrorOptions, report: PrinterReport
+) -> PrinterStatus | None:
+    """The printer's state. With --ignore-state a failed status call is a warning, not a failure."""
+    try:
+        status = await backend.status()
+    except Exception as exc:
+        if not options.ignore_state:
+            raise
+        report.state = "unknown"
+        report.warnings.append(f"status unavailable ({describe(exc)}); going on because of --ignore-state")
+        return None
+    report.state = status.state
+    if status.detail and not status.idle:
+        report.warnings.append(status.detail)
+    return status
+
+
+async def _list(backend: PrinterBackend, root: str) -> list[RemoteEntry]:
+    """The printer's tree under ``root``; a destination that does not exist yet is simply empty."""
+    try:
+        return list(await backend.list_tree(root))
+    except UpstreamNotFound:
+        if not root:
+            raise
+        return []
+
+
+def _backend_skipped(backend: PrinterBackend, name: str) -> list[str]:
+    """Entries the back end left out of its listing as unsafe (``backend.skipped``), without the name prefix."""
+    lines = getattr(backend, "skipped", None) or []
+    return [line.removeprefix(f"{name}: ") for line in lines if isinstance(line, str)]
+
+
+async def _fill_sizes(
+    backend: PrinterBackend, remote: list[RemoteEntry], paths: list[str]
+) -> list[RemoteEntry]:
+    """Ask the printer for the sizes its listing left out, one file at a time; a failed stat just leaves None."""
+    stat = getattr(backend, "stat", None)
+    if not paths or stat is None:
+        return remote
+    sizes: dict[str, int] = {}
+    for path in paths:
+        try:
+            entry = await stat(path)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.debug("stat %s failed", path, exc_info=True)
+            continue
+        if entry is not None and entry.size is not None:
+            sizes[path] = entry.size
+    return [replace(e, size=sizes[e.path]) if e.path in sizes else e for e in remote]
+
+
+def _planned(action: Action) -> ActionReport:
+    result = ActionResult.PLANNED if action.is_write else ActionResult.SKIPPED
+    return ActionReport(
+        op=action.op.value, path=action.path, size=action.size, result=result, reason=action.reason
+    )
+
+
+async def _forget_vanished(
+    run: _Run, name: str, records: dict[str, ManifestRecord], remote: list[RemoteEntry], report: PrinterReport
+) -> None:
+    """Drop manifest records of files no longer on the printer (deleted by hand, or by a card swap)."""
+    present = {e.path for e in remote if not e.is_dir}
+    for path in sorted(records):
+        if in_scope(path, report.destination) and path not in present:
+            try:
+                await asyncio.to_thread(run.manifest.forget, name, path)
+            except Exception as exc:
+                report.warnings.append(f"manifest: could not forget {path!r}: {describe(exc)}")
+                return
+
+
+async def _execute(run: _Run, name: str, backend: PrinterBackend, plan: Plan, report: PrinterReport) -> None:
+    """Do the writes one by one. After a transport or auth failure the rest are not attempted."""
+    fatal: str | None = None
+    for action in plan.actions:
+        if not action.is_write:
+            report.actions.append(
+                ActionReport(
+                    op=action.op.value,
+                    path=action.path,
+                    size=action.size,
+                    result=ActionResult.SKIPPED,
+                    reason=action.reason,
+                )
+            )
+            continue
+        if fatal is not None:
+            report.actions.append(
+                ActionReport(
+                    op=action.op.value,
+                    path=action.path,
+                    size=action.size,
+                    result=ActionResult.SKIPPED,
+                    reason=action.reason,
+                    error=f"not attempted after an earlier failure: {fatal}",
+                )
+            )
+            continue
+        outcome, error = await _write(run, name, backend, action, report)
+        report.actions.append(outcome)
+        if isinstance(error, UpstreamTransportError | UpstreamAuthError):
+            fatal = describe(error)
+
+
+async def _write(
+    run: _Run, name: str, backend: PrinterBackend, action: Action, report: PrinterReport
+) -> tuple[ActionReport, Exception | None]:
+    """One write with guard, timing, manifest update and done hook."""
+    run.listener.action_started(name, action)
+    started = time.perf_counter()
+    outcome = ActionReport(
+        op=action.op.value,
+        path=action.path,
+        size=action.size,
+        result=ActionResult.FAILED,
+        reason=action.reason,
+    )
+    error: Exception | None = None
+    try:
+        if action.op in (Op.UPLOAD, Op.REPLACE) and action.sha256 is None and action.local is not None:
+            action = replace(action, sha256=await asyncio.to_thread(run.digests, action.local, "sha256"))
+        if run.guard is not None and not await run.guard(name, action):
+            outcome.result = ActionResult.SKIPPED
+            outcome.reason = "skipped by the idempotency guard (done already or claimed elsewhere)"
+            return outcome, None
+        outcome.result = await _perform(run, name, backend, action, outcome)
+        outcome.seconds = round(time.perf_counter() - started, 3)
+        if outcome.result is ActionResult.OK and run.done is not None:
+            try:
+                await run.done(name, action, outcome)
+            except Exception as exc:
+                report.warnings.append(f"{action.path}: done hook failed: {describe(exc)}")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.debug("%s: %s %s failed", name, action.op, action.path, exc_info=True)
+        error = exc
+        outcome.result = ActionResult.FAILED
+        outcome.error = describe(exc)
+        outcome.seconds = round(time.perf_counter() - started, 3)
+    finally:
+        run.listener.action_finished(name, action, outcome)
+    return outcome, error
+
+
+async def _perform(
+    run: _Run, name: str, backend: PrinterBackend, action: Action, outcome: ActionReport
+) -> ActionResult:
+    """The back-end call for one action, and the manifest bookkeeping that goes with it."""
+    if action.op in (Op.UPLOAD, Op.REPLACE):
+        assert action.local is not None and action.sha256 is not None
+        local = action.local
+        result = await backend.upload(
+            action.path,
+            local.abspath,
+            size=local.size,
+            sha256=action.sha256,
+            progress=lambda nbytes: run.listener.progress(name, action, nbytes),
+        )
+        outcome.notes.extend(result.notes)
+        if result.size != local.size:
+            raise UploadSizeMismatch(f"the printer holds {result.size} bytes, {local.size} were sent")
+        record = ManifestRecord(sha256=action.sha256, size=result.size, mtime=result.mtime)
+        await _manifest(run, outcome, run.manifest.save, name, action.path, record)
+        return ActionResult.OK
+    assert action.remote is not None
+    if action.op is Op.DELETE:
+        try:
+            await backend.delete_file(action.remote)
+        except UpstreamNotFound:
+            outcome.reason = "already gone from the printer"
+            await _manifest(run, outcome, run.manifest.forget, name, action.path)
+            return ActionResult.SKIPPED
+        await _manifest(run, outcome, run.manifest.forget, name, action.path)
+        return ActionResult.OK
+    try:
+        await backend.delete_folder(action.remote)
+    except (UpstreamNotFound, UpstreamConflict) as exc:
+        # Buddy answers 404 for a folder that still holds files it does not list (.txt, .bbf): leave it.
+        outcome.reason = f"the printer kept the folder ({describe(exc)})"
+        return ActionResult.SKIPPED
+    return ActionResult.OK
+
+
+async def _manifest(run: _Run, outcome: ActionReport, call: Callable[..., None], *args: object) -> None:
+    """Update the manifest; a failure is a note (the write itself succeeded), not a failed action."""
+    try:
+        await asyncio.to_thread(call, *args)
+    except Exception as exc:
+        outcome.notes.append(f"manifest not updated: {describe(exc)}")
+
+
+class UploadSizeMismatch(FarmsyncError):
+    """The printer's copy does not have the size we sent."""
