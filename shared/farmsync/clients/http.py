@@ -2,9 +2,11 @@
 
 Every farmsync call to Bambuddy, InvenTree or a printer goes through :class:`HttpClient`. It exists so that
 
-- errors are mapped once into :mod:`farmsync.errors` (messages carry system, method and path, never secrets);
+- errors are mapped once into :mod:`farmsync.errors` (messages carry system, method and URL path, never secrets:
+  query strings are dropped and known secret values are masked even where an upstream echoes them back);
 - reads and transport failures are retried with exponential backoff and full jitter, writes never are
-  (the pipelines make writes safe with idempotency keys instead);
+  (the pipelines make writes safe with idempotency keys instead). The one exception: a write whose connection
+  could not even be opened was provably not sent, so it is retried like a read;
 - tests and the simulator can swap the network with an ``httpx`` transport (the seam);
 - benchmarks and status pages can read per-system, per-method request counters.
 """
@@ -12,9 +14,11 @@ Every farmsync call to Bambuddy, InvenTree or a printer goes through :class:`Htt
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
+import ssl
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +31,11 @@ from farmsync.errors import (
     format_field_errors,
 )
 
-RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "proxy-authorization"})
+SECRET_PARAMS = frozenset({"token", "key", "api_key", "apikey", "access_token", "password", "secret"})
+MASK = "***"
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(attempts=1)
+DEFAULT_RETRY = RetryPolicy()
 
 
 class RequestCounters:
@@ -82,7 +90,9 @@ class HttpClient:
     """A pooled ``httpx.AsyncClient`` for one upstream ``system`` with farmsync's error and retry rules.
 
     ``transport`` is the test seam (``httpx.MockTransport`` or pytest-httpx); ``sleep`` is injectable so that
-    tests of the backoff do not wait.
+    tests of the backoff do not wait. ``secrets`` are extra values to mask in error text; the values of
+    credential headers are masked without being listed. ``verify`` defaults to one TLS context shared by the
+    process (building one costs ~20 ms, which every client and cold start would otherwise pay).
     """
 
     def __init__(
@@ -98,17 +108,21 @@ class HttpClient:
         counters: RequestCounters = COUNTERS,
         sleep: Sleep = asyncio.sleep,
         max_connections: int = 20,
+        secrets: Iterable[str] = (),
+        verify: ssl.SSLContext | bool | None = None,
     ) -> None:
         self.system = system
         self.retry = retry
         self.counters = counters
         self._sleep = sleep
+        self._secrets = _secrets_of(headers or {}, secrets)
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers=dict(headers or {}),
             auth=auth,
             timeout=httpx.Timeout(timeout),
             transport=transport,
+            verify=default_ssl_context() if verify is None else verify,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,
         )
@@ -116,6 +130,10 @@ class HttpClient:
     @property
     def base_url(self) -> str:
         return str(self._client.base_url)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._client.is_closed
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -144,10 +162,15 @@ class HttpClient:
         """Send one request; return the response or raise the mapped :class:`UpstreamError`.
 
         Statuses in ``expect`` are returned instead of raised (e.g. 404 for "does not exist yet", 304). Only
-        safe methods are retried; a write is tried once unless the caller passes an explicit ``retry``.
+        safe methods are retried; a write is tried once unless the caller passes an explicit ``retry`` (or the
+        connection could not be opened, so nothing was sent).
         """
         method = method.upper()
-        policy = retry or (self.retry if method in SAFE_METHODS else NO_RETRY)
+        safe = method in SAFE_METHODS
+        policy = retry or self.retry
+        tries = policy.attempts if (safe or retry is not None) else 1
+        cleaned = _clean_params(params)
+        secrets = self._secrets | _secret_params(cleaned)
         extra: dict[str, Any] = {}
         if timeout is not None:
             extra["timeout"] = httpx.Timeout(timeout)
@@ -155,41 +178,63 @@ class HttpClient:
         while True:
             attempt += 1
             self.counters.add(self.system, method)
+            request = self._client.build_request(
+                method,
+                path,
+                params=cleaned,
+                json=json,
+                content=content,
+                data=data,
+                files=files,
+                headers=headers,
+                **extra,
+            )
+            where = _wire_path(request.url)
             try:
-                response = await self._client.request(
-                    method,
-                    path,
-                    params=_clean_params(params),
-                    json=json,
-                    content=content,
-                    data=data,
-                    files=files,
-                    headers=headers,
-                    **extra,
-                )
+                response = await self._client.send(request)
             except httpx.TransportError as exc:
-                error: UpstreamError = UpstreamTransportError(
-                    self.system, method, _path_only(path), _describe_transport_error(exc)
-                )
-                if attempt < policy.attempts:
+                error = UpstreamTransportError(self.system, method, where, _describe_transport_error(exc))
+                if attempt < (policy.attempts if _never_sent(exc) else tries):
                     await self._sleep(policy.delay(attempt))
                     continue
                 raise error from None
+            except httpx.RequestError as exc:
+                raise UpstreamError(self.system, method, where, type(exc).__name__) from None
             status = response.status_code
             if status < 400 or status in expect:
                 return response
-            if status in RETRYABLE_STATUSES and attempt < policy.attempts:
+            if status in RETRYABLE_STATUSES and attempt < tries:
+                await response.aread()
                 await self._sleep(_retry_after(response) or policy.delay(attempt))
                 continue
-            raise _error_from_response(self.system, method, path, response)
+            raise _error_from_response(self.system, method, where, response, secrets)
+
+    async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """:meth:`request` and parse the JSON body (an UpstreamError if it is not JSON)."""
+        response = await self.request(method, path, **kwargs)
+        return decode_json(self.system, method, _wire_path(response.request.url), response)
 
     async def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
-        response = await self.request("GET", path, params=params)
-        return decode_json(self.system, "GET", path, response)
+        return await self.request_json("GET", path, params=params)
+
+
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """The certifi/SSL_CERT_FILE context httpx would build, built once per process."""
+    return httpx.create_ssl_context()
 
 
 def decode_json(system: str, method: str, path: str, response: httpx.Response) -> Any:
     """Parse a JSON body or raise an UpstreamError that says the upstream answered something else."""
+    if 300 <= response.status_code < 400:
+        target = _path_only(response.headers.get("Location", "")) or "?"
+        raise UpstreamError(
+            system,
+            method,
+            _path_only(path),
+            f"redirected to {target}; check the base URL",
+            status=response.status_code,
+        )
     try:
         return response.json()
     except ValueError:
@@ -202,15 +247,82 @@ def decode_json(system: str, method: str, path: str, response: httpx.Response) -
         ) from None
 
 
-def _error_from_response(system: str, method: str, path: str, response: httpx.Response) -> UpstreamError:
+def _error_from_response(
+    system: str,
+    method: str,
+    path: str,
+    response: httpx.Response,
+    secrets: frozenset[str] = frozenset(),
+) -> UpstreamError:
     try:
         body: Any = response.json()
     except ValueError:
         body = response.text.strip()[:200]
+    body = _redact(_fastapi_errors(body), secrets)
     detail = format_field_errors(body) or response.reason_phrase
     cls = error_for_status(response.status_code)
     errors = body if isinstance(body, dict) else None
     return cls(system, method, _path_only(path), detail, status=response.status_code, errors=errors)
+
+
+def _fastapi_errors(body: Any) -> Any:
+    """FastAPI's 422 ``{"detail": [{"loc": [...], "msg": ...}]}`` as ``{"field": ["msg"]}`` (drops ``input``)."""
+    if not isinstance(body, dict):
+        return body
+    detail = body.get("detail")
+    if not isinstance(detail, list) or not detail:
+        return body
+    if not all(isinstance(item, dict) and "msg" in item for item in detail):
+        return body
+    fields: dict[str, list[str]] = {}
+    for item in detail:
+        loc = [str(part) for part in item.get("loc") or [] if part not in ("body", "query", "path")]
+        fields.setdefault(".".join(loc) or "detail", []).append(str(item["msg"]))
+    return fields
+
+
+def _redact(value: Any, secrets: frozenset[str]) -> Any:
+    """Mask secret values and drop query strings from URLs anywhere in an error body."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, MASK)
+        return _strip_url_queries(value)
+    if isinstance(value, list):
+        return [_redact(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {key: _redact(item, secrets) for key, item in value.items()}
+    return value
+
+
+def _strip_url_queries(text: str) -> str:
+    if "://" not in text or "?" not in text:
+        return text
+    words = text.split(" ")
+    return " ".join(word.split("?", 1)[0] if "://" in word else word for word in words)
+
+
+def _secrets_of(headers: Mapping[str, str], extra: Iterable[str]) -> frozenset[str]:
+    found = {s for s in extra if s}
+    for name, value in headers.items():
+        if name.lower() in SECRET_HEADERS and value:
+            found.add(value)
+            _scheme, _, credential = value.partition(" ")
+            if credential:
+                found.add(credential.strip())
+    return frozenset(s for s in found if len(s) >= 4)
+
+
+def _secret_params(params: Mapping[str, Any] | None) -> frozenset[str]:
+    if not params:
+        return frozenset()
+    return frozenset(
+        str(value) for key, value in params.items() if key.lower() in SECRET_PARAMS and len(str(value)) >= 4
+    )
+
+
+def _never_sent(exc: httpx.TransportError) -> bool:
+    """True when the request cannot have reached the server (so even a write may be retried)."""
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -232,11 +344,17 @@ def _clean_params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return out
 
 
+def _wire_path(url: httpx.URL) -> str:
+    """The full URL path as sent (percent-encoding kept, query string dropped)."""
+    return url.raw_path.decode("ascii", "replace").split("?", 1)[0]
+
+
 def _path_only(path: str) -> str:
     """The path part of a URL or path, without query string (which may carry a token)."""
-    path = path.split("?", 1)[0]
+    path = path.split("?", 1)[0].split("#", 1)[0]
     if "://" in path:
-        path = "/" + path.split("://", 1)[1].split("/", 1)[-1] if "/" in path.split("://", 1)[1] else "/"
+        rest = path.split("://", 1)[1]
+        path = "/" + rest.split("/", 1)[1] if "/" in rest else "/"
     return path
 
 
