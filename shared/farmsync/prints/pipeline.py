@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from farmsync.errors import FarmsyncError, UpstreamValidation
+from farmsync.errors import FarmsyncError, LeaseLost, UpstreamValidation
 from farmsync.logs import action, get_logger
 from farmsync.prints import keys
 from farmsync.prints.report import ItemOutcome, ItemReport
@@ -137,6 +137,10 @@ class PrintSync:
         except Skip as exc:
             await self.store.complete(claim, {"skipped": str(exc)})
             report.outcome, report.reason = ItemOutcome.SKIPPED, str(exc)
+            return report
+        except LeaseLost as exc:
+            report.outcome, report.reason = ItemOutcome.PENDING, "lease lost: another worker took this print over"
+            action(log, "print lease lost", 30, unit=unit.label, error=str(exc))
             return report
         except (FarmsyncError, OSError) as exc:
             record = await self.store.release(claim, str(exc), max_attempts=self.settings.sync_max_attempts)
@@ -334,6 +338,8 @@ class PrintSync:
             report.writes.append("stock:adopted-predecessor")
             return adopted
         quantity = archive.quantity or self.settings.default_stock_quantity
+        # Fencing: make sure the lease is still ours right before the one write that must not happen twice.
+        await self.store.renew(claim, self.settings.lease_seconds)
         try:
             item = await self.inventree.create_stock(
                 part_pk,

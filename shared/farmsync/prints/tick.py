@@ -106,8 +106,30 @@ async def process(
                 if progress is not None and report is not None:
                     progress(state["finished"], len(units), report)
 
-    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(units) or 1)))))
+    await run_all([worker() for _ in range(max(1, min(concurrency, len(units) or 1)))])
     return results, str(state["stopped"])
+
+
+async def run_all(coroutines: list[Awaitable[None]]) -> None:
+    """Run workers together; if one dies, cancel the rest and re-raise, as a dying process would stop them all.
+
+    (``asyncio.gather`` would leave the siblings running in the background, still writing under leases that
+    another worker may take over.)
+    """
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
 
 
 def contiguous_high(units: Sequence[Unit], results: Sequence[ItemReport | None], start: int) -> int:
