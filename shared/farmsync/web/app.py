@@ -14,7 +14,7 @@ from typing import Any
 from farmsync.services import get_services
 from farmsync.web.auth import require_service_token, require_webhook_secret
 from farmsync.web.call import Call
-from farmsync.web.router import Route, Router
+from farmsync.web.router import Param, Route, Router
 
 
 def lazy(target: str) -> Callable[[Call], Awaitable[Any]]:
@@ -40,10 +40,17 @@ async def authorize(route: Route, call: Call) -> None:
         require_service_token(call.headers, settings.service_api_token.get_secret_value())
 
 
+DRY_RUN = (Param("dry_run", "boolean", "Plan only: report the writes without making them."),)
+
 P = "farmsync.prints.routes"
 F = "farmsync.filament.routes"
 G = "farmsync.gcode.routes"
 W = "farmsync.web.routes"
+
+FORCE = Param("force", "boolean", "Refresh parameters, image and link of an already synced print.")
+MAX_ARCHIVES = Param("max_archives", "integer", "Stop after this many prints were synced.", 1)
+BUDGET = Param("budget_seconds", "integer", "Stop starting new prints after this many seconds.", 1)
+SECRET = Param("secret", "string", "The webhook secret, for callers that cannot send it as a header.")
 
 ROUTES: list[Route] = [
     Route(
@@ -57,14 +64,16 @@ ROUTES: list[Route] = [
         "/sync/archive/{archive_id:int}",
         lazy(f"{P}:sync_archive"),
         "service",
-        "Sync one archive now (?force=true refreshes parameters, image and link).",
+        "Sync one archive now; force refreshes parameters, image and link.",
+        params=(FORCE,),
     ),
     Route(
         "POST",
         "/sync/backfill",
         lazy(f"{P}:backfill"),
         "service",
-        "Sync every completed print not yet synced (?max_archives=N).",
+        "Sync every completed print not yet synced.",
+        params=(MAX_ARCHIVES, BUDGET),
     ),
     Route(
         "POST",
@@ -72,13 +81,27 @@ ROUTES: list[Route] = [
         lazy(f"{P}:webhook"),
         "webhook",
         "Bambuddy notification: triggers an incremental tick.",
+        params=(SECRET,),
+        body="json-object",
     ),
     Route(
         "GET", "/filament/status", lazy(f"{F}:status"), "service", "Spool matching, pending usage, loaded."
     ),
-    Route("POST", "/sync/filament", lazy(f"{F}:sync_all"), "service", "Usage, then locations, then spools."),
     Route(
-        "POST", "/sync/filament/spools", lazy(f"{F}:sync_spools"), "service", "InvenTree spools to Bambuddy."
+        "POST",
+        "/sync/filament",
+        lazy(f"{F}:sync_all"),
+        "service",
+        "Usage, then locations, then spools.",
+        params=DRY_RUN,
+    ),
+    Route(
+        "POST",
+        "/sync/filament/spools",
+        lazy(f"{F}:sync_spools"),
+        "service",
+        "InvenTree spools to Bambuddy.",
+        params=DRY_RUN,
     ),
     Route(
         "POST",
@@ -86,6 +109,7 @@ ROUTES: list[Route] = [
         lazy(f"{F}:sync_locations"),
         "service",
         "Move InvenTree spools to the printers Bambuddy assigns them to.",
+        params=DRY_RUN,
     ),
     Route(
         "POST",
@@ -93,10 +117,18 @@ ROUTES: list[Route] = [
         lazy(f"{F}:sync_usage"),
         "service",
         "Subtract Bambuddy usage from InvenTree, exactly once.",
+        params=DRY_RUN,
     ),
     Route("GET", "/gcode/status", lazy(f"{G}:status"), "service", "G-code mirror state per printer."),
-    Route("POST", "/sync/gcode", lazy(f"{G}:sync"), "service", "Mirror the master folder onto the printers."),
-    Route("GET", "/", lazy("farmsync.web.dashboard:page"), "none", "The dashboard."),
+    Route(
+        "POST",
+        "/sync/gcode",
+        lazy(f"{G}:sync"),
+        "service",
+        "Mirror the master folder onto the printers.",
+        params=DRY_RUN,
+    ),
+    Route("GET", "/", lazy("farmsync.web.dashboard:page"), "none", "The dashboard (HTML)."),
 ]
 
 MANUAL_PATHS = {r.path for r in ROUTES if r.auth == "service"} | {"/health", "/openapi.json"}

@@ -35,6 +35,16 @@ _PARAM = re.compile(r"{(\w+)(?::(int|str|path))?}")
 
 
 @dataclass(frozen=True)
+class Param:
+    """A query parameter, for the OpenAPI description (parsing itself lives in :class:`Call`)."""
+
+    name: str
+    kind: Literal["boolean", "integer", "string"]
+    description: str
+    minimum: int | None = None
+
+
+@dataclass(frozen=True)
 class Route:
     """One method + path template (``/sync/archive/{archive_id:int}``), its handler and who may call it."""
 
@@ -43,6 +53,8 @@ class Route:
     handler: Handler
     auth: Auth = "service"
     summary: str = ""
+    params: tuple[Param, ...] = ()
+    body: str | None = None  # "json-object" when the route reads a JSON body
 
     def pattern(self) -> re.Pattern[str]:
         def group(match: re.Match[str]) -> str:

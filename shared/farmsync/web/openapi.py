@@ -1,0 +1,138 @@
+"""Build the OpenAPI description from the route table, so the document cannot drift from the routes.
+
+``python -m farmsync.web.openapi`` rewrites ``shared/farmsync/web/openapi.json`` (kept in the repository and
+served at ``/openapi.json``); a test fails when the committed file differs from what the routes say.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from farmsync import __version__
+from farmsync.web.app import ROUTES
+from farmsync.web.router import Route
+
+OUTPUT = Path(__file__).with_name("openapi.json")
+
+ERROR = {
+    "type": "object",
+    "required": ["error", "status"],
+    "properties": {
+        "error": {"type": "string", "description": "What went wrong, in one line."},
+        "status": {"type": "integer"},
+        "field": {"type": "string", "description": "The input that was refused."},
+        "expected": {"type": "string", "description": "What that input should have been."},
+    },
+}
+
+STATUS_TEXT = {
+    "200": "Done; the body reports what happened.",
+    "400": "Malformed input (e.g. a body that is not JSON).",
+    "401": "Missing or wrong token or secret.",
+    "404": "No such route.",
+    "405": "Method not allowed on this path.",
+    "409": "The feature is switched off in the settings.",
+    "413": "Body larger than 1 MiB.",
+    "415": "Body is not JSON.",
+    "422": "A parameter or field has the wrong type or range.",
+    "502": "Bambuddy, InvenTree or a printer failed; the body names which.",
+    "503": "farmsync is not configured for this, or its store is unavailable.",
+}
+
+
+def _path(route: Route) -> str:
+    return re.sub(r"{(\w+)(?::\w+)?}", r"{\1}", route.path)
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = []
+    for name, kind in re.findall(r"{(\w+)(?::(\w+))?}", route.path):
+        schema: dict[str, Any] = {"type": "integer", "minimum": 1} if kind == "int" else {"type": "string"}
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+    for param in route.params:
+        schema = {"type": param.kind}
+        if param.minimum is not None:
+            schema["minimum"] = param.minimum
+        parameters.append(
+            {
+                "name": param.name,
+                "in": "query",
+                "required": False,
+                "description": param.description,
+                "schema": schema,
+            }
+        )
+    codes = ["200", "404", "405"]
+    if route.auth != "none":
+        codes.append("401")
+    if route.params or route.body or "{" in route.path:
+        codes.append("422")
+    if route.body:
+        codes += ["400", "413", "415"]
+    if route.path not in ("/health", "/openapi.json", "/"):
+        codes += ["409", "502", "503"]
+    responses: dict[str, Any] = {}
+    for code in sorted(set(codes)):
+        if code == "200":
+            content = (
+                {"text/html": {"schema": {"type": "string"}}}
+                if route.path == "/"
+                else {"application/json": {"schema": {"type": "object"}}}
+            )
+        else:
+            content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        responses[code] = {"description": STATUS_TEXT.get(code, ""), "content": content}
+    operation: dict[str, Any] = {
+        "summary": route.summary,
+        "operationId": (route.method.lower() + "_" + re.sub(r"\W+", "_", _path(route)).strip("_")) or "root",
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if route.auth == "service":
+        operation["security"] = [{"serviceToken": []}, {}]
+    elif route.auth == "webhook":
+        operation["security"] = [{"webhookBearer": []}, {"webhookHeader": []}, {}]
+    if route.body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
+        }
+    return operation
+
+
+def build() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        paths.setdefault(_path(route), {})[route.method.lower()] = _operation(route)
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "farmsync",
+            "version": __version__,
+            "description": "Bambuddy prints to InvenTree stock, filament spools, and G-code on printers. "
+            "Manual routes need X-Service-Token when SERVICE_API_TOKEN is set; the empty "
+            "security alternative applies when it is not.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": ERROR},
+            "securitySchemes": {
+                "serviceToken": {"type": "apiKey", "in": "header", "name": "X-Service-Token"},
+                "webhookBearer": {"type": "http", "scheme": "bearer"},
+                "webhookHeader": {"type": "apiKey", "in": "header", "name": "X-Sync-Secret"},
+            },
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, sort_keys=False) + "\n"
+
+
+if __name__ == "__main__":
+    OUTPUT.write_text(render(), encoding="utf-8")
+    print(f"wrote {OUTPUT}", file=sys.stderr)
