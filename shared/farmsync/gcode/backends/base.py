@@ -58,13 +58,18 @@ ProgressCallback = Callable[[int], None]
 
 @dataclass
 class UploadResult:
-    """What the printer holds after an upload (size verified by the back end when it can)."""
+    """What the printer holds after an upload (size verified by the back end when it can).
+
+    ``hash`` is ``(algorithm, hexdigest)`` of the content the printer confirmed, where it can: OctoPrint's sha1
+    (compared with the sha1 of the bytes sent), Moonraker's sha256 (checked by Moonraker itself).
+    """
 
     path: str
     size: int
     mtime: float | None = None
     verified: bool = False
     notes: list[str] = field(default_factory=list)
+    hash: tuple[str, str] | None = None
 
 
 @runtime_checkable
@@ -78,7 +83,14 @@ class PrinterBackend(Protocol):
         """Current state; ``idle`` follows the back end's idle set (see the issue and printer-apis.md)."""
 
     async def list_tree(self, root: str = "") -> list[RemoteEntry]:
-        """Every file and folder under ``root`` (display path, "" for the storage root), recursively."""
+        """Every file and folder under ``root`` (display path, "" for the storage root), recursively.
+
+        Paths are relative to the storage root (not to ``root``); ``root`` itself is not included. Entries whose
+        names a printer sent unsafe (``..``, slashes, NUL) are left out and described in ``backend.skipped``.
+        """
+
+    async def stat(self, path: str) -> RemoteEntry | None:
+        """One entry with its size where the listing has none (Buddy); None when it does not exist."""
 
     async def upload(
         self,
