@@ -1,0 +1,75 @@
+"""``python -m farmsync.sim.cli`` serves a seeded farm and announces it on its first stdout line."""
+
+from __future__ import annotations
+
+import json
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from farmsync.sim.scenarios import SCENARIO_DIR
+
+
+@pytest.fixture
+def sim_process() -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
+    args = ["--scenario", str(SCENARIO_DIR / "tiny.json"), "--seed", "5", "--auth", "--api-version", "450"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "farmsync.sim.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 20)
+        assert ready, "the sim printed nothing within 20 s"
+        assert process.stdout is not None
+        yield process, json.loads(process.stdout.readline())
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(5)
+
+
+def test_first_line_describes_a_working_farm(
+    sim_process: tuple[subprocess.Popen[str], dict[str, Any]],
+) -> None:
+    process, info = sim_process
+    assert info["BAMBUDDY_BASE_URL"].startswith("http://127.0.0.1:") and info["BAMBUDDY_BASE_URL"].endswith(
+        "/api/v1"
+    )
+    assert info["BAMBUDDY_API_KEY"].startswith("bb_") and info["INVENTREE_TOKEN"].startswith("inv-")
+    assert info["scenario"] == "tiny" and info["auth"] is True and info["api_version"] == 450
+    for key in ("INVENTREE_PART_CATEGORY_ID", "INVENTREE_STOCK_LOCATION_ID", "FILAMENT_PART_CATEGORY_ID"):
+        assert isinstance(info[key], int)
+
+    bambuddy = info["BAMBUDDY_BASE_URL"]
+    assert httpx.get(f"{bambuddy}/printers/").status_code == 401
+    printers = httpx.get(f"{bambuddy}/printers/", headers={"X-API-Key": info["BAMBUDDY_API_KEY"]})
+    assert printers.status_code == 200 and printers.json()[0]["name"]
+    log = httpx.get(f"{bambuddy}/print-log/", headers={"X-API-Key": info["BAMBUDDY_API_KEY"]}).json()
+    assert log["total"] == 4
+
+    inventree = info["INVENTREE_BASE_URL"]
+    headers = {"Authorization": f"Token {info['INVENTREE_TOKEN']}"}
+    assert httpx.get(f"{inventree}/api/").json()["apiVersion"] == 450
+    category = httpx.get(
+        f"{inventree}/api/part/category/{info['INVENTREE_PART_CATEGORY_ID']}/", headers=headers
+    )
+    assert category.status_code == 200
+
+    process.send_signal(signal.SIGINT)
+    assert process.wait(10) == 0
+
+
+def test_sigterm_stops_it(sim_process: tuple[subprocess.Popen[str], dict[str, Any]]) -> None:
+    process, info = sim_process
+    process.terminate()
+    assert process.wait(10) == 0
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{info['INVENTREE_BASE_URL']}/api/", timeout=1)
