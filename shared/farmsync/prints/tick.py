@@ -221,6 +221,10 @@ async def backfill(
         stopped=stopped,
         seconds=round(time.monotonic() - started, 3),
     )
+    # A backfill walks everything, so the same contiguous-prefix rule lets the next tick start after it.
+    stream = RUN_STREAM if mode == "run" else ARCHIVE_STREAM
+    high = contiguous_high(units, results, 0)
+    report.cursor_after = await advance_cursor(sync, stream, high) if high else None
     _finish(report, before)
     return report
 

@@ -104,25 +104,25 @@ def grams_bar(left: float | None, label: float | None) -> str:
 async def filament_section(services: Services) -> str:
     if not services.settings.filament_tracking_enabled:
         return '<p class="empty">Filament tracking is off (FILAMENT_TRACKING_ENABLED=false).</p>'
-    from farmsync.filament.run import filament_status
+    from farmsync.filament.status import filament_status
 
     status = _plain(await filament_status(services))
     rows = []
-    for printer in status.get("loaded", []):
-        for slot in printer.get("spools", []):
-            rows.append(
-                [
-                    escape(str(printer.get("printer", ""))),
-                    escape(str(slot.get("slot", ""))),
-                    swatch(slot.get("rgba"))
-                    + " "
-                    + escape(str(slot.get("material") or ""))
-                    + " "
-                    + escape(str(slot.get("color_name") or "")),
-                    escape(str(slot.get("batch") or "")),
-                    grams_bar(slot.get("grams_left"), slot.get("label_weight")),
-                ]
-            )
+    for slot in sorted(status.get("loaded", []), key=lambda s: (str(s.get("printer")), str(s.get("slot")))):
+        spool = (
+            swatch(slot.get("rgba"))
+            + " "
+            + escape(" ".join(str(v) for v in (slot.get("material"), slot.get("color_name")) if v))
+        )
+        rows.append(
+            [
+                escape(str(slot.get("printer") or slot.get("printer_id"))),
+                escape(str(slot.get("slot", ""))),
+                spool,
+                escape(str(slot.get("batch") or "unmatched")),
+                grams_bar(slot.get("grams_left"), slot.get("label_weight")),
+            ]
+        )
     summary = (
         f"{len(status.get('matched', []))} matched, "
         f"{len(status.get('missing_in_bambuddy', []))} missing in Bambuddy, "
