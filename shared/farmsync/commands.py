@@ -145,7 +145,7 @@ def tick_command(ctx: click.Context, which: str, as_json: bool) -> None:
         from farmsync.filament.routes import run_scheduled
 
         data = _plain(run(services, run_scheduled))
-        emit(data, as_json, lambda d: console().print_json(data=d))
+        emit(data, as_json, render_filament)
     else:
         from farmsync.gcode.routes import run_scheduled as run_gcode
 
@@ -220,12 +220,40 @@ def backfill_command(ctx: click.Context, max_archives: int | None, as_json: bool
 # --- filament ------------------------------------------------------------------------------------------------------
 
 
+def render_filament(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = console()
+    writes = data.get("writes", [])
+    title = "planned writes (dry run: nothing was written)" if data["dry_run"] else "writes made"
+    if writes:
+        table = Table(title=title)
+        for column in ("system", "method", "path", "purpose"):
+            table.add_column(column)
+        for write in writes:
+            table.add_row(write["system"], write["method"], write["path"], write.get("purpose") or "")
+        out.print(table)
+    for step, counts in data.get("totals", {}).items():
+        out.print(f"{step}: {', '.join(f'{k} {v}' for k, v in counts.items()) or 'nothing to do'}")
+    for name in ("usage", "locations"):
+        for warning in (data.get(name) or {}).get("warnings", []):
+            out.print(f"[yellow]warning[/] {name}: {warning}")
+    for problem in (data.get("locations") or {}).get("problems", []):
+        out.print(f"[red]problem[/] locations: {problem}")
+    for conflict in data.get("conflicts", []):
+        out.print(f"[yellow]conflict[/] {conflict}")
+    for error in data.get("errors", []):
+        out.print(f"[red]error[/] {error}")
+    mode = "dry run" if data["dry_run"] else "applied"
+    out.print(f"filament {mode}: {len(writes)} writes in {data['seconds']} s")
+
+
 @click.command("filament")
 @click.option(
     "--step",
     type=click.Choice(["spools", "locations", "usage"]),
     multiple=True,
-    help="Run only these steps (repeatable). Default: usage, locations, spools.",
+    help="Run only these steps (repeatable). Default: the enabled ones, as usage, locations, spools.",
 )
 @click.option(
     "--apply", is_flag=True, help="Write changes. Without it this is a dry run that lists the writes."
@@ -233,14 +261,14 @@ def backfill_command(ctx: click.Context, max_archives: int | None, as_json: bool
 @json_option
 @click.pass_context
 def filament_command(ctx: click.Context, step: tuple[str, ...], apply: bool, as_json: bool) -> None:
-    """Sync filament between InvenTree and Bambuddy (dry run unless --apply)."""
-    from farmsync.filament.run import render_report, run_filament
+    """Sync filament between InvenTree and Bambuddy (dry run unless --apply; exit 2 if a line failed)."""
+    from farmsync.filament.run import ensure_enabled, run_filament
 
     services = make_services(ctx)
-    report = run(services, lambda s: run_filament(s, steps=list(step) or None, dry_run=not apply))
-    data = _plain(report)
-    emit(data, as_json, lambda d: render_report(report, console()))
-    if isinstance(data, dict) and data.get("failed"):
+    ensure_enabled(services.settings)
+    data = run(services, lambda s: run_filament(s, steps=list(step) or None, dry_run=not apply)).as_dict()
+    emit(data, as_json, render_filament)
+    if not data["ok"]:
         sys.exit(EXIT_PARTIAL)
 
 

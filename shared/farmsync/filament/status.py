@@ -1,0 +1,123 @@
+"""``GET /filament/status``: how the two systems match, what is waiting, and what each printer has loaded.
+
+Read-only: it runs the usage step as a dry run to list pending rows with their reasons, so the page says
+exactly what the next real run would do with them.
+"""
+
+from __future__ import annotations
+
+from farmsync.clients.bambuddy_models import Spool
+from farmsync.clients.inventree_models import StockItem
+from farmsync.filament.context import FilamentSync
+from farmsync.filament.locations import location_for, slot_label
+from farmsync.filament.parts import grams_per_unit
+from farmsync.filament.report import FilamentStatus, LoadedSlot, Outcome, SpoolView
+from farmsync.filament.run import LAST_RUN_KEY, META_NS, filament_sync
+from farmsync.filament.usage import USAGE_NS, sync_usage
+from farmsync.services import Services
+from farmsync.store import State
+
+
+def grams_of(item: StockItem) -> float | None:
+    per = grams_per_unit(item.part_detail.units if item.part_detail else None)
+    return None if per is None else round(item.quantity * per, 3)
+
+
+def view(item: StockItem | None, spool: Spool | None) -> SpoolView:
+    out = SpoolView()
+    if item is not None:
+        out.batch, out.stock_item, out.part = item.batch, item.pk, item.part
+        out.part_name = (item.part_detail.full_name or item.part_detail.name) if item.part_detail else None
+        out.location = item.location
+        out.location_name = item.location_detail.pathstring if item.location_detail else None
+        out.inventree_grams = grams_of(item)
+    if spool is not None:
+        out.spool_id, out.material, out.color_name = spool.id, spool.material, spool.color_name
+        out.tag_uid, out.tray_uuid, out.archived = spool.tag_uid, spool.tray_uuid, spool.is_archived
+        out.bambuddy_remaining_grams = round(spool.remaining_grams, 3)
+    if out.inventree_grams is not None and out.bambuddy_remaining_grams is not None:
+        out.drift_grams = round(out.inventree_grams - out.bambuddy_remaining_grams, 3)
+    return out
+
+
+async def filament_status(services: Services) -> FilamentStatus:
+    """Everything ``/filament/status`` shows; writes nothing."""
+    settings = services.settings
+    ctx = filament_sync(services, dry_run=True)
+    await ctx.load()
+    index = ctx.index
+    status = FilamentStatus(
+        tracking_enabled=settings.filament_tracking_enabled,
+        dry_run_default=settings.filament_dry_run,
+        batch_source=ctx.source,
+        conflicts=list(index.conflicts),
+        untagged_spools=list(index.untagged_spools),
+        unidentified_items=list(index.unidentified_items),
+    )
+    status.matched = [view(ctx.items.get(m.item), ctx.spools.get(m.spool)) for m in index.matches]
+    status.missing_in_bambuddy = [view(ctx.items.get(pk), None) for _, pk in index.missing_in_bambuddy]
+    status.missing_in_inventree = [view(None, ctx.spools[sid]) for sid in index.missing_in_inventree]
+    status.loaded = await _loaded(ctx)
+    for prefix, location in sorted(settings.filament_printer_location_map.items()):
+        check = await ctx.location(location, f"FILAMENT_PRINTER_LOCATION_MAP entry {prefix}:{location}")
+        if check.problem:
+            status.location_problems.append(check.problem)
+    usage = await sync_usage(ctx)
+    status.warnings.extend(usage.warnings)
+    status.usage_cursor = usage.cursor_before
+    parked = await ctx.store.list(USAGE_NS, State.PARKED, 50)
+    status.parked_usage = [
+        {"usage_id": int(r.key), "error": r.last_error, "attempts": r.attempts, "updated_at": r.updated_at}
+        for r in parked
+    ]
+    already_parked = {p["usage_id"] for p in status.parked_usage}
+    # Not finished yet: planned (the next run subtracts it), pending, failed, or refused but not parked yet.
+    status.pending_usage = [
+        line
+        for line in usage.lines
+        if not line.finished or (line.outcome is Outcome.PARKED and line.usage_id not in already_parked)
+    ]
+    status.last_run = await ctx.store.get_value(META_NS, LAST_RUN_KEY)
+    status.counts = {
+        "matched": len(status.matched),
+        "missing_in_bambuddy": len(status.missing_in_bambuddy),
+        "missing_in_inventree": len(status.missing_in_inventree),
+        "conflicts": len(status.conflicts),
+        "pending_usage": len(status.pending_usage),
+        "parked_usage": len(status.parked_usage),
+        "loaded": len(status.loaded),
+    }
+    return status
+
+
+async def _loaded(ctx: FilamentSync) -> list[LoadedSlot]:
+    slots: list[LoadedSlot] = []
+    mapping = ctx.settings.filament_printer_location_map
+    for a in sorted(
+        await ctx.bambuddy.assignments(), key=lambda a: (a.printer_name or "", a.ams_id, a.tray_id)
+    ):
+        spool = ctx.spools.get(a.spool_id) or a.spool
+        match = ctx.index.by_spool.get(a.spool_id)
+        item = ctx.items.get(match.item) if match else None
+        target = location_for(a.printer_name, mapping)
+        slot = LoadedSlot(
+            printer=a.printer_name,
+            printer_id=a.printer_id,
+            slot=slot_label(a),
+            spool_id=a.spool_id,
+            batch=match.batch if match else None,
+            stock_item=item.pk if item else None,
+            material=spool.material if spool else None,
+            color_name=spool.color_name if spool else None,
+            rgba=spool.rgba if spool else None,
+            label_weight=spool.label_weight if spool else None,
+            grams_source="inventree" if item is not None else "bambuddy",
+            location=item.location if item else None,
+            target_location=target[1] if target else None,
+        )
+        if item is not None:
+            slot.grams_left = grams_of(item)
+        elif spool is not None:
+            slot.grams_left = round(spool.remaining_grams, 3)
+        slots.append(slot)
+    return slots

@@ -1,0 +1,462 @@
+"""Bambuddy usage → InvenTree: each successful usage row subtracts its grams from the spool, exactly once.
+
+``/inventory/usage`` has no paging and no archive id: the newest FILAMENT_USAGE_LIMIT rows are read and the row
+id is the cursor. For each new row (oldest first):
+
+1. rows whose status is not in FILAMENT_USAGE_SUCCESS_STATUSES, or under FILAMENT_MIN_DEDUCTION_GRAMS, are
+   skipped; a row over FILAMENT_MAX_DEDUCTION_GRAMS is refused and parked for a person to look at;
+2. the row's Bambuddy spool is matched to an InvenTree item; without a match the row stays pending (retried
+   every run, listed on the status page) and nothing is claimed, so waiting never counts as a failure;
+3. claim ``filament-usage:<id>``; read the item; record the **intent** in the store (item, part, amount, and
+   whether the removal will deplete it) *before* the removal; remove with the notes marker
+   ``bambuddy:usage:<id>:`` (delimited, so ``usage:4:`` is never a prefix of ``usage:42:``); mark done.
+
+A removal that empties an item deletes it when ``delete_on_deplete`` is on, and before API 450 its history goes
+with it (450–518 keep the history but not the final removal). That is why the intent comes first: after a crash
+between the removal and the done-mark, a takeover looks for the marker in the tracking history (compared
+exactly; by part on API ≥ 450); failing that, an item that is gone was depleted by our removal if the intent
+said so. A removal is never larger than what is left (the shortfall is reported), depleted batches are recorded
+so later rows of the same spool finish as "nothing left to subtract" instead of pending forever, and the
+item's own ``delete_on_deplete`` setting is left as InvenTree's owner chose it.
+
+The cursor only moves over the contiguous prefix of finished rows, like the print tick.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from farmsync.clients.bambuddy_models import UsageRecord
+from farmsync.clients.inventree_models import StockAdjustment, StockItem
+from farmsync.errors import FarmsyncError, LeaseLost, UpstreamNotFound
+from farmsync.filament.context import FilamentSync
+from farmsync.filament.match import TagKey, batch_keys, spool_keys
+from farmsync.filament.parts import grams_per_unit
+from farmsync.filament.report import Outcome, UsageLine, UsageReport
+from farmsync.filament.writes import remove_body
+from farmsync.logs import action, get_logger
+from farmsync.store import Claim, Record, State
+from farmsync.store import Outcome as ClaimOutcome
+
+log = get_logger("filament")
+
+USAGE_NS = "filament-usage"
+INTENT_NS = "filament-usage-intent"
+DEPLETED_NS = "filament-depleted"
+USAGE_STREAM = "filament-usage"
+
+
+def marker(usage_id: int) -> str:
+    """The notes of the removal for one usage row: unique, delimited, compared exactly."""
+    return f"bambuddy:usage:{int(usage_id)}:"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The InvenTree item a usage row is charged to."""
+
+    item: int
+    batch: str
+    key: TagKey
+
+
+@dataclass(frozen=True)
+class Resolution:
+    target: Target | None
+    reason: str | None = None
+    depleted: bool = False
+
+
+async def sync_usage(ctx: FilamentSync) -> UsageReport:
+    """Process new usage rows oldest first and move the cursor over the finished prefix (not in a dry run)."""
+    await ctx.load()
+    limit = ctx.settings.filament_usage_limit
+    rows = await ctx.bambuddy.usage(limit=limit)
+    cursor = await ctx.store.get_cursor(USAGE_STREAM)
+    after = int(cursor.value.get("id", 0)) if cursor else 0
+    report = UsageReport(cursor_before=after, cursor_after=after, rows_read=len(rows))
+    if rows and len(rows) >= limit and min(r.id for r in rows) > after + 1:
+        report.warnings.append(
+            f"usage rows {after + 1}..{min(r.id for r in rows) - 1} were not in the newest {limit} rows: "
+            "some may have been missed; raise FILAMENT_USAGE_LIMIT"
+        )
+    fresh = sorted((r for r in rows if r.id > after), key=lambda r: r.id)
+    for row in fresh:
+        report.lines.append(await usage_row(ctx, row))
+    if not ctx.dry_run:
+        high = after
+        for line in report.lines:
+            if not line.finished:
+                break
+            high = line.usage_id
+        if high > after:
+            high = await advance_cursor(ctx, high)
+        report.cursor_after = high
+    return report
+
+
+async def usage_row(ctx: FilamentSync, row: UsageRecord) -> UsageLine:
+    """One usage row, end to end; never raises for upstream trouble (the row is released and retried)."""
+    s = ctx.settings
+    line = UsageLine(
+        usage_id=row.id,
+        spool_id=row.spool_id,
+        status=row.status,
+        grams=round(row.weight_used, 3),
+        print_name=row.print_name,
+        outcome=Outcome.SKIPPED,
+    )
+    counted = {status.strip().casefold() for status in s.filament_usage_success_statuses}
+    if (row.status or "").strip().casefold() not in counted:
+        line.reason = f"status {row.status!r} is not in FILAMENT_USAGE_SUCCESS_STATUSES"
+        return line
+    if row.weight_used < s.filament_min_deduction_grams:
+        minimum = s.filament_min_deduction_grams
+        line.reason = f"{row.weight_used:g} g is below FILAMENT_MIN_DEDUCTION_GRAMS ({minimum:g} g)"
+        return line
+    key = str(row.id)
+    record = await ctx.store.get(USAGE_NS, key)
+    if record is not None and record.state is State.DONE:
+        return _done(line, record)
+    if record is not None and record.state is State.PARKED:
+        line.outcome, line.error = Outcome.PARKED, record.last_error
+        return line
+    resolution = await resolve(ctx, row)
+    if resolution.target is not None:
+        line.stock_item, line.batch = resolution.target.item, resolution.target.batch
+    intent = await ctx.store.get_value(INTENT_NS, key) if record is not None else None
+    if row.weight_used > s.filament_max_deduction_grams and intent is None:
+        return await _refuse(ctx, row, line)
+    if resolution.target is None and not resolution.depleted and intent is None:
+        line.outcome, line.reason = Outcome.PENDING, resolution.reason
+        return line
+    if ctx.dry_run:
+        return await _plan(ctx, row, line, record, resolution, intent)
+    claim = await ctx.store.claim(USAGE_NS, key, lease_seconds=s.lease_seconds)
+    if not claim.held:
+        return _not_held(line, claim)
+    label = f"usage:{key}"
+    ctx.hook("after_claim", label)
+    try:
+        if claim.takeover or record is not None:
+            intent = await ctx.store.get_value(INTENT_NS, key)
+        result = await recover(ctx, row, intent) if intent else None
+        if result is None:
+            if resolution.target is None:
+                if not resolution.depleted:
+                    raise FarmsyncError(resolution.reason or "no matching InvenTree spool")
+                result = _depleted_result(row)
+            else:
+                result = await _charge(ctx, row, resolution.target)
+        ctx.hook("before_done", label)
+        await ctx.store.complete(claim, result)
+    except LeaseLost as exc:
+        # Our lease ran out mid-row and another run took it over: it looks before it writes, so leave it be.
+        line.outcome, line.reason, line.error = Outcome.PENDING, "taken over by another run", str(exc)
+        return line
+    except (FarmsyncError, OSError) as exc:
+        released = await ctx.store.release(claim, str(exc), max_attempts=s.sync_max_attempts)
+        line.outcome = Outcome.PARKED if released.state is State.PARKED else Outcome.FAILED
+        line.error = str(exc)
+        action(log, "filament usage failed", 30, usage=row.id, error=str(exc), attempts=claim.attempts)
+        return line
+    await ctx.store.delete_value(INTENT_NS, key)
+    _fill(line, result)
+    if result.get("outcome") == "charged" and not result.get("recovered"):
+        line.outcome = Outcome.APPLIED
+    else:
+        line.outcome = Outcome.UNCHANGED if result.get("recovered") else Outcome.SKIPPED
+    action(
+        log,
+        "filament usage subtracted",
+        usage=row.id,
+        stock_item=result.get("stock_item"),
+        grams=result.get("charged_grams"),
+        outcome=result.get("outcome"),
+        recovered=result.get("recovered"),
+    )
+    return line
+
+
+async def resolve(ctx: FilamentSync, row: UsageRecord) -> Resolution:
+    """The InvenTree item a row's spool matches, or why there is none (and whether the batch is depleted)."""
+    spool = ctx.spools.get(row.spool_id)
+    if spool is None:
+        return Resolution(None, f"Bambuddy spool {row.spool_id} is not in Bambuddy's spool list")
+    conflict = ctx.index.conflicted_spools.get(spool.id)
+    if conflict is not None:
+        return Resolution(None, f"conflict: {conflict.detail}")
+    match = ctx.index.by_spool.get(spool.id)
+    if match is not None:
+        if match.item in ctx.items:
+            return Resolution(Target(match.item, match.batch, match.key))
+        return Resolution(None, f"InvenTree stock item {match.item} was depleted in this run", depleted=True)
+    keys = spool_keys(spool)
+    if spool.id in ctx.index.shadowed:
+        return Resolution(
+            None,
+            f"spool {spool.id} is archived and its tag now belongs to spool {ctx.index.shadowed[spool.id]}",
+        )
+    if not keys:
+        return Resolution(None, f"Bambuddy spool {spool.id} has no tag_uid or tray_uuid to match a batch")
+    for name, key in sorted(keys):
+        if await ctx.store.get_value(DEPLETED_NS, f"{name}:{key}"):
+            return Resolution(None, "the InvenTree spool was depleted earlier", depleted=True)
+    tags = ", ".join(f"{name}={getattr(spool, name)}" for name, _ in sorted(keys))
+    return Resolution(
+        None, f"no InvenTree filament stock item has a batch matching spool {spool.id} ({tags})"
+    )
+
+
+async def recover(ctx: FilamentSync, row: UsageRecord, intent: dict[str, Any]) -> dict[str, Any] | None:
+    """After an interrupted attempt: the result if its removal landed (or the item is gone), else None."""
+    pk = int(intent["stock_item"])
+    part = intent.get("part")
+    try:
+        found = await ctx.inventree.find_tracking(marker(row.id), item=pk, part=part)
+    except UpstreamNotFound:
+        found = []  # the item was deleted and this server filters history by item only
+    if found:
+        removed = (found[0].deltas or {}).get("removed")
+        per = float(intent.get("grams_per_unit") or 1.0)
+        charged = float(removed) * per if isinstance(removed, int | float) else intent.get("charged_grams")
+        left = (found[0].deltas or {}).get("quantity")
+        depleted = bool(intent.get("depleting")) or (isinstance(left, int | float) and left <= 0)
+        if depleted and not ctx.dry_run:
+            await mark_depleted(ctx, intent.get("batch") or "", row.id, pk)
+        return {
+            **intent,
+            "outcome": "charged",
+            "charged_grams": charged,
+            "depleted": depleted,
+            "recovered": "tracking",
+        }
+    try:
+        await ctx.inventree.get_stock(pk)
+    except UpstreamNotFound:
+        if intent.get("depleting"):
+            if not ctx.dry_run:
+                await mark_depleted(ctx, intent.get("batch") or "", row.id, pk)
+            return {**intent, "outcome": "charged", "depleted": True, "recovered": "depleted"}
+        return {
+            **intent,
+            "outcome": "item_gone",
+            "charged_grams": None,
+            "recovered": "item_gone",
+            "reason": "the stock item was deleted before this removal could be confirmed; nothing left to charge",
+        }
+    return None
+
+
+async def _charge(ctx: FilamentSync, row: UsageRecord, target: Target) -> dict[str, Any]:
+    try:
+        item = await ctx.inventree.get_stock(target.item)
+    except UpstreamNotFound:
+        raise FarmsyncError(
+            f"InvenTree stock item {target.item} is gone; the row is matched again on the next run"
+        ) from None
+    return await deduct(ctx, row, target, item)
+
+
+async def deduct(ctx: FilamentSync, row: UsageRecord, target: Target, item: StockItem) -> dict[str, Any]:
+    """Plan (dry) or make the removal for ``row`` from ``item``; never more than the item holds."""
+    units = item.part_detail.units if item.part_detail else None
+    per = grams_per_unit(units)
+    if per is None:
+        raise FarmsyncError(
+            f"part {item.part} counts stock in {units!r}, not grams or kg: cannot subtract grams"
+        )
+    base = {
+        "usage_id": row.id,
+        "stock_item": item.pk,
+        "part": item.part,
+        "batch": target.batch,
+        "grams": row.weight_used,
+        "grams_per_unit": per,
+    }
+    have = item.quantity
+    if have <= 0:
+        if not ctx.dry_run:
+            await mark_depleted(ctx, target.batch, row.id, item.pk)
+        ctx.removed(item.pk, 0.0, gone=True)
+        return {**base, "outcome": "depleted", "charged_grams": 0.0, "depleted": True}
+    want = row.weight_used / per
+    amount = min(want, have)
+    depleting = round(amount, 5) >= round(have, 5)
+    intent = {
+        **base,
+        "quantity_before": have,
+        "amount": round(amount, 5),
+        "charged_grams": round(amount * per, 3),
+        "depleting": depleting,
+        "shortfall_grams": round(max(0.0, want - have) * per, 3),
+        "at": time.time(),
+    }
+    key = str(row.id)
+    if not ctx.dry_run:
+        await ctx.store.put_value(INTENT_NS, key, intent)
+    write = ctx.executor.write(
+        "inventree",
+        "POST",
+        "/api/stock/remove/",
+        remove_body(item.pk, amount, marker(row.id)),
+        f"usage {row.id}: {row.weight_used:g} g from batch {target.batch}",
+    )
+    answer = await ctx.executor.run(write)
+    gone = depleting
+    if not ctx.dry_run:
+        ctx.hook("after_remove", f"usage:{key}")
+        echo = StockAdjustment.model_validate(answer) if isinstance(answer, dict) else None
+        gone = gone or bool(echo and echo.items and echo.items[0].pk is None)
+        if gone:
+            await mark_depleted(ctx, target.batch, row.id, item.pk)
+    ctx.removed(item.pk, have - amount, gone=gone)
+    return {**intent, "outcome": "charged", "depleted": gone}
+
+
+async def mark_depleted(ctx: FilamentSync, batch: str, usage_id: int, item: int) -> None:
+    """Remember that ``batch`` ran out, so later rows of its spool finish instead of waiting for a match."""
+    value = {"batch": batch, "stock_item": item, "usage_id": usage_id, "at": time.time()}
+    for name, key in sorted(batch_keys(batch, ctx.source)):
+        await ctx.store.put_value(DEPLETED_NS, f"{name}:{key}", value)
+
+
+async def advance_cursor(ctx: FilamentSync, value: int) -> int:
+    """Move the usage cursor forward to ``value`` unless another run moved it further (CAS loop)."""
+    for _ in range(20):
+        cursor = await ctx.store.get_cursor(USAGE_STREAM)
+        current = int(cursor.value.get("id", 0)) if cursor else 0
+        if current >= value:
+            return current
+        moved = await ctx.store.cas_cursor(
+            USAGE_STREAM, cursor.version if cursor else None, {"id": value, "at": time.time()}
+        )
+        if moved is not None:
+            return value
+    return value
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------
+
+
+async def _refuse(ctx: FilamentSync, row: UsageRecord, line: UsageLine) -> UsageLine:
+    s = ctx.settings
+    message = (
+        f"refused: {row.weight_used:g} g is more than FILAMENT_MAX_DEDUCTION_GRAMS "
+        f"({s.filament_max_deduction_grams:g} g) for one deduction"
+    )
+    line.outcome, line.error = Outcome.PARKED, message
+    if ctx.dry_run:
+        return line
+    claim = await ctx.store.claim(USAGE_NS, str(row.id), lease_seconds=s.lease_seconds)
+    if not claim.held:
+        return _not_held(line, claim)
+    await ctx.store.release(claim, message, max_attempts=1)
+    action(log, "filament usage refused", 30, usage=row.id, grams=row.weight_used)
+    return line
+
+
+async def _plan(
+    ctx: FilamentSync,
+    row: UsageRecord,
+    line: UsageLine,
+    record: Record | None,
+    resolution: Resolution,
+    intent: dict[str, Any] | None,
+) -> UsageLine:
+    """The dry-run twin of the claimed path: reads only, plans the removal a real run would make."""
+    now = ctx.now()
+    if record is not None and record.state is State.CLAIMED and (record.lease_until or 0) > now:
+        line.outcome, line.reason = Outcome.PENDING, "being processed by another run"
+        return line
+    if record is not None and record.state is State.FAILED and (record.not_before or 0) > now:
+        line.outcome, line.reason, line.error = Outcome.PENDING, "waiting to retry", record.last_error
+        return line
+    try:
+        result = await recover(ctx, row, intent) if intent else None
+        if result is not None:
+            _fill(line, result)
+            line.outcome, line.reason = (
+                Outcome.UNCHANGED,
+                "would be marked done: " + _recovered_reason(result),
+            )
+            return line
+        if resolution.target is None:
+            if not resolution.depleted:
+                line.outcome, line.reason = Outcome.PENDING, resolution.reason
+                return line
+            line.outcome, line.depleted = Outcome.SKIPPED, True
+            line.reason = "would be marked done: the InvenTree spool is depleted, nothing left to subtract"
+            return line
+        item = ctx.items[resolution.target.item]
+        result = await deduct(ctx, row, resolution.target, item)
+    except FarmsyncError as exc:
+        line.outcome, line.error = Outcome.FAILED, str(exc)
+        return line
+    _fill(line, result)
+    line.outcome = Outcome.PLANNED if result.get("outcome") == "charged" else Outcome.SKIPPED
+    return line
+
+
+def _depleted_result(row: UsageRecord) -> dict[str, Any]:
+    return {
+        "usage_id": row.id,
+        "outcome": "depleted",
+        "grams": row.weight_used,
+        "charged_grams": 0.0,
+        "depleted": True,
+        "reason": "the InvenTree spool was depleted earlier: nothing left to subtract",
+    }
+
+
+def _recovered_reason(result: dict[str, Any]) -> str:
+    how = result.get("recovered")
+    if how == "tracking":
+        return "the removal of an interrupted run had already been made (found in the stock history)"
+    if how == "depleted":
+        return "the removal of an interrupted run had depleted the item (InvenTree deleted it)"
+    return str(result.get("reason") or "the stock item is gone")
+
+
+def _fill(line: UsageLine, result: dict[str, Any]) -> None:
+    line.stock_item = result.get("stock_item", line.stock_item)
+    line.batch = result.get("batch", line.batch)
+    charged = result.get("charged_grams")
+    line.charged_grams = round(float(charged), 3) if isinstance(charged, int | float) else None
+    line.depleted = bool(result.get("depleted"))
+    line.recovered = bool(result.get("recovered"))
+    if result.get("recovered"):
+        line.reason = _recovered_reason(result)
+    elif result.get("outcome") == "depleted":
+        line.reason = result.get("reason") or "the InvenTree spool is depleted: nothing left to subtract"
+    elif result.get("shortfall_grams"):
+        line.reason = (
+            f"only {line.charged_grams:g} g were left: the item is depleted "
+            f"({result['shortfall_grams']:g} g of the usage could not be subtracted)"
+        )
+    elif result.get("depleted"):
+        line.reason = "the removal depleted the item"
+
+
+def _done(line: UsageLine, record: Record) -> UsageLine:
+    _fill(line, record.result or {})
+    line.outcome = Outcome.SKIPPED
+    line.reason = "already done" + (f": {line.reason}" if line.reason else "")
+    return line
+
+
+def _not_held(line: UsageLine, claim: Claim) -> UsageLine:
+    record = claim.record
+    if claim.outcome is ClaimOutcome.DONE and record is not None:
+        return _done(line, record)
+    if claim.outcome is ClaimOutcome.PARKED:
+        line.outcome, line.error = Outcome.PARKED, record.last_error if record else None
+        return line
+    line.outcome = Outcome.PENDING
+    line.reason = (
+        "being processed by another run" if claim.outcome is ClaimOutcome.BUSY else "waiting to retry"
+    )
+    line.error = record.last_error if record else None
+    return line

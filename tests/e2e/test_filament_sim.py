@@ -1,0 +1,303 @@
+"""The filament pipeline end to end on the simulated Bambuddy + InvenTree, on both store backends.
+
+Covers: a full run and its idempotent repeat, a dry run that writes nothing (and plans what the real run then
+does), eight concurrent ticks sharing only the store, a crash at each step of a usage row, the depleted spool on
+API 425 (history deleted with the item) and 530 (history kept, item null), a conflict, and a bad location map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farmsync.filament import routes
+from farmsync.filament.report import Outcome
+from farmsync.filament.run import run_filament
+from farmsync.filament.status import filament_status
+from farmsync.filament.usage import USAGE_NS, USAGE_STREAM, marker
+from farmsync.services import Services, set_services
+from farmsync.settings import Settings, load_settings
+from farmsync.sim.server import SimFarm
+from farmsync.store import State, Store
+from tests.fixtures.filament import make_call as call
+from tests.fixtures.store import ManualClock, open_spec
+
+MakeStore = Callable[..., tuple[Store, dict[str, Any]]]
+
+
+class Crash(BaseException):
+    """Stops a run dead, like a killed process."""
+
+
+def sim_settings(farm: SimFarm, data_dir: Path, **overrides: Any) -> Settings:
+    ids = farm.ids
+    values: dict[str, Any] = {
+        "bambuddy_base_url": farm.bambuddy_url,
+        "bambuddy_api_key": farm.api_key,
+        "inventree_base_url": farm.inventree_url,
+        "inventree_token": farm.token,
+        "filament_tracking_enabled": True,
+        "filament_dry_run": False,
+        "filament_part_category_id": ids["FILAMENT_PART_CATEGORY_ID"],
+        "filament_storage_location_id": ids["FILAMENT_STORAGE_LOCATION_ID"],
+        "filament_loaded_location_id": ids["FILAMENT_LOADED_LOCATION_ID"],
+        "filament_printer_location_map": ids["FILAMENT_PRINTER_LOCATION_MAP"],
+        "data_dir": data_dir,
+    }
+    values.update(overrides)
+    return load_settings("/dev/null", **values)
+
+
+@pytest.fixture
+def farm(sim_farm: SimFarm) -> Iterator[SimFarm]:
+    yield sim_farm
+    sim_farm.inventree.configure({"api_version": sim_farm.inventree.default_api_version})
+
+
+@pytest.fixture
+async def services_for(farm: SimFarm, make_store: MakeStore, tmp_path: Path) -> Any:
+    """``make(spec=None, clock=None, **settings)``: Services on the farm with its own handle on a shared store."""
+    made: list[Services] = []
+    specs: dict[str, dict[str, Any]] = {}
+
+    def make(
+        spec: dict[str, Any] | None = None, clock: ManualClock | None = None, **overrides: Any
+    ) -> Services:
+        if spec is None:
+            store, spec = make_store(clock=clock)
+            specs["last"] = spec
+        else:
+            store = open_spec(spec, clock)
+        services = Services(sim_settings(farm, tmp_path, **overrides), store=store)
+        made.append(services)
+        return services
+
+    make.specs = specs  # type: ignore[attr-defined]
+    yield make
+    for services in made:
+        for client in (services._bambuddy, services._inventree):
+            if client is not None:
+                await client.aclose()
+
+
+def quantities(farm: SimFarm) -> dict[str, float]:
+    return {i["batch"]: i["quantity"] for i in farm.inventree.state.stock_items.values()}
+
+
+def expected_after_usage(farm: SimFarm, after: int = 0) -> dict[str, float]:
+    """What each batch holds once every completed usage row after ``after`` is subtracted (clamped at 0)."""
+    tags = {s["id"]: (s["tag_uid"] or "").upper() for s in farm.bambuddy.state.spools.values()}
+    left = quantities(farm)
+    for row in sorted(farm.bambuddy.state.usage.values(), key=lambda r: r["id"]):
+        tag = tags.get(row["spool_id"])
+        if row["id"] > after and row["status"] == "completed" and tag in left and row["weight_used"] >= 0.05:
+            left[tag] = max(0.0, round(left[tag] - row["weight_used"], 5))
+    return {batch: q for batch, q in left.items() if q > 0}
+
+
+def markers(farm: SimFarm) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in farm.inventree.state.tracking.values():
+        if row["notes"].startswith("bambuddy:usage:"):
+            counts[row["notes"]] = counts.get(row["notes"], 0) + 1
+    return counts
+
+
+def writes(farm: SimFarm) -> list[tuple[str, str]]:
+    return [(e.method, e.path) for sim in (farm.bambuddy, farm.inventree) for e in sim.log.writes()]
+
+
+async def skip_scenario_usage(services: Services, farm: SimFarm) -> int:
+    high = max(farm.bambuddy.state.usage)
+    await services.store.cas_cursor(USAGE_STREAM, None, {"id": high})
+    return high
+
+
+async def test_full_run_then_a_repeat_writes_nothing(farm: SimFarm, services_for: Any) -> None:
+    facts = farm.describe()["facts"]
+    expected = expected_after_usage(farm)
+    services = services_for()
+    report = await run_filament(services)
+    assert report.ok and not report.conflicts, report.errors
+    assert quantities(farm) == pytest.approx(expected)
+    assert all(n == 1 for n in markers(farm).values()) and markers(farm)
+    misplaced = next(
+        i for i in farm.inventree.state.stock_items.values() if i["batch"] == facts["misplaced_spool_tag"]
+    )
+    assert misplaced["location"] != farm.ids["FILAMENT_SHELF_LOCATION_ID"]
+    created = [
+        s for s in farm.bambuddy.state.spools.values() if s["tag_uid"] == facts["missing_in_bambuddy_batch"]
+    ]
+    assert len(created) == 1 and created[0]["weight_used"] == 0.0 and created[0]["weight_locked"] is False
+    assert (await services.store.get_cursor(USAGE_STREAM)).value["id"] == max(farm.bambuddy.state.usage)
+
+    farm.bambuddy.log.clear()
+    farm.inventree.log.clear()
+    again = await run_filament(services)
+    assert writes(farm) == [] and again.writes == [] and again.ok
+    status = await filament_status(services)
+    assert status.counts["matched"] == 6 and status.counts["missing_in_bambuddy"] == 0
+    assert status.counts["pending_usage"] == 0 and status.counts["missing_in_inventree"] == 1
+    assert status.last_run is not None and status.last_run["ok"]
+
+
+async def test_a_dry_run_writes_nothing_and_plans_the_real_run(farm: SimFarm, services_for: Any) -> None:
+    before = quantities(farm)
+    services = services_for()
+    dry = await run_filament(services, dry_run=True)
+    assert writes(farm) == [] and quantities(farm) == before
+    assert await services.store.list(USAGE_NS) == [] and await services.store.get_cursor(USAGE_STREAM) is None
+    assert {w.path for w in dry.writes} == {
+        "/api/stock/remove/",
+        "/api/stock/transfer/",
+        "/api/v1/inventory/spools",
+    }
+    real = await run_filament(services, dry_run=False)
+    assert sorted(writes(farm)) == sorted((w.method, w.path) for w in real.writes)
+    assert sorted((w.method, w.path, repr(w.body)) for w in real.writes) == sorted(
+        (w.method, w.path, repr(w.body)) for w in dry.writes
+    )
+
+
+async def test_eight_concurrent_ticks_subtract_each_row_once(farm: SimFarm, services_for: Any) -> None:
+    first = services_for()
+    spec = services_for.specs["last"]
+    state = farm.bambuddy.state
+    for n in range(10):
+        state.add_usage(1 + n % 5, 11.5 + n, print_name=f"part {n}")
+    expected = expected_after_usage(farm)
+    ticks = [first] + [services_for(spec) for _ in range(7)]
+    reports = await asyncio.gather(*(run_filament(s, trigger="tick") for s in ticks))
+    assert all(not r.errors for r in reports)
+    settle = await run_filament(services_for(spec))
+    assert not [w for w in settle.writes if w.path == "/api/stock/remove/"]
+    assert quantities(farm) == pytest.approx(expected)
+    counts = markers(farm)
+    assert len(counts) == sum(1 for r in state.usage.values() if r["status"] == "completed")
+    assert set(counts.values()) == {1}
+    tags = [s["tag_uid"] for s in state.spools.values()]
+    assert len(tags) == len(set(tags))  # the missing spool was created once
+    batches = [i["batch"] for i in farm.inventree.state.stock_items.values()]
+    assert len(batches) == len(set(batches))  # no transfer split an item
+    assert (await first.store.get_cursor(USAGE_STREAM)).value["id"] == max(state.usage)
+
+
+@pytest.mark.parametrize("point", ["after_claim", "after_remove", "before_done"])
+async def test_a_crash_at_each_step_still_subtracts_once(
+    farm: SimFarm, services_for: Any, point: str
+) -> None:
+    clock = ManualClock()
+    services = services_for(clock=clock)
+    spec = services_for.specs["last"]
+    await skip_scenario_usage(services, farm)
+    row = farm.bambuddy.state.add_usage(1, 42.5)
+    before = quantities(farm)
+    tag = farm.bambuddy.state.spools[1]["tag_uid"]
+
+    def hook(where: str, key: str) -> None:
+        if where == point:
+            raise Crash(key)
+
+    with pytest.raises(Crash):
+        await run_filament(services, steps=["usage"], hook=hook)
+    clock.advance(services.settings.lease_seconds + 1)
+    report = await run_filament(services_for(spec, clock=clock), steps=["usage"])
+    [line] = report.usage.lines
+    assert line.usage_id == row["id"] and line.outcome in (Outcome.APPLIED, Outcome.UNCHANGED)
+    assert line.recovered is (point != "after_claim")
+    assert quantities(farm)[tag] == pytest.approx(before[tag] - 42.5)
+    assert markers(farm) == {marker(row["id"]): 1}
+    assert (await services.store.get(USAGE_NS, str(row["id"]))).state is State.DONE
+
+
+@pytest.mark.parametrize("api", [425, 530])
+async def test_a_depleted_spool_is_charged_once_and_not_lost(
+    farm: SimFarm, services_for: Any, api: int
+) -> None:
+    farm.inventree.configure({"api_version": api})
+    clock = ManualClock()
+    services = services_for(clock=clock)
+    spec = services_for.specs["last"]
+    await skip_scenario_usage(services, farm)
+    tag = farm.bambuddy.state.spools[3]["tag_uid"]
+    item = next(i for i in farm.inventree.state.stock_items.values() if i["batch"] == tag)
+    pk, left = item["pk"], item["quantity"]
+    row = farm.bambuddy.state.add_usage(3, left + 25.0)
+
+    def hook(where: str, key: str) -> None:
+        if where == "after_remove":
+            raise Crash(key)
+
+    with pytest.raises(Crash):
+        await run_filament(services, steps=["usage"], hook=hook)
+    assert pk not in farm.inventree.state.stock_items  # InvenTree deleted the emptied item
+    history = [t for t in farm.inventree.state.tracking.values() if t["notes"] == marker(row["id"])]
+    assert len(history) == (1 if api >= 519 else 0)  # 425: deleted with the item; 530: kept with item null
+    assert all(t["item"] is None for t in history)
+    clock.advance(services.settings.lease_seconds + 1)
+    later = farm.bambuddy.state.add_usage(3, 10.0)
+    report = await run_filament(services_for(spec, clock=clock), steps=["usage"])
+    lines = {line.usage_id: line for line in report.usage.lines}
+    assert lines[row["id"]].recovered and lines[row["id"]].depleted
+    assert lines[later["id"]].outcome is Outcome.SKIPPED and lines[later["id"]].depleted
+    assert report.usage.cursor_after == later["id"]
+    removals = farm.inventree.log.find(method="POST", path="/api/stock/remove/")
+    assert len(removals) == 1
+    status = await filament_status(services_for(spec, clock=clock))
+    assert status.counts["pending_usage"] == 0
+
+
+async def test_a_conflict_is_reported_and_never_written(farm: SimFarm, services_for: Any) -> None:
+    state = farm.bambuddy.state
+    tag = state.spools[2]["tag_uid"]
+    twin = state.create_spool({"material": "PLA", "tray_uuid": tag.lower()})
+    state.add_usage(twin["id"], 20.0)
+    services = services_for()
+    await skip_scenario_usage(services, farm)
+    state.add_usage(2, 15.0)
+    status = await filament_status(services)
+    [conflict] = status.conflicts
+    assert conflict.kind == "spools" and conflict.spools == [2, twin["id"]]
+    assert [line.reason.split(":")[0] for line in status.pending_usage] == ["conflict"]
+    report = await run_filament(services)
+    item = next(i for i in farm.inventree.state.stock_items.values() if i["batch"] == tag)
+    touched = {w.body["items"][0]["pk"] for w in report.writes if w.system == "inventree"}
+    assert item["pk"] not in touched and all(line.outcome is Outcome.PENDING for line in report.usage.lines)
+
+
+async def test_a_bad_location_map_is_reported_and_moves_nothing(farm: SimFarm, services_for: Any) -> None:
+    printers = farm.ids["FILAMENT_PRINTER_LOCATION_MAP"].split(",")
+    mapping = {"B1": 999, "B2": farm.ids["FILAMENT_LOADED_LOCATION_ID"]}
+    mapping.update({p.split(":")[0]: int(p.split(":")[1]) for p in printers[2:]})
+    services = services_for(filament_printer_location_map=mapping)
+    report = await run_filament(services, steps=["locations"])
+    problems = report.locations.problems
+    assert "FILAMENT_PRINTER_LOCATION_MAP entry B1:999: location 999 does not exist in InvenTree" in problems
+    assert any(
+        p.startswith("FILAMENT_PRINTER_LOCATION_MAP entry B2:3: location 3 (Printers) is structural")
+        for p in problems
+    )
+    assert farm.inventree.log.count(method="POST", path="/api/stock/transfer/") == 0
+    assert not report.ok and [line.outcome for line in report.locations.lines].count(Outcome.FAILED) == 2
+
+
+async def test_routes_default_to_a_dry_run_and_report_status(farm: SimFarm, services_for: Any) -> None:
+    services = services_for(filament_dry_run=True)
+    set_services(services)
+    try:
+        tick = await routes.tick(call(body=b'{"specversion": "1.0", "data": "e30="}'))
+        status = await routes.status(call())
+        applied = await routes.sync_usage(call("dry_run=false"))
+    finally:
+        set_services(None)
+    assert tick["dry_run"] and tick["steps"] == ["usage", "locations", "spools"] and tick["writes"]
+    assert status["counts"]["pending_usage"] == len(
+        [w for w in tick["writes"] if w["path"] == "/api/stock/remove/"]
+    )
+    assert status["counts"]["missing_in_bambuddy"] == 1 and status["counts"]["loaded"] == 4
+    assert not applied["dry_run"] and applied["ok"]
+    assert writes(farm) == [("POST", "/api/stock/remove/")] * len(applied["writes"])
