@@ -216,8 +216,10 @@ def test_bad_destination_exits_1(setup):
     assert result.exit_code == 1 and "destination" in result.stderr
 
 
-def test_pull_is_not_built_yet(setup):
-    assert invoke(setup, "--pull").exit_code == 1
+def test_pull_is_built(setup):  # its own tests: tests/unit/test_gcode_pull_cli.py
+    result = invoke(setup, "--pull")
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.stdout
 
 
 def test_help_lists_link_sync_flags():

@@ -2,7 +2,8 @@
 
 link-sync's flags keep their meaning (``-c -s -d -r -p -x -g --ignore-state``; dry run by default; ``-p A B`` as
 well as ``-p A -p B``; ``-x`` ignored when ``-p`` is given). New: ``--json``, ``--concurrency``, ``--suffix``,
-``--verbose``, ``--allow-empty-source``, ``--data-dir``.
+``--verbose``, ``--allow-empty-source``, ``--data-dir``, and ``--pull`` (copy printer-only files into the source
+instead of deleting them; see :mod:`farmsync.gcode.pull`), which exits 2 on any conflict.
 
 Exit codes: 0 nothing failed (busy printers are deferred, listed, and do not fail the run); 2 a printer or file
 failed, a source file was left out, or every selected printer was deferred; 1 usage or configuration error,
@@ -24,7 +25,7 @@ from pydantic import SecretStr
 
 from farmsync.errors import ConfigError, FarmsyncError
 from farmsync.gcode.backends.base import PrinterBackend
-from farmsync.gcode.config import PrinterConfig, load_printers, select_printers
+from farmsync.gcode.config import PrinterConfig, Selection, load_printers, select_printers
 from farmsync.gcode.engine import BackendFactory, Done, Guard, MirrorListener, MirrorOptions, run_mirror
 from farmsync.gcode.manifest import JsonManifestStore, ManifestStore
 from farmsync.gcode.plan import Action, Plan, normalize_suffixes
@@ -264,7 +265,11 @@ class ProgressDisplay(MirrorListener):
     help="Where the upload manifest is kept (env DATA_DIR).",
 )
 @click.option(
-    "--pull", is_flag=True, hidden=True, help="Copy printer-only files back to the source (not yet)."
+    "--pull",
+    is_flag=True,
+    help="Instead of mirroring, copy files that exist only on printers into the source folder. Never "
+    "overwrites; printers holding different copies (or a copy differing from the source) are reported as "
+    "conflicts and exit 2. A dry run unless -g/--go.",
 )
 @click.pass_context
 def gcode(
@@ -287,10 +292,6 @@ def gcode(
 ) -> None:
     """Mirror a master folder of G-code onto every idle printer at once (a dry run unless -g/--go)."""
     deps = _deps(ctx)
-    if pull:
-        # Seam for the --pull issue: a pull run reuses load/select/options/report and swaps run_mirror for
-        # a run_pull (farmsync.gcode.pull) built on PrinterBackend.download.
-        _fail(ctx, "--pull is not available yet")
     try:
         farm = load_printers(config_path)
         selection = select_printers(farm, printers, excluded)
@@ -315,6 +316,8 @@ def gcode(
             click.echo(f"note: {note}", err=True)
 
     manifest = deps.manifest or JsonManifestStore(data_dir / MANIFEST_DIR)
+    if pull:
+        _pull(ctx, selection.selected, source, options, deps, manifest, selection, as_json, verbose)
     listener = ProgressDisplay() if go else MirrorListener()
     try:
         report = _run(
@@ -362,6 +365,48 @@ def _run(
         with listener:
             return asyncio.run(coro)
     return asyncio.run(coro)
+
+
+def _pull(
+    ctx: click.Context,
+    printers: Sequence[PrinterConfig],
+    source: Path,
+    options: MirrorOptions,
+    deps: GcodeDeps,
+    manifest: ManifestStore,
+    selection: Selection,
+    as_json: bool,
+    verbose: bool,
+) -> NoReturn:
+    """``--pull``: the same selection, options and exit-code rules, with run_pull instead of run_mirror."""
+    from farmsync.gcode.pull import run_pull
+
+    try:
+        report = asyncio.run(
+            run_pull(
+                printers,
+                source,
+                options,
+                deps.backend_factory or default_backend_factory,
+                manifest,
+                excluded=selection.excluded,
+                notes=selection.notes,
+            )
+        )
+    except FarmsyncError as exc:
+        _fail(ctx, str(exc))
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        from rich.console import Console
+
+        from farmsync.gcode.pull_report import render_pull_report
+
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=max(console.width, 160))
+        render_pull_report(console, report, verbose=verbose)
+    ctx.exit(report.exit_code)
 
 
 def _deps(ctx: click.Context) -> GcodeDeps:

@@ -59,7 +59,8 @@ BackendFactory = Callable[[PrinterConfig], PrinterBackend | Awaitable[PrinterBac
 Guard = Callable[[str, Action], Awaitable[bool]]
 """``guard(printer, action)`` before each write: False skips the write (done already, or claimed elsewhere)."""
 Done = Callable[[str, Action, ActionReport], Awaitable[None]]
-"""``done(printer, action, report)`` after each successful write."""
+"""``done(printer, action, report)`` after each successful write; ``failed`` (same shape) after a write the guard
+let through that did not succeed, so a lock taken in ``guard`` can be released."""
 
 
 class MirrorOptions(BaseModel):
@@ -135,6 +136,7 @@ class _Run:
     listener: MirrorListener
     guard: Guard | None
     done: Done | None
+    failed: Done | None = None
 
 
 async def run_mirror(
@@ -147,6 +149,7 @@ async def run_mirror(
     excluded: Sequence[PrinterConfig] = (),
     guard: Guard | None = None,
     done: Done | None = None,
+    failed: Done | None = None,
     listener: MirrorListener | None = None,
     digests: DigestCache | None = None,
     notes: Sequence[str] = (),
@@ -180,6 +183,7 @@ async def run_mirror(
         listener=listener or MirrorListener(),
         guard=guard,
         done=done,
+        failed=failed,
     )
     limit = options.concurrency or len(printers) or 1
     semaphore = asyncio.Semaphore(limit)
@@ -393,6 +397,7 @@ async def _write(
         reason=action.reason,
     )
     error: Exception | None = None
+    guarded = False  # the guard let this write through and no done/failed hook has run for it yet
     try:
         if action.op in (Op.UPLOAD, Op.REPLACE) and action.sha256 is None and action.local is not None:
             action = replace(action, sha256=await asyncio.to_thread(run.digests, action.local, "sha256"))
@@ -400,13 +405,18 @@ async def _write(
             outcome.result = ActionResult.SKIPPED
             outcome.reason = "skipped by the idempotency guard (done already or claimed elsewhere)"
             return outcome, None
+        guarded = True
         outcome.result = await _perform(run, name, backend, action, outcome)
         outcome.seconds = round(time.perf_counter() - started, 3)
-        if outcome.result is ActionResult.OK and run.done is not None:
+        ok = outcome.result is ActionResult.OK
+        hook = run.done if ok else run.failed
+        if hook is not None:
+            guarded = False
             try:
-                await run.done(name, action, outcome)
+                await hook(name, action, outcome)
             except Exception as exc:
-                report.warnings.append(f"{action.path}: done hook failed: {describe(exc)}")
+                which = "done" if ok else "failed"
+                report.warnings.append(f"{action.path}: {which} hook failed: {describe(exc)}")
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -415,6 +425,11 @@ async def _write(
         outcome.result = ActionResult.FAILED
         outcome.error = describe(exc)
         outcome.seconds = round(time.perf_counter() - started, 3)
+        if guarded and run.failed is not None:
+            try:
+                await run.failed(name, action, outcome)
+            except Exception as hook_exc:
+                report.warnings.append(f"{action.path}: failed hook failed: {describe(hook_exc)}")
     finally:
         run.listener.action_finished(name, action, outcome)
     return outcome, error

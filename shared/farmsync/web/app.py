@@ -125,8 +125,11 @@ ROUTES: list[Route] = [
         "/sync/gcode",
         lazy(f"{G}:sync"),
         "service",
-        "Mirror the master folder onto the printers.",
-        params=DRY_RUN,
+        "Mirror the master folder onto the printers (or pull printer-only files back).",
+        params=(
+            *DRY_RUN,
+            Param("pull", "boolean", "Copy printer-only files into the master instead of deleting them."),
+        ),
     ),
     Route("GET", "/", lazy("farmsync.web.dashboard:page"), "none", "The dashboard (HTML)."),
 ]

@@ -1,0 +1,178 @@
+"""Store-backed locks for the G-code mirror: a short lease lock, and the engine's guard/done/failed hooks.
+
+The idempotency store's claims are built for "do this once, ever" (``complete`` makes a key done for good). A
+printer write is different: the plan is computed from what the printer holds *now*, so the same upload must be
+allowed again later when the file has vanished from the printer. So claims are used here only as **lease locks**
+that are released after the write, and a separate value remembers *when* each printer path was last written.
+
+:class:`WriteGuard` decides per write:
+
+- lock ``gcode-lock:<printer>:<path>`` is held by another run -> skip (someone is writing that file right now);
+- the path was written by anyone *after this run started* (so after it listed the printer) -> skip: the plan
+  was made from a printer state that no longer holds, and the next run re-plans from a fresh listing;
+- otherwise write, then record the time and release the lock (also on failure, via the engine's ``failed``
+  hook; a crashed run's lock simply expires, it is renewed only while its holder is alive).
+
+Clocks: "after this run started" compares the writer's clock with ours. Skew between hosts can only cause a
+redundant upload (overwrite semantics make it harmless) or delay a legitimate one to the next run; it can never
+lose a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from farmsync.errors import LeaseLost, StoreError
+from farmsync.gcode.plan import Action, Op
+from farmsync.gcode.report import ActionReport
+from farmsync.store.base import Claim, Store, new_owner
+
+log = logging.getLogger(__name__)
+
+LOCK_NAMESPACE = "gcode-lock"
+WRITES_NAMESPACE = "gcode-writes"
+NEVER_PARK = 2**62
+"""max_attempts for releasing a lock: every acquisition counts as an attempt, and a lock must never park."""
+
+
+# --- a short lease lock ----------------------------------------------------------------------------------------
+
+
+def try_lock(
+    store: Store, namespace: str, key: str, *, lease_seconds: float, owner: str | None = None
+) -> Claim:
+    """One attempt at the lock. ``retry_parked`` makes released (failed/parked) records free again."""
+    return store.claim(namespace, key, lease_seconds=lease_seconds, owner=owner, retry_parked=True)
+
+
+def unlock(store: Store, claim: Claim) -> None:
+    """Give the lock back so the next claim is granted at once; a lock lost to expiry is only logged."""
+    try:
+        store.release(claim, "released", max_attempts=NEVER_PARK, retry_after=0.0)
+    except LeaseLost:
+        log.warning("lock %s:%s expired before it was released", claim.namespace, claim.key)
+
+
+@contextlib.contextmanager
+def store_lock(
+    store: Store,
+    namespace: str,
+    key: str,
+    *,
+    lease_seconds: float = 15.0,
+    wait_seconds: float = 30.0,
+    poll_seconds: float = 0.02,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[Claim]:
+    """Hold ``namespace:key`` for a short critical section (blocking). StoreError when not granted in time.
+
+    For read-modify-write of one store value; keep the section far shorter than ``lease_seconds``.
+    """
+    deadline = time.monotonic() + wait_seconds
+    delay = poll_seconds
+    while True:
+        claim = try_lock(store, namespace, key, lease_seconds=lease_seconds)
+        if claim.held:
+            break
+        if time.monotonic() >= deadline:
+            raise StoreError(f"lock {namespace}:{key} is still held by another run after {wait_seconds:g} s")
+        sleep(delay)
+        delay = min(delay * 2, 0.5)
+    try:
+        yield claim
+    finally:
+        unlock(store, claim)
+
+
+# --- the mirror's write guard ----------------------------------------------------------------------------------
+
+
+def lock_key(printer: str, path: str) -> str:
+    """One lock per printer file, whatever the operation: an upload and a delete of one file never overlap."""
+    return f"{printer}:{path}"
+
+
+class WriteGuard:
+    """``guard``/``done``/``failed`` hooks for :func:`farmsync.gcode.engine.run_mirror`; make one per run.
+
+    Create it *before* the run lists any printer: its start time is the line between writes the run's plan
+    already saw and writes that happened behind its back.
+    """
+
+    def __init__(self, store: Store, *, lease_seconds: float = 60.0, started_at: float | None = None) -> None:
+        self.store = store
+        self.lease_seconds = lease_seconds
+        self.started_at = store.clock() if started_at is None else started_at
+        self.owner = new_owner()
+        self._held: dict[tuple[str, str], tuple[Claim, asyncio.Task[None]]] = {}
+        self.skipped: list[tuple[str, str, str]] = []
+        """(printer, path, why) for every write this guard refused, for tests and logs."""
+
+    async def guard(self, printer: str, action: Action) -> bool:
+        claim = await asyncio.to_thread(
+            try_lock,
+            self.store,
+            LOCK_NAMESPACE,
+            lock_key(printer, action.path),
+            lease_seconds=self.lease_seconds,
+            owner=self.owner,
+        )
+        if not claim.held:
+            self.skipped.append((printer, action.path, "another run is writing this file"))
+            return False
+        last = await asyncio.to_thread(self.store.get_value, WRITES_NAMESPACE, lock_key(printer, action.path))
+        if isinstance(last, dict) and float(last.get("at") or 0) >= self.started_at:
+            await asyncio.to_thread(unlock, self.store, claim)
+            self.skipped.append(
+                (printer, action.path, f"written by another run ({last.get('op')}) meanwhile")
+            )
+            return False
+        renewal = asyncio.create_task(self._renew(claim))
+        self._held[(printer, action.path)] = (claim, renewal)
+        return True
+
+    async def done(self, printer: str, action: Action, report: ActionReport) -> None:
+        try:
+            record: dict[str, Any] = {"at": self.store.clock(), "op": action.op.value, "owner": self.owner}
+            if action.op in (Op.UPLOAD, Op.REPLACE):
+                record["sha256"] = action.sha256
+            await asyncio.to_thread(
+                self.store.put_value, WRITES_NAMESPACE, lock_key(printer, action.path), record
+            )
+        finally:
+            await self._release(printer, action.path)
+
+    async def failed(self, printer: str, action: Action, report: ActionReport) -> None:
+        await self._release(printer, action.path)
+
+    async def _release(self, printer: str, path: str) -> None:
+        held = self._held.pop((printer, path), None)
+        if held is None:
+            return
+        claim, renewal = held
+        renewal.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewal
+        await asyncio.to_thread(unlock, self.store, claim)
+
+    async def _renew(self, claim: Claim) -> None:
+        """Keep the lease alive while a slow upload runs (30 KB/s printers take minutes per file)."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                claim = await asyncio.to_thread(self.store.renew, claim, self.lease_seconds)
+            except LeaseLost:
+                log.warning("lost the write lock on %s during the write", claim.key)
+                return
+            except StoreError as exc:
+                log.warning("could not renew the write lock on %s: %s", claim.key, exc)
+
+    async def aclose(self) -> None:
+        """Release whatever is still held (a cancelled run)."""
+        for printer, path in list(self._held):
+            await self._release(printer, path)

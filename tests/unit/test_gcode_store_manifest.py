@@ -1,0 +1,160 @@
+"""The store-backed manifest, the lease lock and the write guard, on SQLite and the Firestore emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from farmsync.errors import StoreError
+from farmsync.gcode.guard import LOCK_NAMESPACE, WriteGuard, lock_key, store_lock, try_lock
+from farmsync.gcode.manifest import ManifestRecord
+from farmsync.gcode.plan import Action, LocalFile, Op
+from farmsync.gcode.report import ActionReport, ActionResult
+from farmsync.gcode.store_manifest import NAMESPACE, StoreManifestStore
+from farmsync.store.base import Outcome
+
+AT = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)
+
+
+def record(n: int) -> ManifestRecord:
+    return ManifestRecord(sha256=f"{n:064x}", size=n, mtime=1000.0 + n, uploaded_at=AT)
+
+
+def test_save_load_forget_round_trip(store):
+    manifest = StoreManifestStore(store)
+    assert manifest.load("Ash") == {}
+    manifest.save("Ash", "apple/pla.gcode", record(1))
+    manifest.save("Ash", "__odd__.gcode", record(2))  # a name Firestore would refuse as a map key
+    manifest.save("ash", "b.gcode", record(3))  # printer names are separate keys
+    assert manifest.load("Ash") == {"apple/pla.gcode": record(1), "__odd__.gcode": record(2)}
+    manifest.forget("Ash", "apple/pla.gcode")
+    manifest.forget("Ash", "never/there.gcode")
+    assert manifest.load("Ash") == {"__odd__.gcode": record(2)}
+    assert manifest.load("ash") == {"b.gcode": record(3)}
+
+
+def test_corrupt_value_is_an_error_not_an_empty_manifest(store):
+    store.put_value(NAMESPACE, "Ash", {"files": [{"sha256": "x"}]})
+    with pytest.raises(StoreError, match="unexpected content"):
+        StoreManifestStore(store).load("Ash")
+
+
+def test_concurrent_saves_lose_nothing(make_store):
+    store, _ = make_store()
+    manifest = StoreManifestStore(store)
+    errors: list[BaseException] = []
+
+    def worker(w: int) -> None:
+        try:
+            for i in range(5):
+                manifest.save("Ash", f"w{w}/f{i}.gcode", record(w * 10 + i))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(manifest.load("Ash")) == 20
+
+
+def test_lock_is_exclusive_reusable_and_expires(store, clock):
+    with store_lock(store, "t-lock", "k") as held:
+        assert held.held
+        assert try_lock(store, "t-lock", "k", lease_seconds=5).outcome is Outcome.BUSY
+        with (
+            pytest.raises(StoreError, match="still held"),
+            store_lock(store, "t-lock", "k", wait_seconds=0.05, sleep=lambda s: None),
+        ):
+            pass
+    for _ in range(5):  # released locks are free again at once, and never park
+        with store_lock(store, "t-lock", "k"):
+            pass
+    stuck = try_lock(store, "t-lock", "k", lease_seconds=5)  # a holder that dies without releasing
+    assert stuck.held
+    clock.advance(6)
+    assert try_lock(store, "t-lock", "k", lease_seconds=5).outcome is Outcome.TAKEOVER
+
+
+def upload(path: str = "a.gcode") -> Action:
+    local = LocalFile(path, Path("/dev/null"), 3, 0.0)
+    return Action(Op.UPLOAD, path, "missing", 3, local, sha256="ab" * 32)
+
+
+def ok() -> ActionReport:
+    return ActionReport(op="upload", path="a.gcode", result=ActionResult.OK)
+
+
+async def test_guard_refuses_a_file_another_run_is_writing(store):
+    first, second = WriteGuard(store), WriteGuard(store)
+    assert await first.guard("Ash", upload())
+    assert not await second.guard("Ash", upload())
+    assert await second.guard("Bishop", upload())  # other printer, other lock
+    assert await second.guard("Ash", upload("b.gcode"))
+    await first.done("Ash", upload(), ok())
+    await second.aclose()
+
+
+async def test_write_after_a_run_started_is_skipped_but_a_later_run_writes_again(store, clock):
+    early = WriteGuard(store)
+    writer = WriteGuard(store)
+    assert await writer.guard("Ash", upload())
+    await writer.done("Ash", upload(), ok())
+    # planned from a listing made before that upload: its plan is stale
+    assert not await early.guard("Ash", upload())
+    assert "meanwhile" in early.skipped[-1][2]
+    clock.advance(1)
+    later = WriteGuard(store)  # listed after the upload; if it still plans one, the file vanished: upload
+    assert await later.guard("Ash", upload())
+    await later.failed("Ash", upload(), ok())
+    assert try_lock(store, LOCK_NAMESPACE, lock_key("Ash", "a.gcode"), lease_seconds=1).held
+
+
+async def test_failed_write_releases_the_lock(store):
+    first = WriteGuard(store)
+    assert await first.guard("Ash", upload())
+    await first.failed("Ash", upload(), ok())
+    assert await WriteGuard(store).guard("Ash", upload())
+
+
+async def test_lease_is_renewed_while_a_slow_write_runs(make_store):
+    store, _ = make_store()  # real clock
+    guard = WriteGuard(store, lease_seconds=0.3)
+    assert await guard.guard("Ash", upload())
+    await asyncio.sleep(0.6)  # twice the lease: only renewal keeps it
+    assert (
+        try_lock(store, LOCK_NAMESPACE, lock_key("Ash", "a.gcode"), lease_seconds=1).outcome is Outcome.BUSY
+    )
+    await guard.done("Ash", upload(), ok())
+    assert try_lock(store, LOCK_NAMESPACE, lock_key("Ash", "a.gcode"), lease_seconds=1).held
+
+
+async def test_engine_releases_the_lock_of_a_failed_write(store, tmp_path):
+    from farmsync.errors import UpstreamConflict
+    from farmsync.gcode.engine import MirrorOptions, run_mirror
+    from tests.unit.gcode_fakes import FakeFarm, FakePrinter, printer_config, write_tree
+
+    write_tree(tmp_path / "master", {"a.gcode": "G1 a\n"})
+    farm = FakeFarm([FakePrinter("Ash")])
+    farm["Ash"].fail[("upload", "a.gcode")] = UpstreamConflict("Ash", "PUT", "/a", "busy")
+    configs, options = [printer_config("Ash")], MirrorOptions(dry_run=False)
+    manifest = StoreManifestStore(store)
+
+    async def run() -> str:
+        guard = WriteGuard(store)
+        report = await run_mirror(
+            configs, tmp_path / "master", options, farm.factory, manifest,
+            guard=guard.guard, done=guard.done, failed=guard.failed,
+        )  # fmt: skip
+        return report.printer("Ash").actions[0].result.value
+
+    assert await run() == "failed"
+    farm["Ash"].fail.clear()
+    assert await run() == "ok"  # the failed attempt's lock did not outlive it
+    assert manifest.load("Ash")["a.gcode"].size == 5
