@@ -162,3 +162,28 @@ def test_expired_lease_takeover_race_has_one_winner(make_store: Any) -> None:
     assert all(outcome == "takeover" for _, outcome in wins)
     for key in keys:
         assert store.get("race", key).attempts == 2  # type: ignore[union-attr]
+
+
+def test_firestore_marks_only_ephemeral_records_for_ttl(
+    firestore_emulator_host: str, clock: ManualClock
+) -> None:
+    """The TTL policy may delete part/lock claims and G-code write stamps, never a print's or usage row's record."""
+    import uuid
+
+    from farmsync.store.firestore import FirestoreStore
+
+    store = FirestoreStore(project="demo-farmsync", prefix=f"ttl{uuid.uuid4().hex[:8]}", clock=clock)
+    for namespace in ("part", "run"):
+        claim = store.claim(namespace, "k", lease_seconds=LEASE)
+        store.complete(claim, {"pk": 1})
+    store.put_value("gcode-writes", "Ash:a.gcode", {"at": 1})
+    store.put_value("part-cache", "BMB-1", {"pk": 1})
+    keys = {d.id: d.to_dict() for d in store.client.collection(f"{store.prefix}_keys").stream()}
+    values = {d.id: d.to_dict() for d in store.client.collection(f"{store.prefix}_values").stream()}
+    assert "expires_at" in keys["part:k"] and "expires_at" not in keys["run:k"]
+    assert (
+        "expires_at" in values["gcode-writes:Ash%3Aa.gcode"]
+        and "expires_at" not in values["part-cache:BMB-1"]
+    )
+    assert keys["part:k"]["expires_at"].timestamp() > clock() + 29 * 24 * 3600
+    store.close()

@@ -114,6 +114,17 @@ class Counts:
         return self.by_state.get(state, 0)
 
 
+EPHEMERAL_KEY_NAMESPACES = frozenset({"part", "gcode-lock", "gcode-manifest-lock"})
+"""Claims that only serialise work and can be forgotten (the result lives elsewhere). Their records get an
+``expires_at`` that a Firestore TTL policy may use; print runs and usage rows never do, because their done mark
+is what makes them exactly-once."""
+
+EPHEMERAL_VALUE_NAMESPACES = frozenset({"gcode-writes"})
+"""Cached values that are only hints (when a printer file was last written)."""
+
+EPHEMERAL_RETENTION_SECONDS = 30 * 24 * 3600
+
+
 def new_owner() -> str:
     return uuid.uuid4().hex
 

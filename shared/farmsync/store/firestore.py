@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -24,6 +25,9 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from farmsync.errors import LeaseLost, StoreError
 from farmsync.store.base import (
+    EPHEMERAL_KEY_NAMESPACES,
+    EPHEMERAL_RETENTION_SECONDS,
+    EPHEMERAL_VALUE_NAMESPACES,
     Claim,
     Clock,
     Counts,
@@ -86,8 +90,16 @@ class FirestoreStore(Store):
         return f"{quote(namespace, safe='')}:{quote(key, safe='')}"
 
     @staticmethod
-    def _to_fields(record: Record) -> dict[str, Any]:
+    def _expiry(namespace: str, updated_at: float, ephemeral: frozenset[str]) -> dict[str, Any]:
+        """``expires_at`` for the TTL policy, only on records that are safe to forget."""
+        if namespace not in ephemeral:
+            return {}
+        return {"expires_at": datetime.fromtimestamp(updated_at + EPHEMERAL_RETENTION_SECONDS, UTC)}
+
+    @classmethod
+    def _to_fields(cls, record: Record) -> dict[str, Any]:
         return {
+            **cls._expiry(record.namespace, record.updated_at, EPHEMERAL_KEY_NAMESPACES),
             "namespace": record.namespace,
             "key": record.key,
             "state": record.state.value,
@@ -250,7 +262,13 @@ class FirestoreStore(Store):
 
     def put_value(self, namespace: str, key: str, value: Any) -> None:
         doc = self._value_doc(namespace, key)
-        self._call("write value", lambda: doc.set({"value": value, "updated_at": self.clock()}))
+        now = self.clock()
+        fields = {
+            "value": value,
+            "updated_at": now,
+            **self._expiry(namespace, now, EPHEMERAL_VALUE_NAMESPACES),
+        }
+        self._call("write value", lambda: doc.set(fields))
 
     def delete_value(self, namespace: str, key: str) -> None:
         self._call("delete value", self._value_doc(namespace, key).delete)
