@@ -214,3 +214,18 @@ async def test_faults_converge_to_the_fault_free_state(sim_farm_factory, farm_se
     assert stock_by_batch(faulty) == stock_by_batch(clean)
     assert set(stock_by_batch(faulty).values()) == {1}
     assert len(faulty.inventree.state.parts) == len(clean.inventree.state.parts)
+
+
+async def test_bambuddy_without_print_log_falls_back_to_archives(sim_farm: SimFarm, farm_services) -> None:
+    from farmsync.validate import run_validation
+
+    sim_farm.bambuddy.configure({"print_log": False})
+    services = farm_services()
+    report = await ticks.tick(print_sync(services))
+    assert report.unit == "archive" and any("no print log" in n for n in report.notes)
+    archives = sim_farm.bambuddy.state.archives
+    completed = {a for a, v in archives.items() if v["status"] == "completed"}
+    assert sorted(stock_by_batch(sim_farm)) == sorted(f"bambuddy-{a}" for a in completed)
+    checks = {c["check"]: c for c in (await run_validation(services))["checks"]}
+    assert checks["bambuddy.print_log"]["level"] == "warning"
+    assert "per archive" in checks["bambuddy.print_log"]["message"]

@@ -302,6 +302,13 @@ class AuthMiddleware:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and not self.state.print_log_available
+            and (scope["path"].startswith(f"{PREFIX}/print-log") or scope["path"].endswith("/runs"))
+        ):
+            await JSON({"detail": "Not Found"}, status_code=404)(scope, receive, send)
+            return
         if scope["type"] == "http" and self.state.auth_enabled and scope["path"].startswith("/api/"):
             is_thumbnail = scope["path"].startswith(f"{PREFIX}/archives/") and scope["path"].endswith(
                 "/thumbnail"
@@ -627,17 +634,24 @@ class BambuddySim:
             self.state.stream_tokens.clear()
             self.state.add_api_key(self.api_key)
             self.state.auth_enabled = self.default_auth
+            self.state.print_log_available = True
         self.knobs.update(**self._initial_knobs)
         self.log.clear()
 
     def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Server settings (``auth``); returns the current ones."""
-        unknown = set(changes) - {"auth"}
+        unknown = set(changes) - {"auth", "print_log"}
         if unknown:
             raise ValueError(f"unknown setting(s): {sorted(unknown)}")
         if "auth" in changes:
             self.state.auth_enabled = bool(changes["auth"])
-        return {"auth": self.state.auth_enabled, "version": APP_VERSION}
+        if "print_log" in changes:
+            self.state.print_log_available = bool(changes["print_log"])
+        return {
+            "auth": self.state.auth_enabled,
+            "print_log": self.state.print_log_available,
+            "version": APP_VERSION,
+        }
 
     def webhook_fields(self, run_id: int) -> tuple[str, dict[str, Any]]:
         """The event and payload fields Bambuddy would send for print-log run ``run_id``."""

@@ -206,6 +206,8 @@ class BambuddyState:
     api_keys: dict[str, dict[str, bool]] = field(default_factory=dict)
     stream_tokens: dict[str, datetime] = field(default_factory=dict)
     auth_enabled: bool = False
+    # Assumption: a Bambuddy from before the print log answers its routes like any unknown FastAPI route (404).
+    print_log_available: bool = True
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     # ----------------------------------------------------------------- seed data
