@@ -1,8 +1,14 @@
 # farmsync: `make demo` runs the main job on the embedded store; `make test` runs the whole suite.
 # Both set up .venv first (only when the requirements changed), so a fresh clone needs nothing else.
 
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
 PYTHON ?= python3
 VENV := .venv
+# This machine image's pip config names local indexes that may be absent; pip warns per package. Keep the
+# output readable without hiding pip's exit status (pipefail).
+QUIET_PIP := 2>&1 | { grep -v "WARNING: Location 'file:" || true; }
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -12,8 +18,8 @@ setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt $(QUIET_PIP)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e . $(QUIET_PIP)
 	touch $(STAMP)
 
 # Real OctoPrint and PrusaLink 0.8 live in their own virtualenvs (their pins clash with ours).
