@@ -105,6 +105,20 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def trace_from_headers(headers: Any, project: str | None) -> str | None:
+    """Cloud Logging's trace name from ``X-Cloud-Trace-Context`` or W3C ``traceparent``, if the request has one."""
+    trace_id = None
+    cloud = headers.get("x-cloud-trace-context")
+    if cloud:
+        trace_id = cloud.split("/", 1)[0].strip()
+    elif headers.get("traceparent"):
+        parts = headers["traceparent"].split("-")
+        trace_id = parts[1] if len(parts) >= 2 else None
+    if not trace_id or not all(c in "0123456789abcdefABCDEF" for c in trace_id):
+        return None
+    return f"projects/{project}/traces/{trace_id}" if project else trace_id
+
+
 def configure(log_format: str = "auto", level: str = "INFO", stream: Any = None) -> None:
     """Install one handler on the farmsync logger (idempotent: a second call replaces the first)."""
     stream = stream or sys.stderr

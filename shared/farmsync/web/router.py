@@ -14,6 +14,7 @@ anything else                   500 with a reference id; the traceback goes to t
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from farmsync.errors import ConfigError, InputError, StoreError, UpstreamError
-from farmsync.logs import action, get_logger
+from farmsync.logs import action, get_logger, trace_context, trace_from_headers
 from farmsync.web.call import Call
 
 Auth = Literal["none", "service", "webhook"]
@@ -133,6 +134,7 @@ class Router:
                 )
             return JSONResponse({"error": f"no route {path}", "status": 404}, status_code=404)
         call = Call(request, params)
+        trace_context.set(trace_from_headers(request.headers, os.environ.get("GOOGLE_CLOUD_PROJECT")))
         try:
             await self._authorize(route, call)
             result = await route.handler(call)
