@@ -31,7 +31,9 @@ class Job:
 class Scheduler:
     """Runs ``jobs`` every ``interval`` seconds until stopped."""
 
-    def __init__(self, jobs: list[Job], interval: float, *, on_startup: bool = False, grace: float = 60.0) -> None:
+    def __init__(
+        self, jobs: list[Job], interval: float, *, on_startup: bool = False, grace: float = 60.0
+    ) -> None:
         self.jobs = jobs
         self.interval = interval
         self.on_startup = on_startup
@@ -68,8 +70,13 @@ class Scheduler:
         try:
             result = await asyncio.shield(self._current)
             self.last[job.name] = {"at": started, "ok": True, "seconds": round(time.time() - started, 3)}
-            action(log, "scheduled job finished", job=job.name, seconds=self.last[job.name]["seconds"],
-                   summary=_summary(result))
+            action(
+                log,
+                "scheduled job finished",
+                job=job.name,
+                seconds=self.last[job.name]["seconds"],
+                summary=_summary(result),
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a job's failure must not stop the schedule

@@ -61,7 +61,9 @@ async def webhook(call: Call) -> Any:
     return {"accepted": True, "event": event, "triggered": True, **report.as_dict()}
 
 
-async def run_tick(services: Services, *, budget: float | None = None, trigger: str = "tick") -> ticks.RunReport:
+async def run_tick(
+    services: Services, *, budget: float | None = None, trigger: str = "tick"
+) -> ticks.RunReport:
     """One incremental tick, remembered for status pages (the scheduler and the CLI call this too)."""
     report = await ticks.tick(print_sync(services), budget=budget, trigger=trigger)
     await remember(services, "tick", report)

@@ -46,10 +46,12 @@ def create_app(services: Services, *, schedule: bool = True) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         set_services(services)
-        scheduler = Scheduler(scheduled_jobs(services) if schedule else [],
-                              services.settings.poll_interval_seconds,
-                              on_startup=services.settings.sync_on_startup,
-                              grace=services.settings.tick_time_budget_seconds + 10)
+        scheduler = Scheduler(
+            scheduled_jobs(services) if schedule else [],
+            services.settings.poll_interval_seconds,
+            on_startup=services.settings.sync_on_startup,
+            grace=services.settings.tick_time_budget_seconds + 10,
+        )
         services.state["scheduler"] = scheduler
         scheduler.start()
         try:
@@ -65,6 +67,12 @@ def serve(services: Services, host: str, port: int, *, schedule: bool = True) ->
     """Run until SIGINT/SIGTERM; uvicorn drives the graceful shutdown through the lifespan."""
     import uvicorn
 
-    config = uvicorn.Config(create_app(services, schedule=schedule), host=host, port=port, log_level="warning",
-                            lifespan="on", timeout_graceful_shutdown=int(services.settings.tick_time_budget_seconds))
+    config = uvicorn.Config(
+        create_app(services, schedule=schedule),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=int(services.settings.tick_time_budget_seconds),
+    )
     uvicorn.Server(config).run()
