@@ -139,7 +139,10 @@ class PrintSync:
             report.outcome, report.reason = ItemOutcome.SKIPPED, str(exc)
             return report
         except LeaseLost as exc:
-            report.outcome, report.reason = ItemOutcome.PENDING, "lease lost: another worker took this print over"
+            report.outcome, report.reason = (
+                ItemOutcome.PENDING,
+                "lease lost: another worker took this print over",
+            )
             action(log, "print lease lost", 30, unit=unit.label, error=str(exc))
             return report
         except (FarmsyncError, OSError) as exc:
