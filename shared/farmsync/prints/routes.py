@@ -131,7 +131,12 @@ async def print_status(services: Services) -> dict[str, Any]:
     recent = [*await store.list("run", State.DONE, 20), *await store.list("archive", State.DONE, 20)]
     out["recent"] = [
         {"key": f"{r.namespace}:{r.key}", **(r.result or {}), "at": r.updated_at}
-        for r in sorted(recent, key=lambda r: -r.updated_at)[:20]
+        for r in sorted(recent, key=lambda r: (-r.updated_at, -_numeric(r.key)))[:20]
     ]
     out["recent_failures"] = [p for p in out["pending"] + out["parked"]][:20]
     return out
+
+
+def _numeric(key: str) -> int:
+    """Keys are print-log or archive ids: newest first when several finished in the same instant."""
+    return int(key) if key.isdigit() else 0

@@ -34,7 +34,7 @@ def table(headers: list[str], rows: list[list[str]], empty: str) -> str:
         return f'<p class="empty">{escape(empty)}</p>'
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def badge(text: str, kind: str) -> str:
@@ -46,13 +46,14 @@ async def prints_section(services: Services) -> str:
 
     status = await print_status(services)
     counts = status.get("runs") or status.get("archives") or {}
-    last = status.get("last_tick") or {}
+    runs = [r for r in (status.get("last_tick"), status.get("last_backfill")) if r]
+    last = max(runs, key=lambda r: r.get("at") or 0) if runs else {}
     cards = [
         ("synced", str(counts.get("done", 0))),
         ("pending retry", str(counts.get("failed", 0))),
         ("parked", str(counts.get("parked", 0))),
         ("cursor", escape(", ".join(f"{k} #{v.get('id')}" for k, v in status["cursor"].items()) or "none")),
-        ("last tick", escape(when(last.get("at")))),
+        ("last run", escape(when(last.get("at")))),
     ]
     card_html = "".join(
         f'<div class="card"><div class="n">{v}</div><div>{escape(k)}</div></div>' for k, v in cards
@@ -142,13 +143,14 @@ async def gcode_section(services: Services) -> str:
     status = _plain(await gcode_status(services))
     rows = []
     kinds = {"synced": "ok", "dry_run": "warn", "deferred": "warn", "failed": "bad"}
+    labels = {"dry_run": "dry run", "deferred": "busy: deferred"}
     for printer in status.get("printers", []):
         state = str(printer.get("status", ""))
         rows.append(
             [
                 escape(str(printer.get("name", ""))),
                 escape(str(printer.get("kind", ""))),
-                badge(state, kinds.get(state, "warn")),
+                badge(labels.get(state, state), kinds.get(state, "warn")),
                 escape(str(printer.get("summary", ""))),
                 escape(when(printer.get("at"))),
                 escape(str(printer.get("error") or "")),
@@ -179,7 +181,8 @@ async def page(call: Call) -> HTMLResponse:
     html = (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>farmsync</title>'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta http-equiv="refresh" content="30"><style>{css}</style></head><body>'
+        f'<meta http-equiv="refresh" content="30"><link rel="icon" href="data:,">'
+        f"<style>{css}</style></head><body>"
         f"<header><h1>farmsync</h1><span>v{escape(__version__)} · store "
         f"{escape(services.settings.store_backend.value)} · {escape(when(dt.datetime.now(dt.UTC).timestamp()))}"
         f"</span></header><main>{''.join(sections)}</main></body></html>"
