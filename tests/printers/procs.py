@@ -68,6 +68,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+REFUSED_BY_PRUSALINK = ("/tmp", "/dev", "/sys", "/proc")
+
+
+def default_rundir() -> Path:
+    """``<repo>/.printer-venvs/run``, unless the checkout itself sits where PrusaLink refuses storage (a CI
+    clone under /tmp): then a per-user cache folder outside those trees."""
+    inside = VENVS_DIR / "run"
+    resolved = str(inside.resolve())
+    if not any(resolved == root or resolved.startswith(root + "/") for root in REFUSED_BY_PRUSALINK):
+        return inside
+    home = Path(os.environ.get("HOME") or "/root")
+    cache = home / ".cache" / "farmsync-printers"
+    if str(cache.resolve()).startswith(REFUSED_BY_PRUSALINK):
+        cache = Path("/var/lib/farmsync-test-printers")
+    return cache
+
+
 def make_workdir(prefix: str) -> Path:
     """A fresh private directory for one server run.
 
@@ -75,7 +92,7 @@ def make_workdir(prefix: str) -> Path:
     overrides the parent (default ``<repo>/.printer-venvs/run``, git-ignored). Directories left by a test
     process that was killed before its teardown are removed here.
     """
-    parent = Path(os.environ.get("FARMSYNC_PRINTER_RUNDIR", VENVS_DIR / "run"))
+    parent = Path(os.environ.get("FARMSYNC_PRINTER_RUNDIR") or default_rundir())
     parent.mkdir(parents=True, exist_ok=True)
     if not os.environ.get("FARMSYNC_KEEP_PRINTER_DIRS"):
         _remove_orphaned_workdirs(parent)
