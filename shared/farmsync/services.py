@@ -7,6 +7,7 @@ first use (cold start pays only for what the target touches) and reused after. T
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,9 @@ class Services:
             if client is not None:
                 await client.aclose()
         self._bambuddy = self._inventree = None
+        if self._async_store is not None:
+            await asyncio.to_thread(self._async_store.shutdown)
+            self._async_store = None
         if self._store is not None:
             self._store.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -177,6 +178,8 @@ async def test_crash_at_each_step_converges_without_duplicates(
     sync = PrintSync(services.settings, services.store, services.bambuddy(), services.inventree(), hook=crash)
     with pytest.raises(SimulatedCrash):
         await ticks.tick(sync)
+    # a dead process sends nothing more; here the crashed tick's threads may still be finishing a store call
+    assert await asyncio.to_thread(services.store.wait_idle, 30)
     clock.advance(services.settings.lease_seconds + 1)  # the dead worker's lease expires
     for _ in range(3):
         await ticks.tick(print_sync(services))

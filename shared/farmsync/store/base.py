@@ -13,7 +13,11 @@ loop, and :class:`AsyncStore` moves calls off the loop for async handlers.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import dataclasses
+import functools
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -214,10 +218,20 @@ class Store(ABC):
 
 
 class AsyncStore:
-    """Runs a :class:`Store`'s blocking calls in a worker thread so async handlers never block the loop."""
+    """Runs a :class:`Store`'s blocking calls in worker threads so async handlers never block the loop.
 
-    def __init__(self, store: Store) -> None:
+    A cancelled coroutine cannot stop its thread: a claim already sent still lands. :meth:`wait_idle` waits for
+    every call in flight, so a caller that cancelled work (a shutdown, a test's simulated crash) can know the
+    store has settled.
+    """
+
+    def __init__(self, store: Store, max_workers: int = 16) -> None:
         self.sync = store
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers, thread_name_prefix="farmsync-store"
+        )
+        self._inflight: set[concurrent.futures.Future[Any]] = set()
+        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self.sync, name)
@@ -225,9 +239,28 @@ class AsyncStore:
             return method
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            return await asyncio.to_thread(method, *args, **kwargs)
+            context = contextvars.copy_context()
+            future = self._executor.submit(context.run, functools.partial(method, *args, **kwargs))
+            with self._lock:
+                self._inflight.add(future)
+            future.add_done_callback(self._forget)
+            return await asyncio.wrap_future(future)
 
         return call
+
+    def _forget(self, future: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self._inflight.discard(future)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no store call is in flight (True), or ``timeout`` passed (False)."""
+        with self._lock:
+            pending = list(self._inflight)
+        _done, not_done = concurrent.futures.wait(pending, timeout=timeout)
+        return not not_done
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True)
 
 
 # --- the claim rules, shared by both backends ----------------------------------------------------------------------
