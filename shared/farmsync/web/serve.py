@@ -11,10 +11,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from farmsync.logs import action, get_logger
 from farmsync.scheduler import Job, Scheduler
 from farmsync.services import Services, set_services
 from farmsync.web.app import app_router
 
+log = get_logger("serve")
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -59,6 +61,7 @@ def create_app(services: Services, *, schedule: bool = True) -> Starlette:
         finally:
             await scheduler.stop()
             await services.aclose()
+            action(log, "farmsync stopped cleanly", jobs=",".join(scheduler.last))
 
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=METHODS)], lifespan=lifespan)
 
