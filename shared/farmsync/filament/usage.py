@@ -37,7 +37,7 @@ from farmsync.filament.parts import grams_per_unit
 from farmsync.filament.report import Outcome, UsageLine, UsageReport
 from farmsync.filament.writes import remove_body
 from farmsync.logs import action, get_logger
-from farmsync.store import Claim, Record, State
+from farmsync.store import Claim, Record, State, cursors
 from farmsync.store import Outcome as ClaimOutcome
 
 log = get_logger("filament")
@@ -324,18 +324,8 @@ async def mark_depleted(ctx: FilamentSync, batch: str, usage_id: int, item: int)
 
 
 async def advance_cursor(ctx: FilamentSync, value: int) -> int:
-    """Move the usage cursor forward to ``value`` unless another run moved it further (CAS loop)."""
-    for _ in range(20):
-        cursor = await ctx.store.get_cursor(USAGE_STREAM)
-        current = int(cursor.value.get("id", 0)) if cursor else 0
-        if current >= value:
-            return current
-        moved = await ctx.store.cas_cursor(
-            USAGE_STREAM, cursor.version if cursor else None, {"id": value, "at": time.time()}
-        )
-        if moved is not None:
-            return value
-    return value
+    """Move the usage cursor forward to ``value`` unless another run moved it further."""
+    return await cursors.advance(ctx.store, USAGE_STREAM, value)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------

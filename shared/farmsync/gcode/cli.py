@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from pydantic import SecretStr
 
 from farmsync.errors import ConfigError, FarmsyncError
 from farmsync.gcode.backends.base import PrinterBackend
@@ -46,20 +45,9 @@ class GcodeDeps:
 
 def default_backend_factory(printer: PrinterConfig) -> PrinterBackend:
     """The real back ends, imported on first use (they pull in httpx clients and are built separately)."""
-    from farmsync.gcode.backends import make_backend
+    from farmsync.gcode.backends import backend_for
 
-    def secret(value: SecretStr | None) -> str | None:
-        return None if value is None else value.get_secret_value()
-
-    return make_backend(
-        name=printer.name,
-        kind=printer.kind,
-        host=printer.host,
-        username=printer.username,
-        password=secret(printer.password),
-        api_key=secret(printer.api_key),
-        storage=printer.storage.strip("/") if printer.storage else None,
-    )
+    return backend_for(printer)
 
 
 # --- link-sync's nargs='*' options -----------------------------------------------------------------------

@@ -74,22 +74,9 @@ def backend_factory(services: Services) -> BackendFactory:
     timeout = services.settings.http_timeout_seconds
 
     def build(printer: PrinterConfig) -> PrinterBackend:
-        from farmsync.gcode.backends import make_backend
+        from farmsync.gcode.backends import backend_for
 
-        def secret(value: Any) -> str | None:
-            return None if value is None else value.get_secret_value()
-
-        return make_backend(
-            name=printer.name,
-            kind=printer.kind,
-            host=printer.host,
-            username=printer.username,
-            password=secret(printer.password),
-            api_key=secret(printer.api_key),
-            storage=printer.storage.strip("/") if printer.storage else None,
-            timeout=timeout,
-            listing_cache=caches.setdefault(printer.name, {}),
-        )
+        return backend_for(printer, timeout=timeout, listing_cache=caches.setdefault(printer.name, {}))
 
     return build
 

@@ -19,6 +19,7 @@ from farmsync.clients.http import COUNTERS
 from farmsync.logs import action, get_logger
 from farmsync.prints.pipeline import PrintSync, Unit, archive_unit, run_unit
 from farmsync.prints.report import ItemOutcome, ItemReport, RunReport
+from farmsync.store import cursors
 
 log = get_logger("prints")
 
@@ -143,18 +144,8 @@ def contiguous_high(units: Sequence[Unit], results: Sequence[ItemReport | None],
 
 
 async def advance_cursor(sync: PrintSync, stream: str, value: int) -> int:
-    """Move the cursor forward to ``value`` unless another tick already moved it further (CAS loop)."""
-    for _ in range(20):
-        cursor = await sync.store.get_cursor(stream)
-        current = int(cursor.value.get("id", 0)) if cursor else 0
-        if current >= value:
-            return current
-        done = await sync.store.cas_cursor(
-            stream, cursor.version if cursor else None, {"id": value, "at": time.time()}
-        )
-        if done is not None:
-            return value
-    return value
+    """Move the stream's cursor forward to ``value`` (never back: another tick may be ahead)."""
+    return await cursors.advance(sync.store, stream, value)
 
 
 async def tick(

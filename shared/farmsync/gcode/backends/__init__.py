@@ -104,3 +104,22 @@ def make_backend(
     if kind is Kind.OCTOPRINT:
         return OctoPrintBackend(name, base, api_key=api_key, storage=storage or "local", **common)
     return MoonrakerBackend(name, base, api_key=api_key, storage=storage or "gcodes", **common)
+
+
+def backend_for(printer: Any, *, timeout: float = 30.0, listing_cache: Any = None) -> PrinterBackend:
+    """The back end for one printers.yml entry (:class:`farmsync.gcode.config.PrinterConfig`)."""
+
+    def secret(value: Any) -> str | None:
+        return None if value is None else value.get_secret_value()
+
+    return make_backend(
+        name=printer.name,
+        kind=printer.kind,
+        host=printer.host,
+        username=printer.username,
+        password=secret(printer.password),
+        api_key=secret(printer.api_key),
+        storage=printer.storage.strip("/") if printer.storage else None,
+        timeout=timeout,
+        listing_cache=listing_cache,
+    )
