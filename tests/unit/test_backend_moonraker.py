@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
-from farmsync.errors import UpstreamAuthError, UpstreamConflict
+from farmsync.errors import UpstreamAuthError, UpstreamConflict, UpstreamError, UpstreamTransportError
 from farmsync.gcode.backends import RemoteEntry, UploadVerificationError
 from farmsync.gcode.backends.moonraker import MoonrakerBackend
 
@@ -231,3 +231,54 @@ async def test_make_folder_creates_parents_and_tolerates_existing(
     await backend.make_folder("old")
     await backend.make_folder("new/deeper")
     assert posted == ["gcodes/old", "gcodes/new/deeper", "gcodes/new", "gcodes/new/deeper"]
+
+
+async def test_download_streams_counts_and_reports_progress(
+    httpx_mock: HTTPXMock, backend: MoonrakerBackend, tmp_path: Path
+) -> None:
+    httpx_mock.add_response(url=f"{BASE}/server/files/gcodes/a%20b.gcode", content=b"G28\n" * 50_000)
+    seen: list[int] = []
+    before = backend.http.counters.total("voron", "GET")
+    entry = RemoteEntry(path="a b.gcode", is_dir=False)
+    assert await backend.download(entry, tmp_path / "a.part", progress=seen.append) == 200_000
+    assert (tmp_path / "a.part").read_bytes() == b"G28\n" * 50_000
+    assert sum(seen) == 200_000 and len(seen) > 1
+    assert backend.http.counters.total("voron", "GET") == before + 1
+
+
+async def test_download_errors_pass_through_translate(
+    httpx_mock: HTTPXMock, backend: MoonrakerBackend, tmp_path: Path
+) -> None:
+    httpx_mock.add_response(
+        url=f"{BASE}/server/files/gcodes/a.gcode", status_code=403, json={"error": {"message": "File in use"}}
+    )
+    with pytest.raises(UpstreamConflict, match="File in use"):
+        await backend.download(RemoteEntry(path="a.gcode", is_dir=False), tmp_path / "a.part")
+    assert not (tmp_path / "a.part").exists()
+
+
+async def test_download_refuses_a_redirect_instead_of_saving_its_page(
+    httpx_mock: HTTPXMock, backend: MoonrakerBackend, tmp_path: Path
+) -> None:
+    httpx_mock.add_response(
+        status_code=302, headers={"Location": "http://portal.test/login?x=1"}, text="<html>"
+    )
+    with pytest.raises(UpstreamError, match="redirected to /login") as caught:
+        await backend.download(RemoteEntry(path="a.gcode", is_dir=False), tmp_path / "a.part")
+    assert caught.value.status == 302
+    assert not (tmp_path / "a.part").exists()
+
+
+class _Dropped(httpx.AsyncByteStream):
+    async def __aiter__(self):  # type: ignore[override]
+        yield b"G28\n"
+        raise httpx.RemoteProtocolError("peer closed connection")
+
+
+async def test_download_cut_off_mid_body_is_a_transport_error(
+    httpx_mock: HTTPXMock, backend: MoonrakerBackend, tmp_path: Path
+) -> None:
+    httpx_mock.add_callback(lambda request: httpx.Response(200, stream=_Dropped()))
+    with pytest.raises(UpstreamTransportError, match="connection dropped"):
+        await backend.download(RemoteEntry(path="a.gcode", is_dir=False), tmp_path / "a.part")
+    assert len(httpx_mock.get_requests()) == 1  # never retried once the body had started

@@ -319,3 +319,110 @@ async def test_error_path_keeps_percent_encoding(httpx_mock: HTTPXMock, client: 
     with pytest.raises(UpstreamNotFound) as info:
         await client.get_json("/files/usb/MY%20FILE.GCO", params={"token": "abcdef"})
     assert info.value.path == "/api/v1/files/usb/MY%20FILE.GCO"
+
+
+# ------------------------------------------------------------------ stream
+
+
+class _Dropped(httpx.AsyncByteStream):
+    """A body that sends ``first`` and then loses the connection."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+
+    async def __aiter__(self):  # type: ignore[override]
+        yield self.first
+        raise httpx.ReadError("connection reset")
+
+
+async def test_stream_yields_the_body_in_chunks_and_counts_once(
+    httpx_mock: HTTPXMock, client: HttpClient, counters: RequestCounters
+):
+    httpx_mock.add_response(url=f"{BASE}/files/raw?part=all", content=b"x" * 10_000)
+    async with client.stream(
+        "get", "/files/raw", params={"part": "all", "skip": None}, headers={"A": "b"}
+    ) as r:
+        assert r.status_code == 200
+        chunks = [chunk async for chunk in r.aiter_bytes(4096)]
+    assert b"".join(chunks) == b"x" * 10_000 and len(chunks) == 3
+    assert r.is_closed
+    assert httpx_mock.get_request().headers["A"] == "b"
+    assert counters.snapshot() == {"bambuddy": {"GET": 1}}
+
+
+async def test_stream_maps_an_error_status_with_its_body(httpx_mock: HTTPXMock, client: HttpClient):
+    httpx_mock.add_response(status_code=404, json={"detail": "no such file"})
+    with pytest.raises(UpstreamNotFound, match="no such file") as caught:
+        async with client.stream("GET", "/files/raw"):
+            pytest.fail("an error status must not reach the block")
+    assert caught.value.status == 404
+
+
+async def test_stream_masks_secrets_in_error_bodies(httpx_mock: HTTPXMock, client: HttpClient):
+    httpx_mock.add_response(status_code=403, text=f"bad key {SECRET}")
+    with pytest.raises(UpstreamAuthError) as caught:
+        async with client.stream("GET", "/files/raw"):
+            pass
+    assert SECRET not in str(caught.value)
+
+
+async def test_stream_returns_expected_statuses(httpx_mock: HTTPXMock, client: HttpClient):
+    httpx_mock.add_response(status_code=404, text="gone")
+    async with client.stream("GET", "/files/raw", expect=(404,)) as response:
+        assert response.status_code == 404
+        assert await response.aread() == b"gone"
+
+
+@pytest.mark.parametrize("failure", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
+async def test_stream_retries_a_read_that_failed_before_the_response(
+    httpx_mock: HTTPXMock, client: HttpClient, sleeps: list[float], counters: RequestCounters, failure
+):
+    httpx_mock.add_exception(failure)
+    httpx_mock.add_response(status_code=503)
+    httpx_mock.add_response(content=b"G28\n")
+    async with client.stream("GET", "/files/raw") as response:
+        assert await response.aread() == b"G28\n"
+    assert len(sleeps) == 2
+    assert counters.total("bambuddy", "GET") == 3
+
+
+async def test_stream_gives_up_after_attempts(httpx_mock: HTTPXMock, client: HttpClient):
+    for _ in range(3):
+        httpx_mock.add_exception(httpx.ConnectError("refused"))
+    with pytest.raises(UpstreamTransportError, match=r"bambuddy GET /api/v1/files/raw: connection failed"):
+        async with client.stream("GET", "/files/raw"):
+            pass
+
+
+async def test_stream_of_a_write_is_retried_only_when_never_sent(
+    httpx_mock: HTTPXMock, client: HttpClient, sleeps: list[float]
+):
+    httpx_mock.add_exception(httpx.ConnectError("refused"))
+    httpx_mock.add_response(method="POST", content=b"ok")
+    async with client.stream("POST", "/export") as response:
+        assert await response.aread() == b"ok"
+    httpx_mock.add_exception(httpx.ReadTimeout("maybe applied"))
+    with pytest.raises(UpstreamTransportError, match="timed out"):
+        async with client.stream("POST", "/export"):
+            pass
+    assert len(sleeps) == 1 and len(httpx_mock.get_requests()) == 3
+
+
+async def test_stream_maps_a_connection_lost_mid_body_and_does_not_retry(
+    httpx_mock: HTTPXMock, client: HttpClient, counters: RequestCounters, sleeps: list[float]
+):
+    httpx_mock.add_callback(lambda request: httpx.Response(200, stream=_Dropped(b"G28\n")))
+    received = b""
+    with pytest.raises(UpstreamTransportError, match=r"^bambuddy GET /api/v1/files/raw: ReadError$"):
+        async with client.stream("GET", "/files/raw") as response:
+            async for chunk in response.aiter_bytes():
+                received += chunk
+    assert received == b"G28\n"
+    assert counters.total("bambuddy", "GET") == 1 and sleeps == []
+
+
+async def test_stream_per_call_timeout(httpx_mock: HTTPXMock, client: HttpClient):
+    httpx_mock.add_response(content=b"x")
+    async with client.stream("GET", "/files/raw", timeout=2.5):
+        pass
+    assert httpx_mock.get_request().extensions["timeout"]["read"] == 2.5

@@ -14,11 +14,12 @@ Every farmsync call to Bambuddy, InvenTree or a printer goes through :class:`Htt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 import ssl
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,6 +166,58 @@ class HttpClient:
         safe methods are retried; a write is tried once unless the caller passes an explicit ``retry`` (or the
         connection could not be opened, so nothing was sent).
         """
+        body = {"json": json, "content": content, "data": data, "files": files}
+        return await self._send(
+            method, path, params, headers, body, retry=retry, expect=expect, timeout=timeout, stream=False
+        )
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        expect: tuple[int, ...] = (),
+        timeout: float | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """Send one request and yield the response with its body not yet read, for downloads of any size.
+
+        The same rules as :meth:`request` apply until the response is yielded: every attempt is counted, an
+        error status is mapped (its body read first so the error can quote it), and connection failures and
+        retryable statuses are retried for safe methods (or when nothing was sent). Once the body is being read
+        nothing is retried, since part of it may already be written somewhere; a connection lost mid-body
+        surfaces as :class:`UpstreamTransportError` rather than a raw ``httpx`` error.
+        """
+        method = method.upper()
+        response = await self._send(
+            method, path, params, headers, {}, retry=None, expect=expect, timeout=timeout, stream=True
+        )
+        where = _wire_path(response.request.url)
+        try:
+            yield response
+        except httpx.TransportError as exc:
+            raise UpstreamTransportError(self.system, method, where, _describe_transport_error(exc)) from None
+        except httpx.RequestError as exc:
+            raise UpstreamError(self.system, method, where, type(exc).__name__) from None
+        finally:
+            await response.aclose()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        body: Mapping[str, Any],
+        *,
+        retry: RetryPolicy | None,
+        expect: tuple[int, ...],
+        timeout: float | None,
+        stream: bool,
+    ) -> httpx.Response:
+        """The retry loop behind :meth:`request` and :meth:`stream`; a returned streamed response is open."""
         method = method.upper()
         safe = method in SAFE_METHODS
         policy = retry or self.retry
@@ -179,19 +232,18 @@ class HttpClient:
             attempt += 1
             self.counters.add(self.system, method)
             request = self._client.build_request(
-                method,
-                path,
-                params=cleaned,
-                json=json,
-                content=content,
-                data=data,
-                files=files,
-                headers=headers,
-                **extra,
+                method, path, params=cleaned, headers=headers, **body, **extra
             )
             where = _wire_path(request.url)
             try:
-                response = await self._client.send(request)
+                response = await self._client.send(request, stream=stream)
+                status = response.status_code
+                if status < 400 or status in expect:
+                    return response
+                try:
+                    await response.aread()  # the error text, and the connection back to the pool
+                finally:
+                    await response.aclose()
             except httpx.TransportError as exc:
                 error = UpstreamTransportError(self.system, method, where, _describe_transport_error(exc))
                 if attempt < (policy.attempts if _never_sent(exc) else tries):
@@ -200,11 +252,7 @@ class HttpClient:
                 raise error from None
             except httpx.RequestError as exc:
                 raise UpstreamError(self.system, method, where, type(exc).__name__) from None
-            status = response.status_code
-            if status < 400 or status in expect:
-                return response
             if status in RETRYABLE_STATUSES and attempt < tries:
-                await response.aread()
                 await self._sleep(_retry_after(response) or policy.delay(attempt))
                 continue
             raise _error_from_response(self.system, method, where, response, secrets)

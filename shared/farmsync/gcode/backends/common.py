@@ -18,14 +18,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
-from farmsync.clients.http import (
-    HttpClient,
-    RetryPolicy,
-    _describe_transport_error,
-    _error_from_response,
-    decode_json,
-)
-from farmsync.errors import InputError, UpstreamError, UpstreamTransportError, UpstreamValidation
+from farmsync.clients.http import HttpClient, RetryPolicy, decode_json
+from farmsync.errors import InputError, UpstreamError, UpstreamValidation
 from farmsync.gcode.backends.base import ProgressCallback
 
 log = logging.getLogger("farmsync.gcode.backends")
@@ -381,28 +375,30 @@ class HttpBackend:
     ) -> int:
         """GET ``url`` and write the body to ``dest`` chunk by chunk; return the bytes written.
 
-        HttpClient has no streaming call yet, so this uses its pooled httpx client directly (same auth, limits,
-        counters and error mapping).
+        Memory stays flat whatever the file size. Errors pass through :meth:`translate` like :meth:`call`'s, and a
+        redirect is refused the same way: its body would otherwise land in ``dest`` as if it were the G-code.
         """
-        client: httpx.AsyncClient = self.http._client
-        self.http.counters.add(self.name, "GET")
-        extra: dict[str, Any] = {"timeout": httpx.Timeout(timeout)} if timeout else {}
         written = 0
         try:
-            async with client.stream("GET", url, **extra) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise self.translate(_error_from_response(self.name, "GET", url, response), "download")
+            async with self.http.stream("GET", url, timeout=timeout) as response:
+                status = response.status_code
+                if 300 <= status < 400:
+                    target = urlsplit(response.headers.get("Location", "")).path or "?"
+                    raise UpstreamError(
+                        self.name,
+                        "GET",
+                        url.split("?", 1)[0],
+                        f"redirected to {target}; check the host",
+                        status=status,
+                    )
                 with open(dest, "wb") as out:  # noqa: ASYNC230 - chunked writes of a local file are short
                     async for chunk in response.aiter_bytes(CHUNK_SIZE):
                         out.write(chunk)
                         written += len(chunk)
                         if progress is not None:
                             progress(len(chunk))
-        except httpx.TransportError as exc:
-            raise UpstreamTransportError(
-                self.name, "GET", url.split("?", 1)[0], _describe_transport_error(exc)
-            ) from None
+        except UpstreamError as exc:
+            raise self.translate(exc, "download") from None
         return written
 
 
