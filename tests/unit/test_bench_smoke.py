@@ -1,0 +1,120 @@
+"""Every benchmark's code path at a tiny size, so bench/ cannot rot unnoticed.
+
+Only the shape of the JSON and the benchmarks' own correctness checks are asserted (files mirrored, stock made
+exactly once, requests answered), never a timing: performance is judged by ``make bench``, not by tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import backfill, cold_start, filament_usage, gcode_sync, run_all
+
+BENCHES = {
+    "backfill": backfill,
+    "gcode_sync": gcode_sync,
+    "cold_start": cold_start,
+    "filament_usage": filament_usage,
+}
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("bench")
+    results = {}
+    for name, module in BENCHES.items():
+        path = out / f"{name}.json"
+        assert module.main(["--size", "tiny", "--out", str(path)]) == 0
+        results[name] = json.loads(path.read_text(encoding="utf-8"))
+    return results
+
+
+@pytest.mark.parametrize("name", list(BENCHES))
+def test_each_benchmark_writes_the_shape_run_all_renders(
+    outputs: dict[str, dict[str, Any]], name: str
+) -> None:
+    data = outputs[name]
+    assert data["name"] == name and data["quick"] is True and data["title"]
+    assert isinstance(data["params"], dict) and isinstance(data["notes"], list)
+    assert set(data["load_average"]) == {"start", "end"}
+    columns = data["table"]["columns"]
+    assert columns and all(len(c) == 2 and all(isinstance(x, str) for x in c) for c in columns)
+    first = columns[0][0]
+    assert data["table"]["rows"] and all(first in row for row in data["table"]["rows"])
+    assert data["targets"]
+    for target in data["targets"]:
+        assert {"name", "goal", "value", "passed", "note"} <= set(target)
+        assert target["passed"] in (True, False, None)
+
+
+def test_backfill_counts_each_kind_and_makes_stock_once(outputs: dict[str, dict[str, Any]]) -> None:
+    data = outputs["backfill"]
+    concurrent, sequential = data["details"]["concurrent"], data["details"]["sequential"]
+    assert concurrent["exactly_once"] and sequential["exactly_once"]
+    assert concurrent["prints"] == sequential["prints"] > 0
+    assert concurrent["concurrency"] == backfill.DEFAULT_CONCURRENCY and sequential["concurrency"] == 1
+    kinds = concurrent["kinds"]
+    assert set(kinds) == {"idle tick", "new part", "repeat part (reprint)", "repeat part (new archive)"}
+    assert kinds["idle tick"]["synced"] == 0
+    assert all(kinds[k]["synced"] == 1 for k in kinds if k != "idle tick")
+    assert all(kinds[k]["print_log_reads"] == 1 for k in kinds)
+
+
+def test_gcode_sync_mirrors_with_every_tool_it_found(outputs: dict[str, dict[str, Any]]) -> None:
+    data = outputs["gcode_sync"]
+    rows = {row["tool"]: row for row in data["table"]["rows"]}
+    assert rows["farmsync"]["mirrored"] is True
+    assert rows["physical bound"]["first_vs_bound"] == 1.0
+    tools = data["details"]["tools"]
+    assert tools["farmsync"]["noop"]["uploads"] == 0
+    assert tools["farmsync"]["changed"]["uploads"] == gcode_sync.SIZES["tiny"].printers
+    if gcode_sync.LINK_SYNC.exists():
+        assert rows["link-sync"]["mirrored"] is True
+    else:
+        assert "setup_linksync" in rows["link-sync"]["mirrored"]
+    assert data["details"]["memory"]["farmsync"]["peak_rss_mb"] > 0
+
+
+def test_cold_start_answers_every_first_request(outputs: dict[str, dict[str, Any]]) -> None:
+    rows = outputs["cold_start"]["table"]["rows"]
+    served = [r for r in rows if r["store"] != "none"]
+    assert {r["target"] for r in served} == set(cold_start.SIZES["tiny"].targets)
+    assert all(r["status"] == "200" for r in served)
+    assert all(r["grpc"] == 0 for r in served if r["store"] == "sqlite")
+
+
+def test_filament_usage_subtracts_every_row_once(outputs: dict[str, dict[str, Any]]) -> None:
+    ours = outputs["filament_usage"]["details"]["farmsync"]
+    assert ours["applied"] == filament_usage.SIZES["tiny"].rows
+    assert ours["exactly_once"] and ours["repeat_writes"] == 0
+
+
+def test_run_all_renders_results_and_failures(outputs: dict[str, dict[str, Any]]) -> None:
+    benchmarks = [{**data, "status": "ok"} for data in outputs.values()]
+    benchmarks.append({"name": "broken", "status": "failed (exit 1)", "error": "Traceback: boom"})
+    results = run_all.merge(benchmarks, "tiny", ["a note"])
+    assert {"cpu", "cores", "ram_gib", "python", "date"} <= set(results["machine"])
+    text = run_all.render(results)
+    assert "## Targets" in text and "Note: a note" in text and "Not measured: failed (exit 1)" in text
+    for data in outputs.values():
+        assert f"## {data['title']}" in text
+
+
+def test_run_all_reruns_one_benchmark_and_keeps_the_others(
+    outputs: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    earlier = {"size": "tiny", "benchmarks": {"backfill": {**outputs["backfill"], "status": "ok"}}}
+    (tmp_path / "results-tiny.json").write_text(json.dumps(earlier), encoding="utf-8")
+    code = run_all.main(
+        ["--size", "tiny", "--only", "filament_usage", "--no-setup", "--out-dir", str(tmp_path)]
+    )
+    assert code == 0
+    merged = json.loads((tmp_path / "results-tiny.json").read_text(encoding="utf-8"))
+    assert list(merged["benchmarks"]) == ["backfill", "filament_usage"]
+    assert merged["benchmarks"]["filament_usage"]["status"] == "ok"
+    markdown = (tmp_path / "RESULTS-tiny.md").read_text(encoding="utf-8")
+    assert markdown.startswith("# farmsync benchmarks") and outputs["backfill"]["title"] in markdown
