@@ -9,6 +9,7 @@ location filter includes sublocations unless ``cascade=false``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
@@ -99,6 +100,7 @@ class InvenTreeClient:
         )
         self._has_token = bool(token)
         self._info: ServerInfo | None = None
+        self._info_lock = asyncio.Lock()
         self._layout: Layout | None = None
 
     async def aclose(self) -> None:
@@ -114,9 +116,10 @@ class InvenTreeClient:
 
     async def server_info(self, *, refresh: bool = False) -> ServerInfo:
         """``GET /api/`` (cached). Sent with the token, so a bad token fails here with a 401."""
-        if self._info is None or refresh:
-            self._info = self._one(ServerInfo, await self._get("/api/"), "GET", "/api/")
-        return self._info
+        async with self._info_lock:  # concurrent first callers share one request
+            if self._info is None or refresh:
+                self._info = self._one(ServerInfo, await self._get("/api/"), "GET", "/api/")
+            return self._info
 
     async def api_version(self) -> int | None:
         return (await self.server_info()).api_version

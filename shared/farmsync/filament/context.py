@@ -9,8 +9,9 @@ did or would have done.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,7 @@ class FilamentSync:
         self.index: FilamentIndex = FilamentIndex(source=self.source)
         self._parts: dict[int, PartInfo] = {}
         self._template_names: dict[int, str] | None = None
+        self._template_lock = asyncio.Lock()
         self._locations: dict[int, LocationCheck] = {}
         self.loaded = False
 
@@ -105,15 +107,26 @@ class FilamentSync:
             )
         return self._parts[item.part]
 
+    async def prefetch_parts(self, items: Iterable[StockItem]) -> None:
+        """Read the spool facts of many parts at once (one request each, concurrently, not in turn)."""
+        first_of_part = {item.part: item for item in items if item.part not in self._parts}
+        await asyncio.gather(*(self.part(item) for item in first_of_part.values()))
+
+    async def prefetch_locations(self, checks: Iterable[tuple[int, str]]) -> None:
+        """Check many target locations at once (``(pk, setting)`` pairs)."""
+        wanted = {pk: setting for pk, setting in checks if pk not in self._locations}
+        await asyncio.gather(*(self.location(pk, setting) for pk, setting in wanted.items()))
+
     async def template_names(self) -> dict[int, str]:
         """Template pk → name for the known names, for servers whose parameter rows omit ``template_detail``."""
-        if self._template_names is None:
-            found: dict[int, str] = {}
-            for name in KNOWN_TEMPLATE_NAMES:
-                template = await self.inventree.find_parameter_template(name)
-                if template is not None:
-                    found[template.pk] = template.name
-            self._template_names = found
+        async with self._template_lock:  # concurrent part reads need the names once, not once each
+            if self._template_names is None:
+                found: dict[int, str] = {}
+                for name in KNOWN_TEMPLATE_NAMES:
+                    template = await self.inventree.find_parameter_template(name)
+                    if template is not None:
+                        found[template.pk] = template.name
+                self._template_names = found
         return self._template_names
 
     async def location(self, pk: int, setting: str) -> LocationCheck:

@@ -64,6 +64,10 @@ async def sync_locations(ctx: FilamentSync) -> LocationsReport:
     if not mapping:
         report.warnings.append("FILAMENT_PRINTER_LOCATION_MAP is empty: no spool is moved to a printer")
     bad: dict[int, str] = {}
+    await ctx.prefetch_locations(
+        (location, f"FILAMENT_PRINTER_LOCATION_MAP entry {prefix}:{location}")
+        for prefix, location in mapping.items()
+    )
     for prefix, location in sorted(mapping.items()):
         check = await ctx.location(location, f"FILAMENT_PRINTER_LOCATION_MAP entry {prefix}:{location}")
         if not check.ok and check.problem:

@@ -43,6 +43,8 @@ async def sync_spools(ctx: FilamentSync) -> SpoolsReport:
     """Create a Bambuddy spool for every unmatched InvenTree spool and update the matched ones."""
     await ctx.load()
     report = SpoolsReport()
+    wanted = [pk for _, pk in ctx.index.missing_in_bambuddy] + [m.item for m in ctx.index.matches]
+    await ctx.prefetch_parts(ctx.items[pk] for pk in wanted if pk in ctx.items)
     for key, pk in list(ctx.index.missing_in_bambuddy):
         report.lines.append(await create(ctx, key, pk))
     for match in list(ctx.index.matches):

@@ -58,7 +58,12 @@ async def filament_status(services: Services) -> FilamentStatus:
     status.missing_in_bambuddy = [view(ctx.items.get(pk), None) for _, pk in index.missing_in_bambuddy]
     status.missing_in_inventree = [view(None, ctx.spools[sid]) for sid in index.missing_in_inventree]
     status.loaded = await _loaded(ctx)
-    for prefix, location in sorted(settings.filament_printer_location_map.items()):
+    mapping = settings.filament_printer_location_map
+    await ctx.prefetch_locations(
+        (location, f"FILAMENT_PRINTER_LOCATION_MAP entry {prefix}:{location}")
+        for prefix, location in mapping.items()
+    )
+    for prefix, location in sorted(mapping.items()):
         check = await ctx.location(location, f"FILAMENT_PRINTER_LOCATION_MAP entry {prefix}:{location}")
         if check.problem:
             status.location_problems.append(check.problem)

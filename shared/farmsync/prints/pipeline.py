@@ -103,6 +103,7 @@ class PrintSync:
         self._templates: dict[str, Any] = {}
         self._ipn_locks: dict[str, asyncio.Lock] = {}
         self._legacy: bool | None = None
+        self._once_lock = asyncio.Lock()
 
     # --- one unit ----------------------------------------------------------------------------------------------------
     async def sync_unit(self, unit: Unit, *, force: bool = False, retry_parked: bool = False) -> ItemReport:
@@ -219,20 +220,19 @@ class PrintSync:
             raise Skip("an upload, not a print (status archived)")
         if unit.namespace == "archive" and self.settings.sync_success_only and archive.status != "completed":
             raise Skip(f"not a successful print (status {archive.status})")
-        part_pk, ipn, fresh_part = await self.resolve_part(archive)
+        part_pk, ipn, _fresh = await self.resolve_part(archive, report)
         report.part, report.ipn = part_pk, ipn
         self.hook("after_part", unit)
         if not refresh_only:
             report.stock_item = await self.ensure_stock(unit, claim, archive, part_pk, report)
         self.hook("after_stock", unit)
         cache = await self.store.get_value(PART_CACHE, ipn) or {}
-        if refresh_only or fresh_part or not cache.get("params"):
-            await self.set_parameters(part_pk, archive, report)
-            cache["params"] = True
-        if self.settings.sync_part_images and (refresh_only or fresh_part or not cache.get("image")):
-            cache["image"] = await self.set_image(part_pk, ipn, archive, report, force=refresh_only)
-        if cache:
-            await self.store.put_value(PART_CACHE, ipn, {**cache, "pk": part_pk})
+        if (
+            refresh_only
+            or not cache.get("params")
+            or (self.settings.sync_part_images and not cache.get("image"))
+        ):
+            cache = await self.prepare_part(part_pk, ipn, archive, report, cache, force=refresh_only)
         if self.settings.sync_archive_external_link:
             await self.set_link(archive, part_pk, report)
         return {
@@ -261,8 +261,35 @@ class PrintSync:
         return await future
 
     # --- part --------------------------------------------------------------------------------------------------------
-    async def resolve_part(self, archive: Any) -> tuple[int, str, bool]:
-        """(part pk, IPN, created or first seen now). Cached per IPN; created under a claim on the IPN."""
+    async def prepare_part(
+        self,
+        part_pk: int,
+        ipn: str,
+        archive: Any,
+        report: ItemReport,
+        cache: dict[str, Any],
+        *,
+        force: bool,
+        has_image: bool | None = None,
+    ) -> dict[str, Any]:
+        """Parameters and image of a part (what the cache says is missing, or all when forced); cached after."""
+        cache = {**cache, "pk": part_pk}
+        if force or not cache.get("params"):
+            await self.set_parameters(part_pk, archive, report)
+            cache["params"] = True
+        if self.settings.sync_part_images and (force or not cache.get("image")):
+            cache["image"] = await self.set_image(
+                part_pk, ipn, archive, report, force=force, has_image=has_image
+            )
+        await self.store.put_value(PART_CACHE, ipn, cache)
+        return cache
+
+    async def resolve_part(self, archive: Any, report: ItemReport) -> tuple[int, str, bool]:
+        """(part pk, IPN, created or first seen now). Cached per IPN; created under a claim on the IPN.
+
+        Whoever creates (or first finds) a part also sets its parameters and image before letting go of the
+        IPN, so concurrent prints of a new part find that done instead of doing it again.
+        """
         key = keys.part_key(archive, self.settings.part_key_fields)
         if key is None:
             raise Skip("no part key: the archive has none of " + ",".join(self.settings.part_key_fields))
@@ -275,20 +302,21 @@ class PrintSync:
             cached = await self.store.get_value(PART_CACHE, ipn)
             if cached and cached.get("pk"):
                 return int(cached["pk"]), ipn, False
-            return await self._find_or_create_part(archive, ipn)
+            return await self._find_or_create_part(archive, ipn, report)
 
-    async def _find_or_create_part(self, archive: Any, ipn: str) -> tuple[int, str, bool]:
+    async def _find_or_create_part(self, archive: Any, ipn: str, report: ItemReport) -> tuple[int, str, bool]:
         deadline = asyncio.get_running_loop().time() + self.settings.lease_seconds
         while True:
             claim = await self.store.claim(PART_NS, ipn, lease_seconds=60, retry_parked=True)
             if claim.held:
                 try:
                     pk, has_image = await self._lookup_or_create(archive, ipn)
+                    report.part = pk
+                    await self.prepare_part(pk, ipn, archive, report, {}, force=False, has_image=has_image)
                 except BaseException as exc:
                     if isinstance(exc, Exception):
                         await self.store.release(claim, str(exc), max_attempts=10_000, retry_after=0)
                     raise
-                await self.store.put_value(PART_CACHE, ipn, {"pk": pk, "image": has_image})
                 await self.store.complete(claim, {"pk": pk})
                 return pk, ipn, True
             if claim.outcome is Outcome.DONE and claim.record and claim.record.result:
@@ -374,6 +402,10 @@ class PrintSync:
 
     async def _legacy_batches_exist(self) -> bool:
         """Whether InvenTree holds any predecessor-style ``bambuddy-<n>`` batch (probed once, then cached)."""
+        async with self._once_lock:
+            return await self._legacy_probe()
+
+    async def _legacy_probe(self) -> bool:
         if self._legacy is None:
             cached = await self.store.get_value(META_NS, "legacy-batches")
             if cached is None:
@@ -385,8 +417,9 @@ class PrintSync:
 
     # --- parameters, image, link ---------------------------------------------------------------------------------------
     async def template(self, name: str) -> Any:
-        if name not in self._templates:
-            self._templates[name] = await self.inventree.find_parameter_template(name)
+        async with self._once_lock:  # concurrent units share one lookup per template
+            if name not in self._templates:
+                self._templates[name] = await self.inventree.find_parameter_template(name)
         return self._templates[name]
 
     async def set_parameters(self, part_pk: int, archive: Any, report: ItemReport) -> None:
@@ -405,12 +438,22 @@ class PrintSync:
             report.writes.append(f"parameter:{name}")
 
     async def set_image(
-        self, part_pk: int, ipn: str, archive: Any, report: ItemReport, *, force: bool
+        self,
+        part_pk: int,
+        ipn: str,
+        archive: Any,
+        report: ItemReport,
+        *,
+        force: bool,
+        has_image: bool | None = None,
     ) -> bool:
-        """Upload the thumbnail when the part has none (or OVERWRITE_PART_IMAGES). Returns "part has an image"."""
+        """Upload the thumbnail when the part has none (or OVERWRITE_PART_IMAGES). Returns "part has an image".
+
+        ``has_image`` is what a just-read part said (no need to read it again)."""
         if not self.settings.overwrite_part_images:
-            part = await self.inventree.get_part(part_pk)
-            if part.image is not None:
+            if has_image is None:
+                has_image = (await self.inventree.get_part(part_pk)).image is not None
+            if has_image:
                 return True
         elif not force and (await self.store.get_value(PART_CACHE, ipn) or {}).get("image"):
             return True
