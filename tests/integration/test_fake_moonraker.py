@@ -38,7 +38,8 @@ async def test_mirror_operations_end_to_end(
     assert (await backend.status()).idle
 
     tree = {e.path: e for e in await backend.list_tree()}
-    assert set(tree) == {"old", "old/a.gcode", "empty"}
+    # every file shows (the planner leaves non-G-code alone); Moonraker's own dot folders never do
+    assert set(tree) == {"old", "old/a.gcode", "empty", "notes.txt"}
     assert tree["old/a.gcode"].size == 4 and tree["old/a.gcode"].mtime
 
     data = b"G1 X1 Y1\n" * 20_000

@@ -359,11 +359,12 @@ class PrintSync:
     ) -> int:
         """The unit's StockItem: found by batch when an earlier attempt may have made it, else created."""
         assert unit.batch is not None
-        if claim.takeover:
-            existing = await self.inventree.list_stock(batch=unit.batch)
-            if existing:
-                report.writes.append("stock:found-after-retry")
-                return min(existing, key=lambda s: s.pk).pk
+        # Look before writing, always: on a retry or takeover an earlier attempt may have created it, and a
+        # store that lost its data (or a move from SQLite to Firestore) must not make a second item either.
+        existing = await self.inventree.list_stock(batch=unit.batch)
+        if existing:
+            report.writes.append("stock:found-after-retry" if claim.takeover else "stock:found-existing")
+            return min(existing, key=lambda s: s.pk).pk
         adopted = await self._predecessor_item(unit, archive)
         if adopted is not None:
             report.writes.append("stock:adopted-predecessor")

@@ -47,6 +47,9 @@ T = TypeVar("T")
 RETRYABLE = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError)
 LOST_RACE = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Conflict)
 MAX_ROUNDS = 50
+RPC: dict[str, Any] = {"retry": None, "timeout": 10.0}
+"""Every Firestore call: no client-side retry (its default retries UNAVAILABLE for up to 300 s, which made a
+tick hang through a store outage) and a timeout; :meth:`FirestoreStore._call` retries transient errors itself."""
 
 
 class FirestoreStore(Store):
@@ -70,13 +73,13 @@ class FirestoreStore(Store):
     # --- plumbing ----------------------------------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Run one Firestore call, retrying transient errors; raise StoreError for the rest."""
-        for attempt in range(6):
+        for attempt in range(4):
             try:
                 return fn()
             except LOST_RACE:
                 raise
             except RETRYABLE as exc:
-                if attempt == 5:
+                if attempt == 3:
                     raise StoreError(f"firestore store: {what}: {type(exc).__name__} after retries") from None
                 time.sleep(random.uniform(0, 0.05 * 2**attempt))
             except gexc.GoogleAPICallError as exc:
@@ -144,7 +147,7 @@ class FirestoreStore(Store):
         owner = owner or new_owner()
         doc = self._keys.document(self._doc_id(namespace, key))
         for _ in range(MAX_ROUNDS):
-            snap = self._call("read key", doc.get)
+            snap = self._call("read key", lambda: doc.get(**RPC))
             current = self._from_fields(snap.to_dict()) if snap.exists else None
             outcome, record = decide_claim(
                 current, namespace, key, owner, self.clock(), lease_seconds, retry_parked
@@ -153,11 +156,12 @@ class FirestoreStore(Store):
                 return Claim(outcome, current)
             try:
                 if current is None:
-                    self._call("create key", lambda r=record: doc.create(self._to_fields(r)))
+                    self._call("create key", lambda r=record: doc.create(self._to_fields(r), **RPC))
                 else:
                     option = self.client.write_option(last_update_time=snap.update_time)
                     self._call(
-                        "claim key", lambda r=record, o=option: doc.update(self._to_fields(r), option=o)
+                        "claim key",
+                        lambda r=record, o=option: doc.update(self._to_fields(r), option=o, **RPC),
                     )
             except LOST_RACE:
                 continue  # someone else wrote first: read again and decide again
@@ -169,14 +173,16 @@ class FirestoreStore(Store):
             raise LeaseLost(f"{claim.outcome} claims cannot be changed")
         doc = self._keys.document(self._doc_id(claim.namespace, claim.key))
         for _ in range(MAX_ROUNDS):
-            snap = self._call("read key", doc.get)
+            snap = self._call("read key", lambda: doc.get(**RPC))
             current = self._from_fields(snap.to_dict()) if snap.exists else None
             if current is None or current.owner != claim.owner or current.state is not State.CLAIMED:
                 raise LeaseLost(f"lease on {claim.namespace}:{claim.key} is no longer ours")
             record = change(current, self.clock())
             option = self.client.write_option(last_update_time=snap.update_time)
             try:
-                self._call("update key", lambda r=record, o=option: doc.update(self._to_fields(r), option=o))
+                self._call(
+                    "update key", lambda r=record, o=option: doc.update(self._to_fields(r), option=o, **RPC)
+                )
             except LOST_RACE:
                 continue
             return record
@@ -198,7 +204,8 @@ class FirestoreStore(Store):
 
     # --- reads -----------------------------------------------------------------------------------------------------
     def get(self, namespace: str, key: str) -> Record | None:
-        snap = self._call("read key", self._keys.document(self._doc_id(namespace, key)).get)
+        doc = self._keys.document(self._doc_id(namespace, key))
+        snap = self._call("read key", lambda: doc.get(**RPC))
         return self._from_fields(snap.to_dict()) if snap.exists else None
 
     def _query(self, namespace: str, state: State | None) -> Any:
@@ -209,14 +216,14 @@ class FirestoreStore(Store):
 
     def list(self, namespace: str, state: State | None = None, limit: int = 100) -> list[Record]:
         query = self._query(namespace, state).order_by("updated_at", direction=firestore.Query.DESCENDING)
-        snaps = self._call("list keys", lambda: list(query.limit(limit).stream()))
+        snaps = self._call("list keys", lambda: list(query.limit(limit).stream(**RPC)))
         return [r for r in (self._from_fields(s.to_dict()) for s in snaps) if r is not None]
 
     def counts(self, namespace: str) -> Counts:
         out: dict[str, int] = {}
         for state in State:
             query = self._query(namespace, state).count()
-            result = self._call("count keys", query.get)
+            result = self._call("count keys", lambda q=query: q.get(**RPC))
             n = int(result[0][0].value)
             if n:
                 out[state.value] = n
@@ -224,7 +231,8 @@ class FirestoreStore(Store):
 
     # --- cursors -----------------------------------------------------------------------------------------------------
     def get_cursor(self, stream: str) -> Cursor | None:
-        snap = self._call("read cursor", self._cursors.document(quote(stream, safe="")).get)
+        cursor_doc = self._cursors.document(quote(stream, safe=""))
+        snap = self._call("read cursor", lambda: cursor_doc.get(**RPC))
         if not snap.exists:
             return None
         data = snap.to_dict() or {}
@@ -236,17 +244,20 @@ class FirestoreStore(Store):
         try:
             if expected_version is None:
                 self._call(
-                    "create cursor", lambda: doc.create({"value": value, "version": 1, "updated_at": now})
+                    "create cursor",
+                    lambda: doc.create({"value": value, "version": 1, "updated_at": now}, **RPC),
                 )
                 return Cursor(stream, value, 1, now)
-            snap = self._call("read cursor", doc.get)
+            snap = self._call("read cursor", lambda: doc.get(**RPC))
             if not snap.exists or int((snap.to_dict() or {}).get("version", 0)) != expected_version:
                 return None
             version = expected_version + 1
             option = self.client.write_option(last_update_time=snap.update_time)
             self._call(
                 "set cursor",
-                lambda: doc.update({"value": value, "version": version, "updated_at": now}, option=option),
+                lambda: doc.update(
+                    {"value": value, "version": version, "updated_at": now}, option=option, **RPC
+                ),
             )
             return Cursor(stream, value, version, now)
         except LOST_RACE:
@@ -257,7 +268,8 @@ class FirestoreStore(Store):
         return self._values.document(self._doc_id(namespace, key))
 
     def get_value(self, namespace: str, key: str) -> Any:
-        snap = self._call("read value", self._value_doc(namespace, key).get)
+        value_doc = self._value_doc(namespace, key)
+        snap = self._call("read value", lambda: value_doc.get(**RPC))
         return (snap.to_dict() or {}).get("value") if snap.exists else None
 
     def put_value(self, namespace: str, key: str, value: Any) -> None:
@@ -268,10 +280,11 @@ class FirestoreStore(Store):
             "updated_at": now,
             **self._expiry(namespace, now, EPHEMERAL_VALUE_NAMESPACES),
         }
-        self._call("write value", lambda: doc.set(fields))
+        self._call("write value", lambda: doc.set(fields, **RPC))
 
     def delete_value(self, namespace: str, key: str) -> None:
-        self._call("delete value", self._value_doc(namespace, key).delete)
+        value_doc = self._value_doc(namespace, key)
+        self._call("delete value", lambda: value_doc.delete(**RPC))
 
     def close(self) -> None:
         self.client.close()

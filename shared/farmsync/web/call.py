@@ -142,3 +142,7 @@ class Call:
             raise InputError(
                 f"body is not valid JSON: {str(exc)[:120]}", field="body", expected="a JSON document"
             ) from None
+        except RecursionError:  # "[[[[...]]]]" well within the size limit: the parser recurses per level
+            raise InputError(
+                "body is nested too deeply", field="body", expected="a JSON document of ordinary depth"
+            ) from None

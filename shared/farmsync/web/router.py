@@ -14,6 +14,7 @@ anything else                   500 with a reference id; the traceback goes to t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
 
 from farmsync.errors import ConfigError, InputError, StoreError, UpstreamError
 from farmsync.logs import action, get_logger, trace_context, trace_from_headers
@@ -31,6 +33,23 @@ from farmsync.web.call import Call
 Auth = Literal["none", "service", "webhook"]
 Handler = Callable[[Call], Awaitable[Any]]
 log = get_logger("web")
+
+
+class JSONResponse(StarletteJSONResponse):
+    """Starlette's JSON response that also renders text a caller sent that is not valid Unicode.
+
+    Handlers and errors echo caller input (a webhook's ``event``, a bad query value); a lone surrogate such as
+    ``"\\ud800"`` parses from JSON but cannot be encoded as UTF-8, so it is written as a JSON escape instead.
+    """
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode(
+                "ascii"
+            )
+
 
 _PARAM = re.compile(r"{(\w+)(?::(int|str|path))?}")
 

@@ -122,6 +122,18 @@ class MoonrakerBackend(HttpBackend):
     async def _folders(self, path: str, out: list[RemoteEntry]) -> None:
         data = await self._directory(path)
         subdirs = []
+        # /server/files/list shows G-code extensions only (no .bgcode); the directory walk shows every file.
+        listed = {e.path for e in out if not e.is_dir}
+        for item in (data or {}).get("files") or []:
+            name = str(item.get("filename") or "")
+            child = join(path, name)
+            if not name or name.startswith(".") or child in listed:
+                continue
+            problem = name_problem(name)
+            if problem:
+                self.skip(child, problem)
+                continue
+            out.append(_entry(child, item, is_dir=False))
         for item in (data or {}).get("dirs") or []:
             name = str(item.get("dirname") or "")
             if name.startswith("."):
