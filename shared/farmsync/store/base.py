@@ -157,19 +157,26 @@ class Store(ABC):
     ) -> Claim:
         """Try to take ``namespace:key`` for ``lease_seconds``. Exactly one concurrent caller gets ``held``."""
 
-    @abstractmethod
     def renew(self, claim: Claim, lease_seconds: float) -> Claim:
         """Extend a held lease. Raises LeaseLost when someone else took the key over or it was finished."""
+        record = self._update_held(
+            claim, lambda r, now: with_changes(r, lease_until=now + lease_seconds, updated_at=now)
+        )
+        return Claim(claim.outcome, record, claim.owner)
 
-    @abstractmethod
     def complete(self, claim: Claim, result: dict[str, Any] | None = None) -> Record:
         """Mark the key done with a small result record. Raises LeaseLost if the claim is no longer ours."""
+        return self._update_held(claim, lambda r, now: completed(r, result, now))
 
-    @abstractmethod
     def release(
         self, claim: Claim, error: str, *, max_attempts: int, retry_after: float | None = None
     ) -> Record:
         """Give the key back after a failed attempt: failed with a backoff, or parked after ``max_attempts``."""
+        return self._update_held(claim, lambda r, now: released(r, error, now, max_attempts, retry_after))
+
+    @abstractmethod
+    def _update_held(self, claim: Claim, change: Callable[[Record, float], Record]) -> Record:
+        """Apply ``change`` to a key the claim still holds, atomically; LeaseLost if it is no longer ours."""
 
     # --- reads -------------------------------------------------------------------------------------------------
     @abstractmethod

@@ -26,11 +26,8 @@ from farmsync.store.base import (
     Record,
     State,
     Store,
-    completed,
     decide_claim,
     new_owner,
-    released,
-    with_changes,
 )
 
 SCHEMA = """
@@ -192,20 +189,6 @@ class SqliteStore(Store):
             record = change(current, self.clock())
             self._write(db, record)
             return record
-
-    def renew(self, claim: Claim, lease_seconds: float) -> Claim:
-        record = self._update_held(
-            claim, lambda r, now: with_changes(r, lease_until=now + lease_seconds, updated_at=now)
-        )
-        return Claim(claim.outcome, record, claim.owner)
-
-    def complete(self, claim: Claim, result: dict[str, Any] | None = None) -> Record:
-        return self._update_held(claim, lambda r, now: completed(r, result, now))
-
-    def release(
-        self, claim: Claim, error: str, *, max_attempts: int, retry_after: float | None = None
-    ) -> Record:
-        return self._update_held(claim, lambda r, now: released(r, error, now, max_attempts, retry_after))
 
     # --- reads -----------------------------------------------------------------------------------------------------
     def get(self, namespace: str, key: str) -> Record | None:
