@@ -16,6 +16,7 @@ import click
 
 from farmsync.cli import EXIT_PARTIAL, load_settings_for
 from farmsync.services import Services, set_services
+from farmsync.web.router import jsonable
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document for scripts.")
 
@@ -144,12 +145,12 @@ def tick_command(ctx: click.Context, which: str, as_json: bool) -> None:
     elif which == "filament":
         from farmsync.filament.routes import run_scheduled
 
-        data = _plain(run(services, run_scheduled))
+        data = jsonable(run(services, run_scheduled))
         emit(data, as_json, render_filament)
     else:
         from farmsync.gcode.routes import run_scheduled as run_gcode
 
-        data = _plain(run(services, run_gcode))
+        data = jsonable(run(services, run_gcode))
         emit(data, as_json, lambda d: console().print_json(data=d))
 
 
@@ -332,11 +333,3 @@ def validate_command(ctx: click.Context, as_json: bool) -> None:
     emit(data, as_json, render)
     if not data["ok"]:
         sys.exit(EXIT_PARTIAL)
-
-
-def _plain(value: Any) -> Any:
-    from farmsync.web.router import jsonable
-
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    return jsonable(value)

@@ -193,6 +193,7 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
     from farmsync.prints import tick as ticks
     from farmsync.prints.routes import print_sync, remember
     from farmsync.sim.webhook import fire_webhook
+    from farmsync.web.router import jsonable
 
     steps: list[Step] = []
 
@@ -223,7 +224,7 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
 
     async def filament_dry() -> tuple[bool, str]:
         report = await run_filament(services, dry_run=True)
-        data = _plain(report)
+        data = jsonable(report)
         writes = len(data.get("writes", []))
         return not data.get(
             "errors"
@@ -231,14 +232,14 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
 
     async def filament_apply() -> tuple[bool, str]:
         report = await run_filament(services, dry_run=False)
-        data = _plain(report)
+        data = jsonable(report)
         return not data.get("errors"), f"{len(data.get('writes', []))} writes applied" + (
             f"; errors: {data['errors']}" if data.get("errors") else ""
         )
 
     async def gcode() -> tuple[bool, str]:
         report = await run_gcode(services, dry_run=False, trigger="demo")
-        data = _plain(report)
+        data = jsonable(report)
         parts = []
         for printer in data.get("printers", []):
             actions = printer.get("actions", [])
@@ -260,12 +261,6 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
     await timed("G-code mirror onto 3 printers", gcode, steps, out)
     await timed("dashboard", dashboard, steps, out)
     return steps
-
-
-def _plain(value: Any) -> Any:
-    from farmsync.web.router import jsonable
-
-    return value.as_dict() if hasattr(value, "as_dict") else jsonable(value)
 
 
 @click.command("demo")

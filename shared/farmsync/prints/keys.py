@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from farmsync.clients.inventree import truncate
+
 NAME_MAX = 100
 DESCRIPTION_MAX = 250
 
@@ -69,8 +71,3 @@ def stock_notes(archive_id: int, run_id: int | None, printer: str | None) -> str
     where = f" on {printer}" if printer else ""
     run = f", print-log run #{run_id}" if run_id is not None else ""
     return f"Printed{where}: Bambuddy archive #{archive_id}{run} (farmsync)"
-
-
-def truncate(text: str, limit: int) -> str:
-    """Cut to ``limit`` characters, marking the cut with an ellipsis."""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

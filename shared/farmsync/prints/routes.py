@@ -133,7 +133,7 @@ async def print_status(services: Services) -> dict[str, Any]:
         {"key": f"{r.namespace}:{r.key}", **(r.result or {}), "at": r.updated_at}
         for r in sorted(recent, key=lambda r: (-r.updated_at, -_numeric(r.key)))[:20]
     ]
-    out["recent_failures"] = [p for p in out["pending"] + out["parked"]][:20]
+    out["recent_failures"] = (out["pending"] + out["parked"])[:20]
     return out
 
 

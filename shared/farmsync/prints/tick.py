@@ -257,7 +257,3 @@ def _finish(report: RunReport, before: tuple[int, int]) -> None:
         inventree_requests=report.inventree_requests,
         **{k: v for k, v in totals.items() if v},
     )
-
-
-def summary(report: RunReport) -> dict[str, Any]:
-    return report.as_dict()

@@ -18,6 +18,7 @@ from farmsync.errors import FarmsyncError
 from farmsync.logs import get_logger
 from farmsync.services import Services, get_services
 from farmsync.web.call import Call
+from farmsync.web.router import jsonable
 
 log = get_logger("web")
 
@@ -107,7 +108,7 @@ async def filament_section(services: Services) -> str:
         return '<p class="empty">Filament tracking is off (FILAMENT_TRACKING_ENABLED=false).</p>'
     from farmsync.filament.status import filament_status
 
-    status = _plain(await filament_status(services))
+    status = jsonable(await filament_status(services))
     rows = []
     for slot in sorted(status.get("loaded", []), key=lambda s: (str(s.get("printer")), str(s.get("slot")))):
         spool = (
@@ -140,7 +141,7 @@ async def gcode_section(services: Services) -> str:
         return '<p class="empty">G-code mirror is not configured (GCODE_SOURCE_DIR).</p>'
     from farmsync.gcode.routes import gcode_status
 
-    status = _plain(await gcode_status(services))
+    status = jsonable(await gcode_status(services))
     rows = []
     kinds = {"synced": "ok", "dry_run": "warn", "deferred": "warn", "failed": "bad"}
     labels = {"dry_run": "dry run", "deferred": "busy: deferred"}
@@ -188,9 +189,3 @@ async def page(call: Call) -> HTMLResponse:
         f"</span></header><main>{''.join(sections)}</main></body></html>"
     )
     return HTMLResponse(html)
-
-
-def _plain(value: Any) -> Any:
-    from farmsync.web.router import jsonable
-
-    return jsonable(value)

@@ -181,7 +181,9 @@ def as_response(result: Any) -> Response:
 
 
 def jsonable(value: Any) -> Any:
-    """Pydantic models and dataclasses to plain JSON values."""
+    """Reports (their ``as_dict`` adds totals) and pydantic models to plain JSON values."""
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     if isinstance(value, dict):

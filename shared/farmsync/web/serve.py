@@ -54,7 +54,6 @@ def create_app(services: Services, *, schedule: bool = True) -> Starlette:
             on_startup=services.settings.sync_on_startup,
             grace=services.settings.tick_time_budget_seconds + 10,
         )
-        services.state["scheduler"] = scheduler
         scheduler.start()
         try:
             yield {}
