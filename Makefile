@@ -6,25 +6,32 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV := .venv
-# This machine image's pip config names local indexes that may be absent; pip warns per package. Keep the
-# output readable without hiding pip's exit status (pipefail).
-QUIET_PIP := 2>&1 | { grep -v "WARNING: Location 'file:" || true; }
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup setup-printers lint fmt test test-fast demo bench clean
+.PHONY: setup setup-system setup-printers lint fmt test test-fast demo bench clean
 
 setup: $(STAMP)
 
+# pip's own output goes to .venv/pip.log; the terminal shows each package as pip collects it, then pip's summary.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt $(QUIET_PIP)
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e . $(QUIET_PIP)
-	touch $(STAMP)
+	@echo "setup: Python packages into .venv (first run: about 2 minutes; later runs: only when requirements change)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt 2>&1 \
+	  | tee $(VENV)/pip.log | { grep --line-buffered -E '^(Collecting|ERROR)' | sed -u 's/^/  /' || true; }
+	@$(BIN)/pip install --disable-pip-version-check --no-deps -e . >>$(VENV)/pip.log 2>&1 \
+	  || { tail -n 20 $(VENV)/pip.log; echo "setup: installing farmsync itself failed (log: .venv/pip.log)"; exit 1; }
+	@echo "setup: .venv is ready (pip's full log: .venv/pip.log)"
+	@touch $(STAMP)
+
+# Debian packages the suite needs (nginx, Chromium, shellcheck, systemd-analyze, curl, Java for the Firestore
+# emulator): installed when missing, loudly refused when they can't be. List: tests/system/debian-packages.txt.
+setup-system:
+	@bash tests/system/setup.sh
 
 # Real OctoPrint and PrusaLink 0.8 live in their own virtualenvs (their pins clash with ours).
 setup-printers: setup
-	bash tests/printers/setup_venvs.sh
+	@bash tests/printers/setup_venvs.sh
 
 lint: setup
 	$(BIN)/ruff check .
@@ -35,7 +42,7 @@ fmt: setup
 	$(BIN)/ruff check --fix .
 
 # The Firestore emulator is started on a free loopback port unless FIRESTORE_EMULATOR_HOST is set.
-test: lint setup-printers
+test: setup-system lint setup-printers
 	$(BIN)/python -m tests.emulator -- $(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: setup
@@ -44,7 +51,7 @@ test-fast: setup
 demo: setup
 	$(BIN)/farmsync demo $(DEMO_ARGS)
 
-bench: setup setup-printers
+bench: setup-system setup setup-printers
 	$(BIN)/python -m bench.run_all
 
 clean:
