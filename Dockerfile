@@ -25,7 +25,8 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY functions ./functions
 COPY deploy/lan/bin/farmsync-tick deploy/lan/bin/farmsync-schedule /usr/local/bin/
-# --no-deps: the dependencies are exactly requirements.txt, installed above (pyproject reads the same file).
+# --no-deps: the dependencies are exactly the lock, requirements.txt, installed above (pyproject.toml holds
+# the ranges it was resolved from; tests/unit/test_dependencies.py keeps the two in step).
 RUN pip install --no-deps . \
  && farmsync --help >/dev/null
 
