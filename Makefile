@@ -18,7 +18,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@echo "setup: Python packages into .venv (first run: about 2 minutes; later runs: only when requirements change)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt 2>&1 \
-	  | tee $(VENV)/pip.log | { grep --line-buffered -E '^(Collecting|ERROR)' | sed -u 's/^/  /' || true; }
+	  | tee $(VENV)/pip.log | { grep --line-buffered -E '^(Collecting|ERROR)' \
+	  | sed -u -E 's/^Collecting ([^ ]+).*/  collecting \1/; s/^ERROR/  ERROR/' || true; }
 	@$(BIN)/pip install --disable-pip-version-check --no-deps -e . >>$(VENV)/pip.log 2>&1 \
 	  || { tail -n 20 $(VENV)/pip.log; echo "setup: installing farmsync itself failed (log: .venv/pip.log)"; exit 1; }
 	@echo "setup: .venv is ready (pip's full log: .venv/pip.log)"
