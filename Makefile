@@ -15,7 +15,7 @@ setup: $(STAMP)
 
 # pip's own output goes to .venv/pip.log; the terminal shows each package as pip collects it, then pip's summary.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
-	@echo "setup: Python packages into .venv (first run: about 2 minutes; later runs: only when requirements change)"
+	@echo "setup: Python packages into .venv (first run: about 2 minutes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt 2>&1 \
 	  | tee $(VENV)/pip.log | { grep --line-buffered -E '^(Collecting|ERROR)' \
