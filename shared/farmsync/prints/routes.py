@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from farmsync.coalesce import coalescer
 from farmsync.errors import InputError
 from farmsync.prints import tick as ticks
 from farmsync.prints.pipeline import PrintSync
@@ -64,10 +65,18 @@ async def webhook(call: Call) -> Any:
 async def run_tick(
     services: Services, *, budget: float | None = None, trigger: str = "tick"
 ) -> ticks.RunReport:
-    """One incremental tick, remembered for status pages (the scheduler and the CLI call this too)."""
-    report = await ticks.tick(print_sync(services), budget=budget, trigger=trigger)
-    await remember(services, "tick", report)
-    return report
+    """One incremental tick, remembered for status pages (the scheduler and the CLI call this too).
+
+    Concurrent calls in one process are coalesced (farmsync.coalesce): a storm of webhooks costs at most the tick
+    in flight plus one queued tick, and every caller still answers after a tick that started after it arrived.
+    """
+
+    async def one_tick() -> ticks.RunReport:
+        report = await ticks.tick(print_sync(services), budget=budget, trigger=trigger)
+        await remember(services, "tick", report)
+        return report
+
+    return await coalescer(services.state, "print-tick").run(one_tick)
 
 
 async def tick(call: Call) -> Any:
