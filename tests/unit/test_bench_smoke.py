@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from bench import backfill, cold_start, filament_usage, gcode_sync, run_all
+from bench import backfill, cold_start, filament_usage, gcode_sync, run_all, webhook_storm
 
 BENCHES = {
     "backfill": backfill,
     "gcode_sync": gcode_sync,
     "cold_start": cold_start,
     "filament_usage": filament_usage,
+    "webhook_storm": webhook_storm,
 }
 
 
@@ -49,6 +50,15 @@ def test_each_benchmark_writes_the_shape_run_all_renders(
     for target in data["targets"]:
         assert {"name", "goal", "value", "passed", "note"} <= set(target)
         assert target["passed"] in (True, False, None)
+
+
+def test_webhook_storm_answers_every_webhook_with_fewer_ticks(outputs: dict[str, dict[str, Any]]) -> None:
+    data = outputs["webhook_storm"]
+    ours, base = data["details"]["coalesced"], data["details"]["baseline"]
+    size = webhook_storm.SIZES["tiny"]
+    assert ours["ok"] == base["ok"] == size.webhooks
+    assert base["ticks"] == size.webhooks  # the baseline really runs one tick per webhook
+    assert 1 <= ours["ticks"] < base["ticks"]
 
 
 def test_backfill_counts_each_kind_and_makes_stock_once(outputs: dict[str, dict[str, Any]]) -> None:
