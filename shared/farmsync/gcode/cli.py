@@ -26,6 +26,7 @@ from farmsync.errors import ConfigError, FarmsyncError
 from farmsync.gcode.backends.base import PrinterBackend
 from farmsync.gcode.config import PrinterConfig, Selection, load_printers, select_printers
 from farmsync.gcode.engine import BackendFactory, Done, Guard, MirrorListener, MirrorOptions, run_mirror
+from farmsync.gcode.local import DIGEST_CACHE_FILE, DigestCache
 from farmsync.gcode.manifest import JsonManifestStore, ManifestStore
 from farmsync.gcode.plan import Action, Plan, normalize_suffixes
 from farmsync.gcode.report import EXIT_USAGE, ActionReport, ActionResult, MirrorReport, PrinterReport
@@ -319,6 +320,7 @@ def gcode(
             notes=selection.notes,
             guard=deps.guard,
             done=deps.done,
+            digests=DigestCache(data_dir / DIGEST_CACHE_FILE),
         )
     except FarmsyncError as exc:
         _fail(ctx, str(exc))

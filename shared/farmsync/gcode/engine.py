@@ -193,6 +193,7 @@ async def run_mirror(
             return await _mirror_printer(run, printer)
 
     reports = await asyncio.gather(*(one(p) for p in printers))
+    await asyncio.to_thread(run.digests.save)
     return MirrorReport(
         dry_run=options.dry_run,
         source=str(source),

@@ -6,7 +6,9 @@ engine runs them in worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import stat
 import threading
@@ -22,8 +24,10 @@ from farmsync.gcode.plan import (
     has_suffix,
     path_problem,
 )
+from farmsync.logs import get_logger
 
 CHUNK = 1024 * 1024
+log = get_logger("gcode")
 
 
 def scan_local(
@@ -80,24 +84,40 @@ def scan_local(
     return LocalTree(files=tuple(files), base=base, problems=tuple(problems))
 
 
+DIGEST_CACHE_FILE = "gcode-digests.json"
+"""Where :class:`DigestCache` keeps hashes between runs, in DATA_DIR beside the embedded store."""
+
+
 class DigestCache:
     """Content hashes of local files, computed on first request and shared by every printer of a run.
 
-    Keyed by (path, size, mtime_ns) so an edited file is hashed again. sha1 and sha256 come from one read (a
-    file needs sha256 for the manifest whenever it is uploaded, and OctoPrint compares by sha1). Thread-safe:
-    two printers asking for the same file wait for one read.
+    Keyed by (path, size, mtime_ns, inode), so an edited or replaced file is hashed again; the key is the file's
+    *current* stat, so a file changed after the scan is never answered from an old entry. sha1 and sha256 come
+    from one read (a file needs sha256 for the manifest whenever it is uploaded, and OctoPrint compares by sha1).
+    Thread-safe: two printers asking for the same file wait for one read.
+
+    With ``cache_file`` the hashes outlive the run (as git's index does), so a no-op re-sync of a large master
+    folder reads no file contents: every run loads the file once and :meth:`save` writes it back (atomically;
+    entries of files that are gone are dropped). A cache that cannot be read or written only costs a re-hash.
     """
 
-    def __init__(self) -> None:
-        self._values: dict[tuple[str, int, int], dict[str, str]] = {}
-        self._locks: dict[tuple[str, int, int], threading.Lock] = {}
+    VERSION = 1
+
+    def __init__(self, cache_file: Path | None = None) -> None:
+        self._values: dict[tuple[str, int, int, int], dict[str, str]] = {}
+        self._locks: dict[tuple[str, int, int, int], threading.Lock] = {}
         self._guard = threading.Lock()
+        self._cache_file = cache_file
+        self._dirty = False
         self.reads = 0
+        self.bytes_read = 0
+        if cache_file is not None:
+            self._load(cache_file)
 
     def __call__(self, file: LocalFile, algorithm: str) -> str:
         if algorithm not in HASH_ALGORITHMS:
             raise ValueError(f"unsupported hash algorithm {algorithm!r}")
-        key = (str(file.abspath), file.size, file.mtime_ns)
+        key = self._key(file)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
@@ -105,13 +125,57 @@ class DigestCache:
             if algorithm not in known:
                 wanted = {"sha1", "sha256"} if algorithm in ("sha1", "sha256") else {algorithm}
                 known.update(self._hash(file.abspath, wanted))
+                self._dirty = True
             return known[algorithm]
+
+    @staticmethod
+    def _key(file: LocalFile) -> tuple[str, int, int, int]:
+        try:
+            info = os.stat(file.abspath)
+        except OSError:  # gone since the scan: hashing will say so
+            return (str(file.abspath), file.size, file.mtime_ns, -1)
+        return (str(file.abspath), info.st_size, info.st_mtime_ns, info.st_ino)
 
     def _hash(self, path: Path, algorithms: set[str]) -> dict[str, str]:
         hashers = {name: hashlib.new(name, usedforsecurity=False) for name in sorted(algorithms)}
         with path.open("rb") as stream:
             while chunk := stream.read(CHUNK):
+                self.bytes_read += len(chunk)
                 for hasher in hashers.values():
                     hasher.update(chunk)
         self.reads += 1
         return {name: hasher.hexdigest() for name, hasher in hashers.items()}
+
+    def _load(self, cache_file: Path) -> None:
+        try:
+            data = json.loads(cache_file.read_text(encoding="utf-8"))
+            if data.get("version") != self.VERSION:
+                return
+            for path, (size, mtime_ns, inode, digests) in data["files"].items():
+                known = {k: v for k, v in digests.items() if k in HASH_ALGORITHMS and isinstance(v, str)}
+                self._values[(str(path), int(size), int(mtime_ns), int(inode))] = known
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("hash cache %s unreadable, starting afresh: %s", cache_file, exc)
+            self._values.clear()
+
+    def save(self) -> None:
+        """Write the cache back (no-op without a cache file or when nothing new was hashed)."""
+        if self._cache_file is None or not self._dirty:
+            return
+        files: dict[str, list[object]] = {}
+        for (path, size, mtime_ns, inode), digests in list(self._values.items()):
+            if digests and os.path.exists(path):
+                files[path] = [size, mtime_ns, inode, digests]  # entries hashed later (newer) overwrite
+        payload = json.dumps({"version": self.VERSION, "files": files}, separators=(",", ":"))
+        tmp = self._cache_file.with_name(f".{self._cache_file.name}.{os.getpid()}.tmp")
+        try:
+            self._cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(payload, encoding="utf-8")
+            os.replace(tmp, self._cache_file)
+            self._dirty = False
+        except OSError as exc:
+            log.warning("hash cache %s not saved (next run hashes again): %s", self._cache_file, exc)
+            with contextlib.suppress(OSError):
+                tmp.unlink()

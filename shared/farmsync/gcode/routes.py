@@ -21,6 +21,7 @@ from farmsync.gcode.backends.base import PrinterBackend
 from farmsync.gcode.config import PrinterConfig, load_printers
 from farmsync.gcode.engine import BackendFactory, MirrorOptions, run_mirror
 from farmsync.gcode.guard import WriteGuard, store_lock
+from farmsync.gcode.local import DIGEST_CACHE_FILE, DigestCache
 from farmsync.gcode.pull import run_pull
 from farmsync.gcode.pull_report import PullPrinterReport, PullReport, PullResult
 from farmsync.gcode.report import ActionResult, MirrorReport, PrinterOutcome, PrinterReport
@@ -114,6 +115,7 @@ async def run_gcode(
                 guard=guard.guard,
                 done=guard.done,
                 failed=guard.failed,
+                digests=DigestCache(settings.data_dir / DIGEST_CACHE_FILE),
             )
         finally:
             await guard.aclose()
