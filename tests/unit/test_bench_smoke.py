@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench import backfill, cold_start, filament_usage, gcode_sync, run_all, webhook_storm
+from bench import backfill, cold_start, filament_usage, gcode_master, gcode_sync, run_all, webhook_storm
 
 BENCHES = {
     "backfill": backfill,
@@ -20,6 +20,7 @@ BENCHES = {
     "cold_start": cold_start,
     "filament_usage": filament_usage,
     "webhook_storm": webhook_storm,
+    "gcode_master": gcode_master,
 }
 
 
@@ -59,6 +60,14 @@ def test_webhook_storm_answers_every_webhook_with_fewer_ticks(outputs: dict[str,
     assert ours["ok"] == base["ok"] == size.webhooks
     assert base["ticks"] == size.webhooks  # the baseline really runs one tick per webhook
     assert 1 <= ours["ticks"] < base["ticks"]
+
+
+def test_gcode_master_no_op_reads_nothing_with_the_cache(outputs: dict[str, dict[str, Any]]) -> None:
+    details = outputs["gcode_master"]["details"]
+    files = gcode_master.SIZES["tiny"].files
+    assert details["first"]["uploads"] == files
+    assert details["warm"]["master_bytes_read"] == 0 and details["warm"]["skips"] == files
+    assert details["cold"]["files_hashed"] == files  # the baseline really hashes everything
 
 
 def test_backfill_counts_each_kind_and_makes_stock_once(outputs: dict[str, dict[str, Any]]) -> None:
