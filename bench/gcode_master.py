@@ -93,7 +93,7 @@ def run(size: Size, *, quick: bool) -> Result:
         quick=quick,
         params={"files": size.files, "file_bytes": size.file_bytes, "printers": size.printers},
     )
-    with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix="farmsync-bench-") as tmp:
         work = Path(tmp)
         master, data = work / "master", work / "data"
         make_master(master, size)
