@@ -70,13 +70,13 @@ async def test_usage_under_faults_with_the_store_wiped_every_round(
     seed = 29
     clean = sim_farm_factory(scenario=scenario(seed), seed=seed, api_version=530)
     prepare(clean)
-    add_rows(clean, 30, batch=0)
+    add_rows(clean, 80, batch=0)
     expected = await usage_reference(clean, tmp_path / "reference")
     assert exactly_once(expected) == []
 
     faulty = sim_farm_factory(scenario=scenario(seed), seed=seed, api_version=530, **FAULTS)
     prepare(faulty)
-    add_rows(faulty, 30, batch=0)
+    add_rows(faulty, 80, batch=0)
     settings = settings_for(faulty, tmp_path / "data", http_timeout_seconds=0.5)
     rounds = await settle_on_empty_stores(faulty, make_store, settings, expected, max_rounds=25)
     state = snapshot(faulty)

@@ -366,6 +366,13 @@ async def recover(ctx: FilamentSync, row: UsageRecord, intent: dict[str, Any]) -
 
 
 async def _charge(ctx: FilamentSync, row: UsageRecord, target: Target) -> dict[str, Any]:
+    """Charge ``row`` to the run's view of the item (read at the start, kept current by each removal), and
+    read it afresh only when the removal would empty it, where the exact quantity decides the amount (other
+    changes can only lower it, and InvenTree clamps a removal to what is there)."""
+    item = ctx.items.get(target.item)
+    per = grams_per_unit(item.part_detail.units if item and item.part_detail else None)
+    if item is not None and per is not None and row.weight_used / per < item.quantity:
+        return await deduct(ctx, row, target, item)
     try:
         item = await ctx.inventree.get_stock(target.item)
     except UpstreamNotFound:
