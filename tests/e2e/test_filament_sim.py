@@ -24,6 +24,7 @@ from farmsync.services import Services, set_services
 from farmsync.settings import Settings, load_settings
 from farmsync.sim.server import SimFarm
 from farmsync.store import State, Store
+from farmsync.web import dashboard
 from tests.fixtures.filament import make_call as call
 from tests.fixtures.store import ManualClock, open_spec
 
@@ -351,6 +352,9 @@ async def test_usage_twice_with_the_store_wiped_in_between(
         assert all(lines[uid].finished for uid in ours) and again.usage.cursor_after == max(state.usage)
         assert lines[after["id"]].outcome is Outcome.SKIPPED and lines[after["id"]].depleted
         assert depleted == [tag] and tag not in [v.tag_uid for v in status.missing_in_inventree]
+        page = await dashboard.filament_section(services_for())
+        name = f"Depleted (used up in InvenTree): {state.spools[3]['material']}"
+        assert "1 depleted" in page and name in page and tag in page
     else:  # below 450 nothing in InvenTree remembers the item: its rows wait, and are never charged twice
         assert all(lines[uid].outcome is Outcome.PENDING for uid in ours)
     third = await run_filament(wiped, steps=["usage"])
@@ -373,3 +377,34 @@ async def test_the_history_is_read_once_per_scope_not_per_row(farm: SimFarm, ser
     }
     assert 0 < len(reads) <= len(parts) and again.usage.history_reads == len(reads)
     assert farm.inventree.log.writes() == []
+
+
+async def test_failed_runs_write_partial_usage_and_the_grams_left_out_are_reported(
+    farm: SimFarm, services_for: Any
+) -> None:
+    state = farm.bambuddy.state
+    partial = [r for r in state.usage.values() if r["status"] != "completed"]
+    assert {r["status"] for r in partial} >= {"failed", "cancelled"}
+    for row in partial:  # the grams used so far: a share of the sliced estimate, not nothing and not all
+        assert 0 < row["weight_used"] < state.archives[row["archive_id"]]["filament_used_grams"]
+    per_spool: dict[int, float] = {}
+    for row in partial:
+        per_spool[row["spool_id"]] = round(per_spool.get(row["spool_id"], 0.0) + row["weight_used"], 3)
+    services = services_for()
+    dry = await run_filament(services, steps=["usage"], dry_run=True)
+    assert {e.spool_id: e.grams for e in dry.usage.left_out} == per_spool
+    status = await filament_status(services)
+    assert {e.spool_id: e.grams for e in status.usage_left_out} == per_spool
+    assert f"{sum(per_spool.values()):g} g" in (status.usage_left_out_note or "")
+    page = await dashboard.filament_section(services)
+    assert "FILAMENT_USAGE_SUCCESS_STATUSES" in page
+    await run_filament(services, steps=["usage"])
+    before = quantities(farm)
+    counted = services_for(filament_usage_success_statuses="completed,failed,aborted,cancelled")
+    await counted.store.cas_cursor(USAGE_STREAM, None, {"id": 0})
+    report = await run_filament(counted, steps=["usage"])
+    charged = {line.usage_id for line in report.usage.lines if line.outcome is Outcome.APPLIED}
+    assert charged and charged <= {r["id"] for r in partial}  # the completed rows were done already
+    assert sum(before.values()) - sum(quantities(farm).values()) == pytest.approx(
+        sum(r["weight_used"] for r in partial if r["id"] in charged)
+    )
