@@ -192,3 +192,11 @@ async def test_spools_run_side_by_side_and_each_spool_keeps_its_order(
     assert all(ids == sorted(ids) for ids in seen.values())
     assert [line.usage_id for line in report.usage.lines] == list(range(1, 21))
     assert report.usage.cursor_after == 20 and len(removals(filament_fake)) == 20
+
+
+def test_markers_are_read_exactly() -> None:
+    from farmsync.filament.ledger import marker, usage_id_of
+
+    assert usage_id_of(marker(42)) == 42 and usage_id_of(" bambuddy:usage:4: ") == 4
+    assert usage_id_of("bambuddy:usage:42") is None and usage_id_of("x bambuddy:usage:4:") is None
+    assert usage_id_of(None) is None and usage_id_of("bambuddy:archive-4:") is None

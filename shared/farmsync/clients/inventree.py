@@ -400,6 +400,7 @@ class InvenTreeClient:
         item: int | None = None,
         part: int | None = None,
         min_date: date | None = None,
+        page_size: int = 50,
     ) -> list[StockTrackingEntry]:
         """Every tracking row whose notes contain ``search`` (case-insensitive substring), all pages.
 
@@ -413,7 +414,7 @@ class InvenTreeClient:
             params["min_date"] = min_date.isoformat()
         path = "/api/stock/track/"
         try:
-            return [row async for row in self._paged(StockTrackingEntry, path, params, page_size=50)]
+            return [row async for row in self._paged(StockTrackingEntry, path, params, page_size=page_size)]
         except UpstreamValidation as exc:
             if "item" in exc.errors or "part" in exc.errors:
                 raise UpstreamNotFound(SYSTEM, "GET", exc.path, exc.detail, status=exc.status) from None

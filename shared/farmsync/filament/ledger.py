@@ -30,9 +30,12 @@ from farmsync.errors import UpstreamNotFound
 
 MARKER_PREFIX = "bambuddy:usage:"
 _MARKER = re.compile(r"^bambuddy:usage:(\d+):$")
-SINCE_MARGIN = timedelta(days=2)
-"""How far before the oldest unsettled row's time a part's history is read (clock and timezone slack: a
-removal is always made after its usage row exists)."""
+SINCE_MARGIN = timedelta(days=7)
+"""How far before the oldest unsettled row's time a part's history is read: a removal is always made after
+its usage row exists, so this is slack for Bambuddy's clock running ahead of InvenTree's (or a naive local
+time read as UTC)."""
+PAGE = 500
+"""Rows per history page: a part's recent usage markers in one or two requests."""
 
 
 def marker(usage_id: int) -> str:
@@ -147,9 +150,11 @@ class Ledger:
             self.reads += 1
             try:
                 if kind == "part":
-                    rows = await self.inventree.search_tracking(MARKER_PREFIX, part=pk, min_date=self.since)
+                    rows = await self.inventree.search_tracking(
+                        MARKER_PREFIX, part=pk, min_date=self.since, page_size=PAGE
+                    )
                 else:
-                    rows = await self.inventree.search_tracking(MARKER_PREFIX, item=pk)
+                    rows = await self.inventree.search_tracking(MARKER_PREFIX, item=pk, page_size=PAGE)
             except UpstreamNotFound:
                 rows = []  # deleted since the run began: the charge that follows finds it gone and retries
             for charge in map(Charge.of, rows):
