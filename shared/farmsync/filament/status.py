@@ -126,7 +126,9 @@ async def _split_depleted(ctx: FilamentSync, status: FilamentStatus) -> None:
         for key in keys:
             remembered = await ctx.store.get_value(DEPLETED_NS, f"{key[0]}:{key[1]}")
             if remembered:
-                note = f"ran out: usage {remembered.get('usage_id')} emptied batch {remembered.get('batch')}"
+                note = (
+                    f"ran out: batch {remembered.get('batch')} used up (usage {remembered.get('usage_id')})"
+                )
                 break
         if note is None and spool.id in ran_out:
             note = f"ran out: {ran_out[spool.id].ran_out_text()} (InvenTree's stock history)"

@@ -55,7 +55,6 @@ USAGE_NS = "filament-usage"
 INTENT_NS = "filament-usage-intent"
 DEPLETED_NS = "filament-depleted"
 USAGE_STREAM = "filament-usage"
-__all__ = ["marker", "sync_usage", "usage_row"]
 
 
 @dataclass(frozen=True)
@@ -194,7 +193,7 @@ async def usage_row(ctx: FilamentSync, row: UsageRecord) -> UsageLine:
         line.outcome, line.reason = Outcome.PENDING, resolution.reason
         return line
     if ctx.dry_run:
-        return await _plan(ctx, row, line, record, resolution, intent or None, known)
+        return await _plan(ctx, row, line, record, resolution, intent, known)
     claim = await ctx.store.claim(USAGE_NS, key, lease_seconds=s.lease_seconds)
     if not claim.held:
         return _not_held(line, claim)
