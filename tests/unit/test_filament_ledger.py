@@ -200,3 +200,19 @@ def test_markers_are_read_exactly() -> None:
     assert usage_id_of(marker(42)) == 42 and usage_id_of(" bambuddy:usage:4: ") == 4
     assert usage_id_of("bambuddy:usage:42") is None and usage_id_of("x bambuddy:usage:4:") is None
     assert usage_id_of(None) is None and usage_id_of("bambuddy:archive-4:") is None
+
+
+async def test_a_spool_without_stock_costs_one_search_per_run_and_an_untagged_one_none(
+    filament_fake: FakeFarm, filament_services: MakeServices
+) -> None:
+    filament_fake.spool(11, tag_uid="AABB")  # tagged, but InvenTree never had it
+    filament_fake.spool(12)  # no tag at all: nothing to look for
+    for uid in range(1, 7):
+        filament_fake.use(uid, 11 + uid % 2, 3.0)
+    services = filament_services()
+    for _ in range(2):
+        filament_fake.requests.clear()
+        report = await usage(services)
+        assert history_reads(filament_fake) == 1
+        assert {line.outcome for line in report.usage.lines} == {Outcome.PENDING}
+    assert filament_fake.writes == []

@@ -283,11 +283,12 @@ async def consult_ledger(
     ledger = ctx.ledger
     assert ledger is not None, "sync_usage sets the run's ledger"
     target = resolution.target
+    spool = ctx.spools.get(row.spool_id)
     if target is not None:
         item = ctx.items.get(target.item)
         await ledger.read_item(target.item, item.part if item else None)
-    elif not resolution.depleted and row.spool_id in ctx.spools:
-        await ledger.probe(row.spool_id, row.id)
+    elif not resolution.depleted and spool is not None and spool_keys(spool):
+        await ledger.probe(row.spool_id, row.id)  # a tagged spool with no stock item: did it run out?
     hit = ledger.lookup(row.spool_id, row.id)
     if hit is not None:
         return _charged(ctx, row, target, hit), resolution
