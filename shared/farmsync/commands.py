@@ -245,8 +245,42 @@ def render_filament(data: dict[str, Any]) -> None:
         out.print(f"[yellow]conflict[/] {conflict}")
     for error in data.get("errors", []):
         out.print(f"[red]error[/] {error}")
+    usage = data.get("usage") or {}
+    for line in usage.get("lines", []):
+        if line.get("depleted"):
+            out.print(f"[yellow]depleted[/] usage {line['usage_id']}: {line.get('reason') or 'ran out'}")
+    render_left_out(out, usage.get("left_out", []))
     mode = "dry run" if data["dry_run"] else "applied"
     out.print(f"filament {mode}: {len(writes)} writes in {data['seconds']} s")
+
+
+def spool_label(entry: dict[str, Any]) -> str:
+    words = " ".join(str(entry[k]) for k in ("material", "color_name") if entry.get(k)) or "spool"
+    tag = entry.get("batch") or entry.get("tag_uid") or entry.get("tray_uuid")
+    return f"{words} ({tag})" if tag else f"{words} (spool {entry.get('spool_id')})"
+
+
+def render_left_out(out: Any, entries: list[dict[str, Any]]) -> None:
+    """Grams of failed, aborted and cancelled runs that FILAMENT_USAGE_SUCCESS_STATUSES leaves out."""
+    for entry in entries:
+        runs = ", ".join(f"{n} {status}" for status, n in sorted(entry.get("statuses", {}).items()))
+        out.print(f"[yellow]left out[/] {entry['grams']:g} g of {spool_label(entry)}: {runs}")
+    if entries:
+        out.print("(add those statuses to FILAMENT_USAGE_SUCCESS_STATUSES to subtract them)")
+
+
+def render_filament_status(data: dict[str, Any]) -> None:
+    out = console()
+    counts = data.get("counts", {})
+    out.print(", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items()))
+    for view in data.get("depleted", []):
+        out.print(f"[yellow]depleted[/] {spool_label(view)}: {view.get('depleted')}")
+    for view in data.get("missing_in_inventree", []):
+        out.print(f"[red]missing in InvenTree[/] {spool_label(view)}")
+    for line in data.get("pending_usage", []):
+        why = line.get("reason") or line.get("error") or line.get("outcome")
+        out.print(f"pending usage {line['usage_id']} ({line['grams']:g} g): {why}")
+    render_left_out(out, data.get("usage_left_out", []))
 
 
 @click.command("filament")
@@ -259,14 +293,22 @@ def render_filament(data: dict[str, Any]) -> None:
 @click.option(
     "--apply", is_flag=True, help="Write changes. Without it this is a dry run that lists the writes."
 )
+@click.option("--status", "show_status", is_flag=True, help="Show matching, depleted spools, pending usage.")
 @json_option
 @click.pass_context
-def filament_command(ctx: click.Context, step: tuple[str, ...], apply: bool, as_json: bool) -> None:
+def filament_command(
+    ctx: click.Context, step: tuple[str, ...], apply: bool, show_status: bool, as_json: bool
+) -> None:
     """Sync filament between InvenTree and Bambuddy (dry run unless --apply; exit 2 if a line failed)."""
     from farmsync.filament.run import ensure_enabled, run_filament
 
     services = make_services(ctx)
     ensure_enabled(services.settings)
+    if show_status:
+        from farmsync.filament.status import filament_status
+
+        emit(run(services, filament_status).as_dict(), as_json, render_filament_status)
+        return
     data = run(services, lambda s: run_filament(s, steps=list(step) or None, dry_run=not apply)).as_dict()
     emit(data, as_json, render_filament)
     if not data["ok"]:

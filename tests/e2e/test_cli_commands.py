@@ -85,6 +85,23 @@ def test_filament_dry_run_then_apply(env_file: Path, sim_farm: SimFarm) -> None:
     assert code == 0 and json.loads(out)["writes"] == []
 
 
+def test_filament_status_shows_depleted_spools_and_grams_left_out(env_file: Path, sim_farm: SimFarm) -> None:
+    state = sim_farm.bambuddy.state
+    tag = state.spools[3]["tag_uid"]
+    item = next(i for i in sim_farm.inventree.state.stock_items.values() if i["batch"] == tag)
+    state.add_usage(3, item["quantity"] + 5.0)
+    code, out = invoke(env_file, "filament", "--step", "usage")
+    assert code == 0 and "left out" in out and "FILAMENT_USAGE_SUCCESS_STATUSES" in out
+    code, out = invoke(env_file, "filament", "--step", "usage", "--apply")
+    assert code == 0 and "depleted" in out
+    code, out = invoke(env_file, "filament", "--status", "--json")
+    status = json.loads(out)
+    assert code == 0 and [v["tag_uid"] for v in status["depleted"]] == [tag]
+    code, out = invoke(env_file, "filament", "--status")
+    assert code == 0 and "1 depleted" in out and f"depleted {state.spools[3]['material']}" in out
+    assert tag in out and "left out" in out
+
+
 def test_filament_refuses_when_tracking_is_off(env_file: Path) -> None:
     env_file.write_text(
         env_file.read_text().replace("FILAMENT_TRACKING_ENABLED=true", "FILAMENT_TRACKING_ENABLED=false")

@@ -2,7 +2,8 @@
 
 Covers: a full run and its idempotent repeat, a dry run that writes nothing (and plans what the real run then
 does), eight concurrent ticks sharing only the store, a crash at each step of a usage row, the depleted spool on
-API 425 (history deleted with the item) and 530 (history kept, item null), a conflict, and a bad location map.
+API 425 (history deleted with the item) and 530 (history kept, item null), a conflict, a bad location map, and a
+usage run repeated on an empty store (InvenTree unchanged, the history read once per scope).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from farmsync.services import Services, set_services
 from farmsync.settings import Settings, load_settings
 from farmsync.sim.server import SimFarm
 from farmsync.store import State, Store
+from farmsync.web import dashboard
 from tests.fixtures.filament import make_call as call
 from tests.fixtures.store import ManualClock, open_spec
 
@@ -301,3 +303,108 @@ async def test_routes_default_to_a_dry_run_and_report_status(farm: SimFarm, serv
     assert status["counts"]["missing_in_bambuddy"] == 1 and status["counts"]["loaded"] == 4
     assert not applied["dry_run"] and applied["ok"]
     assert writes(farm) == [("POST", "/api/stock/remove/")] * len(applied["writes"])
+
+
+# --- a lost store: InvenTree's history is the ledger ------------------------------------------------------------
+# Each test runs the usage step, throws the store away (a new SQLite file, a new Firestore collection prefix: a
+# new box, a lost data/ volume, a move between backends) and runs it again: InvenTree must not change at all. One
+# spool runs out in the first run, so the item InvenTree deleted is covered on each version's terms: below API 450
+# its history goes with it, 450-518 keep the earlier rows but not the emptying removal, 519+ keep everything.
+
+
+def usage_in_inventree(farm: SimFarm) -> tuple[dict[str, float], dict[str, int], int]:
+    inv = farm.inventree.state
+    return quantities(farm), markers(farm), len(inv.tracking)
+
+
+@pytest.mark.parametrize("api", [425, 450, 530])
+async def test_usage_twice_with_the_store_wiped_in_between(
+    farm: SimFarm, services_for: Any, api: int
+) -> None:
+    farm.inventree.configure({"api_version": api})
+    state = farm.bambuddy.state
+    tag = state.spools[3]["tag_uid"]
+    item = next(i for i in farm.inventree.state.stock_items.values() if i["batch"] == tag)
+    small = state.add_usage(3, 10.0, print_name="before it ran out")
+    emptying = state.add_usage(3, item["quantity"] - 10.0 + 25.0, print_name="ran out")
+    after = state.add_usage(3, 5.0, print_name="nothing left")
+    for n in range(6):
+        state.add_usage(1 + n % 2, 3.5 + n, print_name=f"part {n}")
+    first = await run_filament(services_for(), steps=["usage"])
+    assert first.ok and item["pk"] not in farm.inventree.state.stock_items
+    assert set(markers(farm).values()) == {1}
+    before = usage_in_inventree(farm)
+    farm.inventree.log.clear()
+
+    wiped = services_for()  # a fresh store of the same backend
+    again = await run_filament(wiped, steps=["usage"])
+    assert farm.inventree.log.writes() == [] and again.writes == []
+    assert usage_in_inventree(farm) == before
+    lines = {line.usage_id: line for line in again.usage.lines}
+    ours = {uid for uid, row in state.usage.items() if row["spool_id"] == 3 and row["status"] == "completed"}
+    assert {small["id"], emptying["id"], after["id"]} <= ours
+    others = [line for uid, line in lines.items() if uid not in ours]
+    assert others and all(line.finished for line in others)
+    assert all(line.recovered for line in others if line.outcome is not Outcome.SKIPPED)
+    status = await filament_status(services_for())
+    depleted = [v.tag_uid for v in status.depleted]
+    if api >= 450:  # the history outlives the deleted item: the spool's rows settle, it shows as depleted
+        assert all(lines[uid].finished for uid in ours) and again.usage.cursor_after == max(state.usage)
+        assert lines[after["id"]].outcome is Outcome.SKIPPED and lines[after["id"]].depleted
+        assert depleted == [tag] and tag not in [v.tag_uid for v in status.missing_in_inventree]
+        page = await dashboard.filament_section(services_for())
+        name = f"Depleted (used up in InvenTree): {state.spools[3]['material']}"
+        assert "1 depleted" in page and name in page and tag in page
+    else:  # below 450 nothing in InvenTree remembers the item: its rows wait, and are never charged twice
+        assert all(lines[uid].outcome is Outcome.PENDING for uid in ours)
+    third = await run_filament(wiped, steps=["usage"])
+    assert farm.inventree.log.writes() == [] and third.ok
+
+
+async def test_the_history_is_read_once_per_scope_not_per_row(farm: SimFarm, services_for: Any) -> None:
+    farm.inventree.configure({"api_version": 530})
+    state = farm.bambuddy.state
+    for n in range(40):
+        state.add_usage(1 + n % 4, 1.5, print_name=f"part {n}")
+    await run_filament(services_for(), steps=["usage"])
+    farm.inventree.log.clear()
+    again = await run_filament(services_for(), steps=["usage"])
+    reads = farm.inventree.log.find(method="GET", path="/api/stock/track/")
+    parts = {
+        i["part"]
+        for i in farm.inventree.state.stock_items.values()
+        if i["batch"] in {state.spools[s]["tag_uid"] for s in (1, 2, 3, 4)}
+    }
+    assert 0 < len(reads) <= len(parts) and again.usage.history_reads == len(reads)
+    assert farm.inventree.log.writes() == []
+
+
+async def test_failed_runs_write_partial_usage_and_the_grams_left_out_are_reported(
+    farm: SimFarm, services_for: Any
+) -> None:
+    state = farm.bambuddy.state
+    partial = [r for r in state.usage.values() if r["status"] != "completed"]
+    assert {r["status"] for r in partial} >= {"failed", "cancelled"}
+    for row in partial:  # the grams used so far: a share of the sliced estimate, not nothing and not all
+        assert 0 < row["weight_used"] < state.archives[row["archive_id"]]["filament_used_grams"]
+    per_spool: dict[int, float] = {}
+    for row in partial:
+        per_spool[row["spool_id"]] = round(per_spool.get(row["spool_id"], 0.0) + row["weight_used"], 3)
+    services = services_for()
+    dry = await run_filament(services, steps=["usage"], dry_run=True)
+    assert {e.spool_id: e.grams for e in dry.usage.left_out} == per_spool
+    status = await filament_status(services)
+    assert {e.spool_id: e.grams for e in status.usage_left_out} == per_spool
+    assert f"{sum(per_spool.values()):g} g" in (status.usage_left_out_note or "")
+    page = await dashboard.filament_section(services)
+    assert "FILAMENT_USAGE_SUCCESS_STATUSES" in page
+    await run_filament(services, steps=["usage"])
+    before = quantities(farm)
+    counted = services_for(filament_usage_success_statuses="completed,failed,aborted,cancelled")
+    await counted.store.cas_cursor(USAGE_STREAM, None, {"id": 0})
+    report = await run_filament(counted, steps=["usage"])
+    charged = {line.usage_id for line in report.usage.lines if line.outcome is Outcome.APPLIED}
+    assert charged and charged <= {r["id"] for r in partial}  # the completed rows were done already
+    assert sum(before.values()) - sum(quantities(farm).values()) == pytest.approx(
+        sum(r["weight_used"] for r in partial if r["id"] in charged)
+    )

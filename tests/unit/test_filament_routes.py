@@ -85,6 +85,7 @@ async def test_status_lists_matches_pending_usage_and_what_is_loaded(
         "matched": 1,
         "missing_in_bambuddy": 1,
         "missing_in_inventree": 1,
+        "depleted": 0,
         "conflicts": 0,
         "pending_usage": 2,
         "parked_usage": 0,

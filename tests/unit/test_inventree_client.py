@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
@@ -645,6 +645,24 @@ async def test_find_tracking_deleted_item_is_not_found(httpx_mock: HTTPXMock, cl
 async def test_find_tracking_needs_a_filter(client: InvenTreeClient):
     with pytest.raises(InputError):
         await client.find_tracking("m:1:")
+
+
+async def test_search_tracking_by_part_since_a_date_in_big_pages(
+    httpx_mock: HTTPXMock, client: InvenTreeClient
+):
+    httpx_mock.add_response(
+        url=url(
+            "/api/stock/track/",
+            search="bambuddy:usage:",
+            part=4,
+            min_date="2026-11-29",
+            limit=500,
+            offset=0,
+        ),
+        json=page([track(30, "bambuddy:usage:7:", item=None), track(31, "bambuddy:usage:8:")]),
+    )
+    rows = await client.search_tracking("bambuddy:usage:", part=4, min_date=date(2026, 11, 29), page_size=500)
+    assert [r.pk for r in rows] == [30, 31] and rows[0].item is None
 
 
 def test_tracking_notes_match_is_exact():

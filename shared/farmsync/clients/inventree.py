@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import date
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -384,21 +385,40 @@ class InvenTreeClient:
         """
         if item is None and part is None:
             raise InputError("find_tracking needs an item or a part", field="item", expected="a pk")
-        params: dict[str, Any] = {"search": search or notes.strip()}
         version = await self.api_version() or 0
         if item is not None and (part is None or version < TRACKING_BY_PART_API):
-            params["item"] = int(item)
+            rows = await self.search_tracking(search or notes.strip(), item=item)
         else:
-            params["part"] = int(part)  # type: ignore[arg-type]
+            rows = await self.search_tracking(search or notes.strip(), part=part)
+        wanted = truncate(notes, NOTES_MAX)
+        return [row for row in rows if tracking_notes_match(row.notes, wanted)]
+
+    async def search_tracking(
+        self,
+        search: str,
+        *,
+        item: int | None = None,
+        part: int | None = None,
+        min_date: date | None = None,
+        page_size: int = 50,
+    ) -> list[StockTrackingEntry]:
+        """Every tracking row whose notes contain ``search`` (case-insensitive substring), all pages.
+
+        ``part`` and ``min_date`` need API ≥ 450 (older servers ignore them silently, so don't send them
+        there); neither ``item`` nor ``part`` searches the whole history. An unknown or deleted ``item`` (or
+        ``part``) raises :class:`UpstreamNotFound` (InvenTree answers 400 "Select a valid choice").
+        """
+        params: dict[str, Any] = {"search": search.strip(), "item": _int_or_none(item)}
+        params |= {"part": _int_or_none(part)}
+        if min_date is not None:
+            params["min_date"] = min_date.isoformat()
         path = "/api/stock/track/"
         try:
-            rows = [row async for row in self._paged(StockTrackingEntry, path, params, page_size=50)]
+            return [row async for row in self._paged(StockTrackingEntry, path, params, page_size=page_size)]
         except UpstreamValidation as exc:
             if "item" in exc.errors or "part" in exc.errors:
                 raise UpstreamNotFound(SYSTEM, "GET", exc.path, exc.detail, status=exc.status) from None
             raise
-        wanted = truncate(notes, NOTES_MAX)
-        return [row for row in rows if tracking_notes_match(row.notes, wanted)]
 
     # -------------------------------------------------------------- parameters
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from farmsync.clients.bambuddy import BambuddyClient
-from farmsync.clients.bambuddy_models import Spool
+from farmsync.clients.bambuddy_models import Spool, UsageRecord
 from farmsync.clients.inventree import InvenTreeClient
 from farmsync.clients.inventree_models import StockItem
 from farmsync.errors import UpstreamNotFound
+from farmsync.filament.ledger import Ledger
 from farmsync.filament.match import FilamentIndex, TagField, build_index
 from farmsync.filament.parts import KNOWN_TEMPLATE_NAMES, PartInfo, part_info, template_names_needed
 from farmsync.filament.writes import Executor
@@ -68,6 +69,8 @@ class FilamentSync:
         self._template_names: dict[int, str] | None = None
         self._template_lock = asyncio.Lock()
         self._locations: dict[int, LocationCheck] = {}
+        self.usage_rows: list[UsageRecord] = []  # the usage window the usage step read
+        self.ledger: Ledger | None = None  # InvenTree's usage markers seen this run (set by the usage step)
         self.loaded = False
 
     @property

@@ -74,11 +74,26 @@ class SpoolLine(BaseModel):
     error: str | None = None
 
 
+class LeftOut(BaseModel):
+    """Usage of one spool that FILAMENT_USAGE_SUCCESS_STATUSES leaves out (failed, aborted, cancelled runs):
+    Bambuddy counts these grams as used, InvenTree still holds them."""
+
+    spool_id: int
+    batch: str | None = None
+    material: str | None = None
+    color_name: str | None = None
+    grams: float = 0.0
+    rows: int = 0
+    statuses: dict[str, int] = Field(default_factory=dict)
+
+
 class UsageReport(BaseModel):
     lines: list[UsageLine] = Field(default_factory=list)
     cursor_before: int = 0
     cursor_after: int = 0
     rows_read: int = 0
+    left_out: list[LeftOut] = Field(default_factory=list)  # of this run's rows, per spool
+    history_reads: int = 0  # InvenTree stock-history reads this run made to check for earlier removals
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -154,6 +169,7 @@ class SpoolView(BaseModel):
     archived: bool = False
     bambuddy_remaining_grams: float | None = None
     drift_grams: float | None = None  # InvenTree minus Bambuddy remaining: informative only, never written
+    depleted: str | None = None  # why the spool counts as used up (its InvenTree item ran out)
 
 
 class LoadedSlot(BaseModel):
@@ -185,11 +201,16 @@ class FilamentStatus(BaseModel):
     matched: list[SpoolView] = Field(default_factory=list)
     missing_in_bambuddy: list[SpoolView] = Field(default_factory=list)
     missing_in_inventree: list[SpoolView] = Field(default_factory=list)
+    depleted: list[SpoolView] = Field(
+        default_factory=list
+    )  # no stock left in InvenTree: used up, not missing
     untagged_spools: list[int] = Field(default_factory=list)
     unidentified_items: list[int] = Field(default_factory=list)
     conflicts: list[Conflict] = Field(default_factory=list)
     pending_usage: list[UsageLine] = Field(default_factory=list)
     parked_usage: list[dict[str, Any]] = Field(default_factory=list)
+    usage_left_out: list[LeftOut] = Field(default_factory=list)  # in the usage window read, per spool
+    usage_left_out_note: str | None = None
     loaded: list[LoadedSlot] = Field(default_factory=list)
     location_problems: list[str] = Field(default_factory=list)
     usage_cursor: int = 0

@@ -1,7 +1,9 @@
 """``GET /filament/status``: how the two systems match, what is waiting, and what each printer has loaded.
 
 Read-only: it runs the usage step as a dry run to list pending rows with their reasons, so the page says
-exactly what the next real run would do with them.
+exactly what the next real run would do with them. A Bambuddy spool whose InvenTree item ran out is listed as
+depleted, not as missing: the store remembers it, the usage run's look at InvenTree's history shows it (so this
+holds after the store is lost, on API ≥ 450), or an emptied item that InvenTree kept carries its batch.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from farmsync.clients.bambuddy_models import Spool
 from farmsync.clients.inventree_models import StockItem
 from farmsync.filament.context import FilamentSync
 from farmsync.filament.locations import location_for, slot_label
+from farmsync.filament.match import batch_keys, spool_keys
 from farmsync.filament.parts import grams_per_unit
 from farmsync.filament.report import FilamentStatus, LoadedSlot, Outcome, SpoolView
 from farmsync.filament.run import LAST_RUN_KEY, META_NS, filament_sync
-from farmsync.filament.usage import USAGE_NS, sync_usage
+from farmsync.filament.usage import DEPLETED_NS, USAGE_NS, left_out, sync_usage
 from farmsync.services import Services
 from farmsync.store import State
 
@@ -56,7 +59,6 @@ async def filament_status(services: Services) -> FilamentStatus:
     )
     status.matched = [view(ctx.items.get(m.item), ctx.spools.get(m.spool)) for m in index.matches]
     status.missing_in_bambuddy = [view(ctx.items.get(pk), None) for _, pk in index.missing_in_bambuddy]
-    status.missing_in_inventree = [view(None, ctx.spools[sid]) for sid in index.missing_in_inventree]
     status.loaded = await _loaded(ctx)
     mapping = settings.filament_printer_location_map
     await ctx.prefetch_locations(
@@ -70,6 +72,15 @@ async def filament_status(services: Services) -> FilamentStatus:
     usage = await sync_usage(ctx)
     status.warnings.extend(usage.warnings)
     status.usage_cursor = usage.cursor_before
+    await _split_depleted(ctx, status)
+    status.usage_left_out = left_out(ctx, ctx.usage_rows)
+    if status.usage_left_out:
+        grams = sum(entry.grams for entry in status.usage_left_out)
+        status.usage_left_out_note = (
+            f"{grams:g} g of failed, aborted or cancelled runs in the newest {len(ctx.usage_rows)} usage rows "
+            "are not subtracted in InvenTree (Bambuddy counts them as used). Add their statuses to "
+            "FILAMENT_USAGE_SUCCESS_STATUSES to subtract them."
+        )
     parked = await ctx.store.list(USAGE_NS, State.PARKED, 50)
     status.parked_usage = [
         {"usage_id": int(r.key), "error": r.last_error, "attempts": r.attempts, "updated_at": r.updated_at}
@@ -87,12 +98,50 @@ async def filament_status(services: Services) -> FilamentStatus:
         "matched": len(status.matched),
         "missing_in_bambuddy": len(status.missing_in_bambuddy),
         "missing_in_inventree": len(status.missing_in_inventree),
+        "depleted": len(status.depleted),
         "conflicts": len(status.conflicts),
         "pending_usage": len(status.pending_usage),
         "parked_usage": len(status.parked_usage),
         "loaded": len(status.loaded),
     }
     return status
+
+
+async def _split_depleted(ctx: FilamentSync, status: FilamentStatus) -> None:
+    """Spools without stock in InvenTree: depleted when the store, this run's history reads or an emptied
+    item that InvenTree kept says their item ran out; missing otherwise."""
+    spools = [ctx.spools[sid] for sid in ctx.index.missing_in_inventree]
+    if not spools:
+        return
+    empty = await ctx.inventree.list_stock(
+        category=ctx.settings.filament_part_category_id, in_stock=False, part_detail=True
+    )
+    emptied = {
+        key: item for item in empty if item.quantity <= 0 for key in batch_keys(item.batch, ctx.source)
+    }
+    ran_out = ctx.ledger.ran_out if ctx.ledger else {}
+    for spool in spools:
+        keys = sorted(spool_keys(spool))
+        note: str | None = None
+        for key in keys:
+            remembered = await ctx.store.get_value(DEPLETED_NS, f"{key[0]}:{key[1]}")
+            if remembered:
+                note = (
+                    f"ran out: batch {remembered.get('batch')} used up (usage {remembered.get('usage_id')})"
+                )
+                break
+        if note is None and spool.id in ran_out:
+            note = f"ran out: {ran_out[spool.id].ran_out_text()} (InvenTree's stock history)"
+        if note is None:
+            item = next((emptied[key] for key in keys if key in emptied), None)
+            if item is not None:
+                note = f"ran out: InvenTree item {item.pk} (batch {item.batch}) has nothing left"
+        spool_view = view(None, spool)
+        if note is None:
+            status.missing_in_inventree.append(spool_view)
+        else:
+            spool_view.depleted = note
+            status.depleted.append(spool_view)
 
 
 async def _loaded(ctx: FilamentSync) -> list[LoadedSlot]:

@@ -7,9 +7,14 @@ id is the cursor. For each new row (oldest first):
    skipped; a row over FILAMENT_MAX_DEDUCTION_GRAMS is refused and parked for a person to look at;
 2. the row's Bambuddy spool is matched to an InvenTree item; without a match the row stays pending (retried
    every run, listed on the status page) and nothing is claimed, so waiting never counts as a failure;
-3. claim ``filament-usage:<id>``; read the item; record the **intent** in the store (item, part, amount, and
+3. a row the store has not seen done is looked up in InvenTree's stock history first (:mod:`.ledger`: the
+   history is the ledger, the store a cache), so an empty store never charges a row twice;
+4. claim ``filament-usage:<id>``; read the item; record the **intent** in the store (item, part, amount, and
    whether the removal will deplete it) *before* the removal; remove with the notes marker
    ``bambuddy:usage:<id>:`` (delimited, so ``usage:4:`` is never a prefix of ``usage:42:``); mark done.
+
+Rows of one spool run in order, one after another; different spools run side by side (SYNC_CONCURRENCY at
+once), because their removals touch different stock items.
 
 A removal that empties an item deletes it when ``delete_on_deplete`` is on, and before API 450 its history goes
 with it (450–518 keep the history but not the final removal). That is why the intent comes first: after a crash
@@ -19,7 +24,9 @@ said so. A removal is never larger than what is left (the shortfall is reported)
 so later rows of the same spool finish as "nothing left to subtract" instead of pending forever, and the
 item's own ``delete_on_deplete`` setting is left as InvenTree's owner chose it.
 
-The cursor only moves over the contiguous prefix of finished rows, like the print tick.
+The cursor only moves over the contiguous prefix of finished rows, like the print tick. Rows left out by their
+status (a failed run's partial use, by default) are summed per spool in the report, so the grams InvenTree
+still counts but the spool no longer holds are visible.
 """
 
 from __future__ import annotations
@@ -32,11 +39,13 @@ from farmsync.clients.bambuddy_models import UsageRecord
 from farmsync.clients.inventree_models import StockAdjustment, StockItem
 from farmsync.errors import FarmsyncError, LeaseLost, UpstreamNotFound
 from farmsync.filament.context import FilamentSync
-from farmsync.filament.match import TagKey, batch_keys, spool_keys
+from farmsync.filament.ledger import Charge, Ledger, marker
+from farmsync.filament.match import TagField, TagKey, batch_keys, spool_keys
 from farmsync.filament.parts import grams_per_unit
-from farmsync.filament.report import Outcome, UsageLine, UsageReport
+from farmsync.filament.report import LeftOut, Outcome, UsageLine, UsageReport
 from farmsync.filament.writes import remove_body
 from farmsync.logs import action, get_logger
+from farmsync.prints.tick import run_all
 from farmsync.store import Claim, Record, State, cursors
 from farmsync.store import Outcome as ClaimOutcome
 
@@ -46,11 +55,6 @@ USAGE_NS = "filament-usage"
 INTENT_NS = "filament-usage-intent"
 DEPLETED_NS = "filament-depleted"
 USAGE_STREAM = "filament-usage"
-
-
-def marker(usage_id: int) -> str:
-    """The notes of the removal for one usage row: unique, delimited, compared exactly."""
-    return f"bambuddy:usage:{int(usage_id)}:"
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,11 @@ async def sync_usage(ctx: FilamentSync) -> UsageReport:
             "some may have been missed; raise FILAMENT_USAGE_LIMIT"
         )
     fresh = sorted((r for r in rows if r.id > after), key=lambda r: r.id)
-    for row in fresh:
-        report.lines.append(await usage_row(ctx, row))
+    ctx.usage_rows = rows
+    ctx.ledger = Ledger.for_rows(ctx.inventree, [r.created_at for r in fresh])
+    report.lines = await usage_lanes(ctx, fresh)
+    report.left_out = left_out(ctx, fresh)
+    report.history_reads = ctx.ledger.reads
     if not ctx.dry_run:
         high = after
         for line in report.lines:
@@ -95,6 +102,53 @@ async def sync_usage(ctx: FilamentSync) -> UsageReport:
             high = await advance_cursor(ctx, high)
         report.cursor_after = high
     return report
+
+
+async def usage_lanes(ctx: FilamentSync, rows: list[UsageRecord]) -> list[UsageLine]:
+    """Every row once, in id order within its spool and spools side by side; the lines in id order."""
+    lanes: dict[int, list[UsageRecord]] = {}
+    for row in rows:
+        lanes.setdefault(row.spool_id, []).append(row)
+    waiting = list(lanes.values())
+    lines: list[UsageLine] = []
+
+    async def worker() -> None:
+        while waiting:
+            for row in waiting.pop(0):
+                lines.append(await usage_row(ctx, row))
+
+    await run_all([worker() for _ in range(max(1, min(ctx.settings.sync_concurrency, len(lanes))))])
+    return sorted(lines, key=lambda line: line.usage_id)
+
+
+def counted(ctx: FilamentSync, row: UsageRecord) -> bool:
+    """Whether the row's status is one FILAMENT_USAGE_SUCCESS_STATUSES subtracts."""
+    wanted = {status.strip().casefold() for status in ctx.settings.filament_usage_success_statuses}
+    return (row.status or "").strip().casefold() in wanted
+
+
+def left_out(ctx: FilamentSync, rows: list[UsageRecord]) -> list[LeftOut]:
+    """Per spool, the grams of rows skipped for their status (a failed run's partial use): Bambuddy has
+    added them to the spool's weight_used, InvenTree still counts them."""
+    out: dict[int, LeftOut] = {}
+    for row in sorted(rows, key=lambda r: r.id):
+        if counted(ctx, row) or row.weight_used <= 0:
+            continue
+        entry = out.get(row.spool_id)
+        if entry is None:
+            spool = ctx.spools.get(row.spool_id)
+            match = ctx.index.by_spool.get(row.spool_id)
+            entry = out[row.spool_id] = LeftOut(
+                spool_id=row.spool_id,
+                batch=match.batch if match else None,
+                material=spool.material if spool else None,
+                color_name=spool.color_name if spool else None,
+            )
+        entry.grams = round(entry.grams + row.weight_used, 3)
+        entry.rows += 1
+        status = (row.status or "unknown").strip().casefold()
+        entry.statuses[status] = entry.statuses.get(status, 0) + 1
+    return sorted(out.values(), key=lambda e: e.spool_id)
 
 
 async def usage_row(ctx: FilamentSync, row: UsageRecord) -> UsageLine:
@@ -108,8 +162,7 @@ async def usage_row(ctx: FilamentSync, row: UsageRecord) -> UsageLine:
         print_name=row.print_name,
         outcome=Outcome.SKIPPED,
     )
-    counted = {status.strip().casefold() for status in s.filament_usage_success_statuses}
-    if (row.status or "").strip().casefold() not in counted:
+    if not counted(ctx, row):
         line.reason = f"status {row.status!r} is not in FILAMENT_USAGE_SUCCESS_STATUSES"
         return line
     if row.weight_used < s.filament_min_deduction_grams:
@@ -129,11 +182,18 @@ async def usage_row(ctx: FilamentSync, row: UsageRecord) -> UsageLine:
     intent = await ctx.store.get_value(INTENT_NS, key) if record is not None else None
     if row.weight_used > s.filament_max_deduction_grams and intent is None:
         return await _refuse(ctx, row, line)
-    if resolution.target is None and not resolution.depleted and intent is None:
+    known: dict[str, Any] | None = None
+    if intent is None:
+        try:
+            known, resolution = await consult_ledger(ctx, row, resolution)
+        except (FarmsyncError, OSError) as exc:  # no write without looking first: retried next run
+            line.outcome, line.error = Outcome.FAILED, f"could not read InvenTree's stock history: {exc}"
+            return line
+    if resolution.target is None and not resolution.depleted and intent is None and known is None:
         line.outcome, line.reason = Outcome.PENDING, resolution.reason
         return line
     if ctx.dry_run:
-        return await _plan(ctx, row, line, record, resolution, intent)
+        return await _plan(ctx, row, line, record, resolution, intent, known)
     claim = await ctx.store.claim(USAGE_NS, key, lease_seconds=s.lease_seconds)
     if not claim.held:
         return _not_held(line, claim)
@@ -142,7 +202,9 @@ async def usage_row(ctx: FilamentSync, row: UsageRecord) -> UsageLine:
     try:
         if claim.takeover or record is not None:
             intent = await ctx.store.get_value(INTENT_NS, key)
-        result = await recover(ctx, row, intent) if intent else None
+        result = await recover(ctx, row, intent) if intent else known
+        if result is not None and result is known and result.get("depleted"):
+            await mark_depleted(ctx, _keys(ctx, row, result.get("batch")), row.id, result.get("stock_item"))
         if result is None:
             if resolution.target is None:
                 if not resolution.depleted:
@@ -210,6 +272,59 @@ async def resolve(ctx: FilamentSync, row: UsageRecord) -> Resolution:
     )
 
 
+async def consult_ledger(
+    ctx: FilamentSync, row: UsageRecord, resolution: Resolution
+) -> tuple[dict[str, Any] | None, Resolution]:
+    """Look the row up in InvenTree's history (one read per scope per run, see :mod:`.ledger`).
+
+    Returns the done-result when the row was already subtracted, and the resolution, turned into "depleted"
+    when the spool has no stock item left and the history shows its item ran out.
+    """
+    ledger = ctx.ledger
+    assert ledger is not None, "sync_usage sets the run's ledger"
+    target = resolution.target
+    spool = ctx.spools.get(row.spool_id)
+    if target is not None:
+        item = ctx.items.get(target.item)
+        await ledger.read_item(target.item, item.part if item else None)
+    elif not resolution.depleted and spool is not None and spool_keys(spool):
+        await ledger.probe(row.spool_id, row.id)  # a tagged spool with no stock item: did it run out?
+    hit = ledger.lookup(row.spool_id, row.id)
+    if hit is not None:
+        return _charged(ctx, row, target, hit), resolution
+    ran_out = ledger.ran_out.get(row.spool_id)
+    if target is None and not resolution.depleted and ran_out is not None:
+        reason = f"the InvenTree spool ran out ({ran_out.ran_out_text()}): nothing left to subtract"
+        return None, Resolution(None, reason, depleted=True)
+    return None, resolution
+
+
+def _charged(ctx: FilamentSync, row: UsageRecord, target: Target | None, hit: Charge) -> dict[str, Any]:
+    """The done-result of a row whose removal the ledger found."""
+    item = ctx.items.get(target.item) if target else None
+    per = grams_per_unit(item.part_detail.units if item and item.part_detail else None)
+    charged = round(hit.removed * per, 3) if hit.removed is not None and per is not None else None
+    return {
+        "usage_id": row.id,
+        "stock_item": hit.item if hit.item is not None else (target.item if target else None),
+        "part": hit.part,
+        "batch": target.batch if target else None,
+        "grams": row.weight_used,
+        "outcome": "charged",
+        "charged_grams": charged,
+        "depleted": hit.depleted,
+        "recovered": "ledger",
+    }
+
+
+def _keys(ctx: FilamentSync, row: UsageRecord, batch: str | None) -> set[tuple[TagField, TagKey]]:
+    """The depleted-marks to write: the batch's keys, or the spool's when the item (and batch) is gone."""
+    if batch:
+        return batch_keys(batch, ctx.source)
+    spool = ctx.spools.get(row.spool_id)
+    return spool_keys(spool) if spool else set()
+
+
 async def recover(ctx: FilamentSync, row: UsageRecord, intent: dict[str, Any]) -> dict[str, Any] | None:
     """After an interrupted attempt: the result if its removal landed (or the item is gone), else None."""
     pk = int(intent["stock_item"])
@@ -251,6 +366,13 @@ async def recover(ctx: FilamentSync, row: UsageRecord, intent: dict[str, Any]) -
 
 
 async def _charge(ctx: FilamentSync, row: UsageRecord, target: Target) -> dict[str, Any]:
+    """Charge ``row`` to the run's view of the item (read at the start, kept current by each removal), and
+    read it afresh only when the removal would empty it, where the exact quantity decides the amount (other
+    changes can only lower it, and InvenTree clamps a removal to what is there)."""
+    item = ctx.items.get(target.item)
+    per = grams_per_unit(item.part_detail.units if item and item.part_detail else None)
+    if item is not None and per is not None and row.weight_used / per < item.quantity:
+        return await deduct(ctx, row, target, item)
     try:
         item = await ctx.inventree.get_stock(target.item)
     except UpstreamNotFound:
@@ -316,10 +438,15 @@ async def deduct(ctx: FilamentSync, row: UsageRecord, target: Target, item: Stoc
     return {**intent, "outcome": "charged", "depleted": gone}
 
 
-async def mark_depleted(ctx: FilamentSync, batch: str, usage_id: int, item: int) -> None:
-    """Remember that ``batch`` ran out, so later rows of its spool finish instead of waiting for a match."""
-    value = {"batch": batch, "stock_item": item, "usage_id": usage_id, "at": time.time()}
-    for name, key in sorted(batch_keys(batch, ctx.source)):
+async def mark_depleted(
+    ctx: FilamentSync, batch: str | set[tuple[TagField, TagKey]], usage_id: int, item: int | None
+) -> None:
+    """Remember that ``batch`` (or these tag keys) ran out, so later rows of its spool finish instead of
+    waiting for a match."""
+    keys = batch_keys(batch, ctx.source) if isinstance(batch, str) else batch
+    label = batch if isinstance(batch, str) else ", ".join(str(k) for _, k in sorted(keys))
+    value = {"batch": label, "stock_item": item, "usage_id": usage_id, "at": time.time()}
+    for name, key in sorted(keys):
         await ctx.store.put_value(DEPLETED_NS, f"{name}:{key}", value)
 
 
@@ -355,6 +482,7 @@ async def _plan(
     record: Record | None,
     resolution: Resolution,
     intent: dict[str, Any] | None,
+    known: dict[str, Any] | None = None,
 ) -> UsageLine:
     """The dry-run twin of the claimed path: reads only, plans the removal a real run would make."""
     now = ctx.now()
@@ -365,7 +493,7 @@ async def _plan(
         line.outcome, line.reason, line.error = Outcome.PENDING, "waiting to retry", record.last_error
         return line
     try:
-        result = await recover(ctx, row, intent) if intent else None
+        result = await recover(ctx, row, intent) if intent else known
         if result is not None:
             _fill(line, result)
             line.outcome, line.reason = (
@@ -407,6 +535,8 @@ def _recovered_reason(result: dict[str, Any]) -> str:
         return "the removal of an interrupted run had already been made (found in the stock history)"
     if how == "depleted":
         return "the removal of an interrupted run had depleted the item (InvenTree deleted it)"
+    if how == "ledger":
+        return "already subtracted: its removal is in InvenTree's stock history"
     return str(result.get("reason") or "the stock item is gone")
 
 

@@ -103,6 +103,13 @@ def grams_bar(left: float | None, label: float | None) -> str:
     )
 
 
+def spool_name(view: dict[str, Any]) -> str:
+    """A spool as people know it: material and colour, with its tag to tell two alike apart."""
+    words = " ".join(str(view[k]) for k in ("material", "color_name") if view.get(k)) or "spool"
+    tag = view.get("tag_uid") or view.get("tray_uuid")
+    return f"{words} ({tag})" if tag else words
+
+
 async def filament_section(services: Services) -> str:
     if not services.settings.filament_tracking_enabled:
         return '<p class="empty">Filament tracking is off (FILAMENT_TRACKING_ENABLED=false).</p>'
@@ -129,9 +136,16 @@ async def filament_section(services: Services) -> str:
         f"{len(status.get('matched', []))} matched, "
         f"{len(status.get('missing_in_bambuddy', []))} missing in Bambuddy, "
         f"{len(status.get('missing_in_inventree', []))} missing in InvenTree, "
+        f"{len(status.get('depleted', []))} depleted, "
         f"{len(status.get('conflicts', []))} conflicts, {len(status.get('pending_usage', []))} usage rows pending"
     )
-    return f"<p>{escape(summary)}</p>" + table(
+    notes = [summary]
+    if status.get("depleted"):
+        names = (spool_name(v) for v in status["depleted"])
+        notes.append("Depleted (used up in InvenTree): " + ", ".join(names))
+    if status.get("usage_left_out_note"):
+        notes.append(str(status["usage_left_out_note"]))
+    return "".join(f"<p>{escape(n)}</p>" for n in notes) + table(
         ["printer", "slot", "spool", "batch", "left"], rows, "No spools are loaded."
     )
 
