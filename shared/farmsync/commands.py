@@ -183,9 +183,10 @@ def sync_archive_command(ctx: click.Context, archive_id: int, force: bool, as_js
     default=None,
     help="Stop after this many prints were synced (skipped ones do not count).",
 )
+@click.option("--retry-now", is_flag=True, help="Retry prints waiting after a failure without waiting.")
 @json_option
 @click.pass_context
-def backfill_command(ctx: click.Context, max_archives: int | None, as_json: bool) -> None:
+def backfill_command(ctx: click.Context, max_archives: int | None, retry_now: bool, as_json: bool) -> None:
     """Sync every completed print not yet in InvenTree, with a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -208,7 +209,9 @@ def backfill_command(ctx: click.Context, max_archives: int | None, as_json: bool
         bar.update(task, completed=done, total=total)
 
     async def work(s: Services) -> Any:
-        report = await ticks.backfill(print_sync(s), max_archives=max_archives, progress=progress)
+        report = await ticks.backfill(
+            print_sync(s), max_archives=max_archives, retry_now=retry_now, progress=progress
+        )
         await remember(s, "backfill", report)
         return report
 

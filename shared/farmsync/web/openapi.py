@@ -36,7 +36,7 @@ STATUS_TEXT = {
     "404": "No such route.",
     "405": "Method not allowed on this path.",
     "409": "The feature is switched off in the settings.",
-    "413": "Body larger than 1 MiB.",
+    "413": "Body too large (the webhook takes up to 8 MiB; other routes 1 MiB).",
     "415": "Body is not JSON.",
     "422": "A parameter or field has the wrong type or range.",
     "502": "Bambuddy, InvenTree or a printer failed; the body names which.",
