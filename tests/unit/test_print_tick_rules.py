@@ -6,9 +6,9 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
+from farmsync.prints import window as windows
 from farmsync.prints.pipeline import Unit
 from farmsync.prints.report import ItemOutcome, ItemReport
-from farmsync.prints import window as windows
 from farmsync.prints.tick import process
 from farmsync.prints.window import Row, Window
 
