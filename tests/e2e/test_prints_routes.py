@@ -202,6 +202,39 @@ async def test_validate_flags_a_structural_location(sim_farm: SimFarm, farm_serv
     assert not body["ok"] and check["level"] == "error" and "structural" in check["message"]
 
 
+async def test_validate_checks_write_scopes_by_the_safe_probe(sim_farm: SimFarm, farm_services) -> None:
+    from farmsync.validate import run_validation
+
+    state = sim_farm.bambuddy.state
+    state.auth_enabled = True
+    read_only = state.add_api_key(can_manage_archives=False, can_manage_inventory=False)
+    services = farm_services(bambuddy_api_key=read_only, filament_tracking_enabled=True)
+    body = await run_validation(services)
+    checks = {c["check"]: c for c in body["checks"]}
+    assert not body["ok"]
+    assert checks["bambuddy.scope.archives"]["level"] == "error"
+    assert "can_manage_archives" in checks["bambuddy.scope.archives"]["message"]
+    assert checks["bambuddy.scope.spools"]["level"] == "error"
+    # nothing was written by the probes
+    assert all(r.status in (403, 404) for r in sim_farm.bambuddy.log.entries if r.method == "PATCH")
+    full = farm_services(filament_tracking_enabled=True)
+    checks = {c["check"]: c for c in (await run_validation(full))["checks"]}
+    assert checks["bambuddy.scope.archives"]["level"] == "ok"
+    assert checks["bambuddy.scope.spools"]["level"] == "ok"
+    # without filament tracking the spool scope is not needed, so not probed
+    plain = {c["check"] for c in (await run_validation(farm_services()))["checks"]}
+    assert "bambuddy.scope.spools" not in plain and "bambuddy.scope.archives" in plain
+
+
+async def test_validate_flags_a_structural_part_category(sim_farm: SimFarm, farm_services) -> None:
+    from farmsync.validate import run_validation
+
+    structural = next(pk for pk, c in sim_farm.inventree.state.categories.items() if c["structural"])
+    body = await run_validation(farm_services(inventree_part_category_id=structural))
+    check = next(c for c in body["checks"] if c["check"] == "INVENTREE_PART_CATEGORY_ID")
+    assert not body["ok"] and check["level"] == "error" and "structural" in check["message"]
+
+
 def test_committed_openapi_matches_the_routes() -> None:
     committed = (ROOT / "shared/farmsync/web/openapi.json").read_text(encoding="utf-8")
     assert committed == render(), "run: .venv/bin/python -m farmsync.web.openapi"

@@ -48,6 +48,9 @@ STREAM_TOKEN_TTL = 50 * 60.0
 PROBE_KEY = "bb_farmsync-probe-deliberately-invalid"
 """Sent by :meth:`BambuddyClient.auth_enabled`: accepted only when Bambuddy checks no keys at all."""
 PRINT_LOG_MAX_LIMIT = 500
+SCOPE_PROBES = {"archives": "/archives/999999", "spools": "/inventory/spools/999999"}
+"""An id no farm reaches: an empty PATCH there answers 403 without the write scope, 404 with it."""
+WRITE_SCOPE_NAMES = {"archives": "can_manage_archives", "spools": "can_manage_inventory"}
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -405,6 +408,21 @@ class BambuddyClient:
         enabled = response.status_code in (401, 403)
         self._thumbnails_need_token = enabled
         return enabled
+
+    async def has_write_scope(self, scope: str) -> bool:
+        """Whether the key may write ``archives`` or ``spools``, by the safe probe of bambuddy-api.md §11.
+
+        ``GET /auth/me`` claims every permission for any key, so instead an empty PATCH goes to an id that does
+        not exist: 403 means the key lacks the scope, 404 means it has it; nothing is ever written."""
+        path = SCOPE_PROBES[scope]
+        response = await self.http.request("PATCH", path, json={}, expect=(403, 404))
+        if response.status_code == 403:
+            return False
+        if response.status_code == 404:
+            return True
+        raise UpstreamError(
+            SYSTEM, "PATCH", self._path(path), f"scope probe answered {response.status_code}, not 403/404"
+        )
 
     async def probe(self) -> BambuddyProbe:
         """Everything ``/validate`` wants to say about Bambuddy, without raising for upstream problems."""

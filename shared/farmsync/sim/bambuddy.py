@@ -476,11 +476,12 @@ def build_app(state: BambuddyState) -> Starlette:
         return state.spool_json(spool)
 
     async def spool_detail(request: Request) -> Any:
+        # The scope is checked before the spool is looked up: a key without it gets 403 even for a missing
+        # spool, which makes PATCH /inventory/spools/999999 a safe scope probe (bambuddy-api.md §11).
+        _require(request, "can_read_status" if request.method == "GET" else "can_manage_inventory")
         spool = spool_or_404(request)
         if request.method == "GET":
-            _require(request, "can_read_status")
             return state.spool_json(spool)
-        _require(request, "can_manage_inventory")
         if request.method == "DELETE":
             state.delete_spool(spool["id"])
             return {"status": "deleted"}
