@@ -5,7 +5,8 @@ client's timeout on 20 % of requests, with latency on the rest; every printer si
 20 % of its connections. Rounds (print tick, filament run, G-code run) repeat until the state matches, bounded.
 The final state must equal a fault-free run of the same scenario: no duplicate stock item or part, every usage
 row deducted exactly once (per-item quantities and one marker each), spools and back-links the same, every file
-on every printer. A last round without faults must then write nothing at all.
+on every printer. A last round without faults must then write nothing at all, and print ticks on wiped
+stores (faults back on) must find everything already in InvenTree.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tests.reliability.world import (
     diff,
     exactly_once,
     prepare,
+    prints_on_wiped_stores,
     reference_state,
     run_round,
     scenario,
@@ -92,7 +94,18 @@ async def test_faults_everywhere_converge_to_the_fault_free_state(
         assert sim_writes(faulty) == []
         assert rig.writes()[len(before) :] == []
         assert snapshot(faulty) == expected
-        print(f"{store_backend}: converged after {rounds} round(s), {injected} simulator faults injected")
+
+        # The store is a cache (prints side): under the same faults, print ticks each on a brand-new empty
+        # store (a new SQLite file, a new Firestore prefix) find everything in InvenTree and write nothing.
+        for sim in (faulty.bambuddy, faulty.inventree):
+            sim.knobs.update(**FAULTS)
+        wiped = await prints_on_wiped_stores(settings, lambda: make_store(clock=clock)[0], max_rounds=15)
+        assert sim_writes(faulty) == []
+        assert snapshot(faulty) == expected
+        print(
+            f"{store_backend}: converged after {rounds} round(s), {injected} simulator faults injected; "
+            f"prints clean on a wiped store after {wiped} round(s)"
+        )
     finally:
         await close_clients(services)
         rig.stop()
