@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -85,7 +86,7 @@ def render_print_report(data: dict[str, Any]) -> None:
                 outcome,
                 str(item.get("part") or ""),
                 str(item.get("stock_item") or ""),
-                item.get("error") or item.get("reason") or "",
+                _detail(item),
             )
         out.print(table)
     totals = ", ".join(f"{k} {v}" for k, v in data["totals"].items() if v) or "nothing to do"
@@ -95,6 +96,15 @@ def render_print_report(data: dict[str, Any]) -> None:
     )
     for note in data.get("notes", []):
         out.print(f"note: {note}")
+
+
+def _detail(item: dict[str, Any]) -> str:
+    """Why a print is where it is; a pending one says until when (held by a claim, or waiting to retry)."""
+    if item["outcome"] == "pending" and item.get("reason"):
+        at = item.get("retry_at")
+        until = time.strftime(" until %H:%M:%S UTC", time.gmtime(at)) if at else ""
+        return f"{item['reason']}{until}"
+    return item.get("error") or item.get("reason") or ""
 
 
 def finish_print(data: dict[str, Any]) -> None:
