@@ -61,14 +61,21 @@ async def read_window(
     found: list[tuple[Row, Unit]] = []
     if mode == "run":
         async for entry in sync.bambuddy.iter_print_log(date_from=since, page_size=page_size):
-            found.append((_row(sync, entry), run_unit(entry)))
+            if _inside(entry, since):
+                found.append((_row(sync, entry), run_unit(entry)))
     else:
         day = since.date() if since else None  # the archive list filters on whole days
         async for archive in sync.bambuddy.iter_archives(date_from=day, page_size=page_size):
-            if since is None or archive.created_at is None or archive.created_at >= since:
+            if _inside(archive, since):
                 found.append((_row(sync, archive), archive_unit(archive)))
     found.sort(key=lambda pair: (pair[0].created_at is None, pair[0].created_at or 0, pair[0].id))
     return found
+
+
+def _inside(record: Any, since: datetime | None) -> bool:
+    """Inside the window (checked here too: a server that ignored ``date_from`` must not make ticks re-check
+    every old run in the store)."""
+    return since is None or record.created_at is None or record.created_at >= since
 
 
 async def legacy_since(sync: PrintSync, mode: str, legacy_id: int) -> datetime | None:

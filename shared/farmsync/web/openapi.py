@@ -33,7 +33,7 @@ STATUS_TEXT = {
     "200": "Done; the body reports what happened.",
     "400": "Malformed input (e.g. a body that is not JSON).",
     "401": "Missing or wrong token or secret.",
-    "404": "No such route.",
+    "404": "No such route, or no such archive in Bambuddy (/sync/archive).",
     "405": "Method not allowed on this path.",
     "409": "The feature is switched off in the settings.",
     "413": "Body too large (the webhook takes up to 8 MiB; other routes 1 MiB).",
