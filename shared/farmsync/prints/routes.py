@@ -134,7 +134,8 @@ async def print_status(services: Services) -> dict[str, Any]:
             "key": f"{record.namespace}:{record.key}",
             "attempts": record.attempts,
             "error": record.last_error,
-            "retry_at": record.not_before,
+            # a failed print's retry time, or when a held claim runs out and another worker may take it over
+            "retry_at": record.not_before or record.lease_until,
             "updated_at": record.updated_at,
         }
 
