@@ -219,7 +219,8 @@ async def test_after_a_crash_the_report_names_held_runs_and_when(
     assert report.stopped == "held"
     assert sum("held by a claim until" in n for n in report.notes) == len(held)
     assert any(f"run:{victim}" in n for n in report.notes)
-    assert all(len(n) <= 100 for n in report.notes)
+    assert any("picked up by the first tick after" in n for n in report.notes)
+    assert all(len(f"note: {n}") <= 80 for n in report.notes)  # as the CLI prints them
     clock.advance(services.settings.lease_seconds + 1)
     later = await ticks.tick(print_sync(services))
     assert later.stopped == "complete" and victim in {i.run_id for i in later.items if i.outcome == "synced"}

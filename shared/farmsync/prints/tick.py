@@ -344,10 +344,10 @@ def note_held(report: RunReport) -> None:
         report.stopped = "held"
     for item in held:
         when = time.strftime("%H:%M:%S UTC", time.gmtime(item.retry_at)) if item.retry_at else "soon"
-        name = (item.name or "print")[:28]
-        report.notes.append(
-            f"{name!r} ({item.key}) is held by a claim until {when}; the next tick picks it up"
-        )
+        name = (item.name or "print")[:20]
+        report.notes.append(f"{name!r} ({item.key}): held by a claim until {when}")
+    if held:
+        report.notes.append("held prints are picked up by the first tick after their claim runs out")
 
 
 def _finish(report: RunReport, before: tuple[int, int]) -> None:
