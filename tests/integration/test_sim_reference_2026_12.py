@@ -71,7 +71,11 @@ def test_next_release_orders_by_start_time_then_id(sim_farm: SimFarm, bb: httpx.
     short = state.add_print(PRINTER, duration_s=600, at=end)
     long = state.add_print("B2-P1S", duration_s=4 * 3600, at=end + timedelta(seconds=30))
     assert log_ids(bb)[:2] == [long["id"], short["id"]]  # the released order: created_at desc
-    sim_farm.bambuddy.configure({"print_log_order": "start_time"})
+    root = sim_farm.bambuddy_url.removesuffix("/api/v1")
+    switched = httpx.patch(
+        f"{root}/_sim/config", json={"print_log_order": "start_time"}
+    )  # for other processes
+    assert switched.json()["print_log_order"] == "start_time"
     ids = log_ids(bb)
     assert ids.index(short["id"]) < ids.index(long["id"])  # started later lists first
     tie = state.add_print(PRINTER, duration_s=600, at=end)  # same start as ``short``: id desc
