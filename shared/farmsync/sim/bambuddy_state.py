@@ -294,7 +294,8 @@ class BambuddyState:
             )
         now = utcnow().replace(microsecond=0)
         if latest is not None and now < latest:
-            now = latest.replace(microsecond=0)
+            whole = latest.replace(microsecond=0)
+            now = whole if whole == latest else whole + timedelta(seconds=1)
         return now
 
     def printer(self, printer: int | str) -> dict[str, Any]:
