@@ -67,7 +67,7 @@ async def _category(checks: Checks, inventree: Any, name: str, pk: int | None, *
         checks.add(name, "ok", f"part category {pk} ({category.name})")
 
 
-async def _write_scopes(checks: Checks, bambuddy: Any, settings: Any) -> None:
+async def _write_scopes(checks: Checks, bambuddy: Any, settings: Any, *, auth_enabled: bool | None) -> None:
     """The Bambuddy writes the settings ask for need the key's write scopes (a 403 only shows at write time)."""
     needed = []
     if settings.sync_archive_external_link:
@@ -81,7 +81,9 @@ async def _write_scopes(checks: Checks, bambuddy: Any, settings: Any) -> None:
         except UpstreamError as exc:
             checks.add(f"bambuddy.scope.{scope}", "warning", f"could not check {flag}: {exc}")
             continue
-        if allowed:
+        if allowed and auth_enabled is False:
+            checks.add(f"bambuddy.scope.{scope}", "ok", f"Bambuddy auth is off: any key may write {scope}")
+        elif allowed:
             checks.add(f"bambuddy.scope.{scope}", "ok", f"the API key may write {scope} ({flag})")
         else:
             checks.add(
@@ -124,7 +126,7 @@ async def run_validation(services: Services) -> dict[str, Any]:
                 print_log=probe.has_print_log,
             )
         if probe.reachable and probe.key_valid is not False:
-            await _write_scopes(checks, services.bambuddy(), settings)
+            await _write_scopes(checks, services.bambuddy(), settings, auth_enabled=probe.auth_enabled)
         if probe.reachable and probe.has_print_log is False:
             checks.add("bambuddy.print_log", "warning", "no print log: prints are synced per archive")
     else:

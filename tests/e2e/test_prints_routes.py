@@ -222,8 +222,10 @@ async def test_validate_checks_write_scopes_by_the_safe_probe(sim_farm: SimFarm,
     assert checks["bambuddy.scope.archives"]["level"] == "ok"
     assert checks["bambuddy.scope.spools"]["level"] == "ok"
     # without filament tracking the spool scope is not needed, so not probed
-    plain = {c["check"] for c in (await run_validation(farm_services()))["checks"]}
-    assert "bambuddy.scope.spools" not in plain and "bambuddy.scope.archives" in plain
+    state.auth_enabled = False
+    plain = {c["check"]: c for c in (await run_validation(farm_services()))["checks"]}
+    assert "bambuddy.scope.spools" not in plain
+    assert "auth is off" in plain["bambuddy.scope.archives"]["message"]
 
 
 async def test_validate_flags_a_structural_part_category(sim_farm: SimFarm, farm_services) -> None:
