@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -85,7 +86,7 @@ def render_print_report(data: dict[str, Any]) -> None:
                 outcome,
                 str(item.get("part") or ""),
                 str(item.get("stock_item") or ""),
-                item.get("error") or item.get("reason") or "",
+                _detail(item),
             )
         out.print(table)
     totals = ", ".join(f"{k} {v}" for k, v in data["totals"].items() if v) or "nothing to do"
@@ -95,6 +96,15 @@ def render_print_report(data: dict[str, Any]) -> None:
     )
     for note in data.get("notes", []):
         out.print(f"note: {note}")
+
+
+def _detail(item: dict[str, Any]) -> str:
+    """Why a print is where it is; a pending one says until when (held by a claim, or waiting to retry)."""
+    if item["outcome"] == "pending" and item.get("reason"):
+        at = item.get("retry_at")
+        until = time.strftime(" until %H:%M:%S UTC", time.gmtime(at)) if at else ""
+        return f"{item['reason']}{until}"
+    return item.get("error") or item.get("reason") or ""
 
 
 def finish_print(data: dict[str, Any]) -> None:
@@ -183,9 +193,10 @@ def sync_archive_command(ctx: click.Context, archive_id: int, force: bool, as_js
     default=None,
     help="Stop after this many prints were synced (skipped ones do not count).",
 )
+@click.option("--retry-now", is_flag=True, help="Retry prints waiting after a failure without waiting.")
 @json_option
 @click.pass_context
-def backfill_command(ctx: click.Context, max_archives: int | None, as_json: bool) -> None:
+def backfill_command(ctx: click.Context, max_archives: int | None, retry_now: bool, as_json: bool) -> None:
     """Sync every completed print not yet in InvenTree, with a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -208,7 +219,9 @@ def backfill_command(ctx: click.Context, max_archives: int | None, as_json: bool
         bar.update(task, completed=done, total=total)
 
     async def work(s: Services) -> Any:
-        report = await ticks.backfill(print_sync(s), max_archives=max_archives, progress=progress)
+        report = await ticks.backfill(
+            print_sync(s), max_archives=max_archives, retry_now=retry_now, progress=progress
+        )
         await remember(s, "backfill", report)
         return report
 

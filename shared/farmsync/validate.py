@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from farmsync.clients.bambuddy import WRITE_SCOPE_NAMES
 from farmsync.errors import FarmsyncError, UpstreamError, UpstreamNotFound
 from farmsync.services import Services
 
@@ -56,7 +57,40 @@ async def _category(checks: Checks, inventree: Any, name: str, pk: int | None, *
     except UpstreamNotFound:
         checks.add(name, "error", f"part category {pk} does not exist")
         return
-    checks.add(name, "ok", f"part category {pk} ({category.name})")
+    if category.structural:
+        checks.add(
+            name,
+            "error",
+            f"part category {pk} ({category.name}) is structural: parts cannot be created there",
+        )
+    else:
+        checks.add(name, "ok", f"part category {pk} ({category.name})")
+
+
+async def _write_scopes(checks: Checks, bambuddy: Any, settings: Any, *, auth_enabled: bool | None) -> None:
+    """The Bambuddy writes the settings ask for need the key's write scopes (a 403 only shows at write time)."""
+    needed = []
+    if settings.sync_archive_external_link:
+        needed.append(("archives", "the back-link from each archive to its InvenTree part"))
+    if settings.filament_tracking_enabled:
+        needed.append(("spools", "the spools farmsync creates and updates in Bambuddy"))
+    for scope, purpose in needed:
+        flag = WRITE_SCOPE_NAMES[scope]
+        try:
+            allowed = await bambuddy.has_write_scope(scope)
+        except UpstreamError as exc:
+            checks.add(f"bambuddy.scope.{scope}", "warning", f"could not check {flag}: {exc}")
+            continue
+        if allowed and auth_enabled is False:
+            checks.add(f"bambuddy.scope.{scope}", "ok", f"Bambuddy auth is off: any key may write {scope}")
+        elif allowed:
+            checks.add(f"bambuddy.scope.{scope}", "ok", f"the API key may write {scope} ({flag})")
+        else:
+            checks.add(
+                f"bambuddy.scope.{scope}",
+                "error",
+                f"the API key lacks {flag}: {purpose} cannot be written",
+            )
 
 
 async def run_validation(services: Services) -> dict[str, Any]:
@@ -91,6 +125,8 @@ async def run_validation(services: Services) -> dict[str, Any]:
                 version=probe.version,
                 print_log=probe.has_print_log,
             )
+        if probe.reachable and probe.key_valid is not False:
+            await _write_scopes(checks, services.bambuddy(), settings, auth_enabled=probe.auth_enabled)
         if probe.reachable and probe.has_print_log is False:
             checks.add("bambuddy.print_log", "warning", "no print log: prints are synced per archive")
     else:

@@ -59,9 +59,20 @@ def test_backfill_status_and_idempotent_rerun(env_file: Path, sim_farm: SimFarm)
     assert code == 0 and "done 9" in out
 
 
+def test_backfill_retry_now(env_file: Path, sim_farm: SimFarm) -> None:
+    sim_farm.inventree.knobs.update(fault_rate=1.0, fault_kinds={"locked": 1.0})
+    code, out = invoke(env_file, "backfill")
+    assert code != 0 and "failed 9" in out
+    sim_farm.inventree.knobs.update(fault_rate=0.0)
+    code, out = invoke(env_file, "backfill")
+    assert "pending 9" in out and "waiting to retry" in out
+    code, out = invoke(env_file, "backfill", "--retry-now")
+    assert code == 0 and "synced 9" in out and "retried now: 9" in out
+
+
 def test_tick_and_sync_archive(env_file: Path) -> None:
     code, out = invoke(env_file, "tick", "prints", "--json")
-    assert code == 0 and json.loads(out)["cursor_after"] > 0
+    assert code == 0 and json.loads(out)["cursor_after"].startswith("20")  # the cursor is a time now
     code, out = invoke(env_file, "sync", "archive", "1", "--force", "--json")
     assert code == 0 and {i["outcome"] for i in json.loads(out)["items"]} == {"refreshed"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ def test_serve_syncs_on_startup_serves_routes_and_stops_on_sigterm(sim_farm: Sim
         "INVENTREE_PART_CATEGORY_ID": str(ids["INVENTREE_PART_CATEGORY_ID"]),
         "INVENTREE_STOCK_LOCATION_ID": str(ids["INVENTREE_STOCK_LOCATION_ID"]),
         "SERVICE_API_TOKEN": "svc",
+        "WEBHOOK_SHARED_SECRET": "hook",
         "SYNC_ON_STARTUP": "true",
         "POLL_INTERVAL_SECONDS": "3600",
         "DATA_DIR": str(tmp_path / "data"),
@@ -61,6 +63,14 @@ def test_serve_syncs_on_startup_serves_routes_and_stops_on_sigterm(sim_farm: Sim
         assert httpx.get(f"{base}/health").json()["status"] == "ok"
         assert httpx.get(f"{base}/sync/status").status_code == 401
         assert "farmsync" in httpx.get(f"{base}/").text
+        # Bambuddy's real webhook: the finish photo as base64 ``image``, a body of about 3.4 MB
+        run = sim_farm.bambuddy.state.add_print("B2-P1S", print_name="Photo", content_hash="2" * 64)
+        delivery = sim_farm.bambuddy.fire_webhook(
+            f"{base}/webhooks/bambuddy", "hook", run["id"], photo_bytes=2_500_000
+        )
+        image = json.loads(delivery.request.content)["image"]
+        assert delivery.status_code == 200 and len(delivery.request.content) > 3_300_000
+        assert run["id"] in {i["run_id"] for i in delivery.json()["items"] if i["outcome"] == "synced"}
     finally:
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0].decode(errors="replace")
@@ -72,3 +82,4 @@ def test_serve_syncs_on_startup_serves_routes_and_stops_on_sigterm(sim_farm: Sim
         and sim_farm.token not in output
         and "svc" not in output.replace("service", "")
     )
+    assert image[:64] not in output and image[-64:] not in output

@@ -134,6 +134,7 @@ async def test_bambuddy_thumbnail_with_auth_off_then_on(sim_farm: SimFarm, count
 
 async def test_inventree_print_flow_legacy(sim_farm: SimFarm, inventree: InvenTreeClient):
     ids = sim_farm.scenario.ids
+    sim_farm.inventree.state.api_version = 425  # the layout a real API-425 server has (530 is the default)
     assert await inventree.api_version() == 425
     assert await inventree.parameter_layout() == "legacy"
     category = await inventree.get_category(ids["INVENTREE_PART_CATEGORY_ID"])
@@ -227,6 +228,7 @@ async def test_inventree_bad_token(sim_farm: SimFarm):
 
 
 async def test_inventree_probe(sim_farm: SimFarm, inventree: InvenTreeClient):
+    sim_farm.inventree.state.api_version = 425
     probe = await inventree.probe()
     assert probe.reachable and probe.token_valid and probe.api_version == 425
     assert probe.missing_roles == [] and probe.parameter_layout == "legacy"

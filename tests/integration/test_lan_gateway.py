@@ -285,6 +285,14 @@ def test_gateway_routes_the_predecessor_paths_to_the_targets(gateway: Gateway, s
         # ... into the store the api target reads (one SQLite file shared by every target)
         status = client.get("/sync/status", headers=SERVICE).json()
         assert status["runs"]["done"] == synced
+        # Bambuddy's real body with the finish photo as base64 ``image`` (about 3.4 MB) passes the gateway
+        photographed = sim_farm.bambuddy.state.add_print("B2-P1S", print_name="Photo", content_hash="1" * 64)
+        with_photo = sim_farm.bambuddy.fire_webhook(
+            f"{gw}/webhooks/bambuddy", HOOK_SECRET, photographed["id"], photo_bytes=2_500_000
+        )
+        assert with_photo.status_code == 200 and len(with_photo.request.content) > 3_300_000
+        synced += with_photo.json()["totals"]["synced"]
+        assert photographed["id"] in {i["run_id"] for i in with_photo.json()["items"]}
         secret_in_query = client.post(f"/webhooks/bambuddy?secret={HOOK_SECRET}", json={"event": "test"})
         assert secret_in_query.status_code == 200 and secret_in_query.json()["triggered"] is False
 

@@ -47,7 +47,10 @@ def set_api(farm: SimFarm, version: int) -> None:
 def test_root_is_open_but_rejects_a_bad_token(sim_farm: SimFarm, inv: httpx.Client) -> None:
     open_root = httpx.get(f"{sim_farm.inventree_url}/api/")
     assert open_root.status_code == 200
-    assert open_root.json()["apiVersion"] == 425 and isinstance(open_root.json()["apiVersion"], int)
+    # The default is the newest server run for real (inventree-api.md §6); 425 stays one switch away.
+    assert open_root.json()["apiVersion"] == 530 and isinstance(open_root.json()["apiVersion"], int)
+    set_api(sim_farm, 425)
+    assert httpx.get(f"{sim_farm.inventree_url}/api/").json()["apiVersion"] == 425
     assert open_root.json()["system_health"] is None
     assert inv.get("/api/").json()["system_health"] is True
     bad = httpx.get(f"{sim_farm.inventree_url}/api/", headers={"Authorization": "Token garbage"})
@@ -340,6 +343,7 @@ def test_transfer_over_quantity_moves_everything(inv: httpx.Client) -> None:
 
 
 def test_transfer_validation_and_structural_target(sim_farm: SimFarm, inv: httpx.Client) -> None:
+    set_api(sim_farm, 425)  # written against a real API-425 server
     item = make_stock(inv, make_part(inv)["pk"])["pk"]
     structural = {"items": [{"pk": item, "quantity": 1}], "location": PRINTERS_LOCATION}
     assert inv.post("/api/stock/transfer/", json=structural).json() == {
@@ -363,7 +367,8 @@ def test_transfer_validation_and_structural_target(sim_farm: SimFarm, inv: httpx
 # ------------------------------------------------------------------------------------------ remove and tracking
 
 
-def test_remove_records_notes_and_clamps_decimals(inv: httpx.Client) -> None:
+def test_remove_records_notes_and_clamps_decimals(sim_farm: SimFarm, inv: httpx.Client) -> None:
+    set_api(sim_farm, 425)  # written against a real API-425 server
     item = make_stock(inv, make_part(inv)["pk"], quantity=310)["pk"]
     body = {"items": [{"pk": item, "quantity": 12.34}], "notes": "bambuddy:archive-42:filament"}
     response = inv.post("/api/stock/remove/", json=body)
@@ -388,7 +393,8 @@ def test_remove_records_notes_and_clamps_decimals(inv: httpx.Client) -> None:
     }
 
 
-def test_depletion_deletes_item_and_history_before_450(inv: httpx.Client) -> None:
+def test_depletion_deletes_item_and_history_before_450(sim_farm: SimFarm, inv: httpx.Client) -> None:
+    set_api(sim_farm, 425)  # written against a real API-425 server
     item = make_stock(inv, make_part(inv)["pk"], quantity=10)["pk"]
     response = inv.post(
         "/api/stock/remove/", json={"items": [{"pk": item, "quantity": 50}], "notes": "x:run-1:"}
@@ -418,6 +424,7 @@ def test_depletion_keeps_history_from_450(
 
 
 def test_part_filter_on_tracking_only_from_450(sim_farm: SimFarm, inv: httpx.Client) -> None:
+    set_api(sim_farm, 425)  # written against a real API-425 server
     part = make_part(inv)["pk"]
     make_stock(inv, part)
     everything = len(inv.get("/api/stock/track/").json())
@@ -447,7 +454,8 @@ def test_stock_status_codes(inv: httpx.Client) -> None:
 # ------------------------------------------------------------------------------------------ parameters
 
 
-def test_template_name_filter_is_exact_and_case_sensitive(inv: httpx.Client) -> None:
+def test_template_name_filter_is_exact_and_case_sensitive(sim_farm: SimFarm, inv: httpx.Client) -> None:
+    set_api(sim_farm, 425)  # written against a real API-425 server
     found = inv.get("/api/part/parameter/template/", params={"name": "Weight"}).json()
     assert [(t["name"], t["units"]) for t in found] == [("Weight", "g")]
     assert inv.get("/api/part/parameter/template/", params={"name": "weight"}).json() == []
@@ -457,7 +465,8 @@ def test_template_name_filter_is_exact_and_case_sensitive(inv: httpx.Client) -> 
     }
 
 
-def test_legacy_parameters_with_unit_validation_and_uniqueness(inv: httpx.Client) -> None:
+def test_legacy_parameters_with_unit_validation_and_uniqueness(sim_farm: SimFarm, inv: httpx.Client) -> None:
+    set_api(sim_farm, 425)  # written against a real API-425 server
     part = make_part(inv)["pk"]
     url = "/api/part/parameter/"
     bad = inv.post(url, json={"part": part, "template": 1, "data": "abc"})

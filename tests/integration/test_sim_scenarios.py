@@ -75,10 +75,12 @@ def test_reset_restores_the_scenario(sim_farm: SimFarm) -> None:
     before = state.dump()
     state.add_print(1, print_name="Extra")
     state.delete_archive(1)
-    sim_farm.inventree.state.api_version = 530
+    sim_farm.inventree.state.api_version = 425
     sim_farm.bambuddy.knobs.update(latency_ms=50)
+    sim_farm.bambuddy.configure({"print_log_order": "start_time"})
     sim_farm.reset()
     assert state.dump() == before
     assert sim_farm.bambuddy.state is state
-    assert sim_farm.inventree.state.api_version == 425
+    assert sim_farm.inventree.state.api_version == 530
     assert sim_farm.bambuddy.knobs.latency_ms == 0
+    assert sim_farm.bambuddy.state.print_log_order == "released"

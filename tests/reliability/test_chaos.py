@@ -1,11 +1,13 @@
 """Chaos: the whole farm scenario under 20 % faults on every upstream converges to the fault-free state.
 
 Bambuddy and InvenTree (the simulator) answer 503, drop the connection after doing the write, or hang past the
-client's timeout on 20 % of requests, with latency on the rest; every printer sits behind a proxy that breaks
+client's timeout on 20 % of requests (InvenTree also answers writes with "500 database is locked"), with latency
+on the rest; every printer sits behind a proxy that breaks
 20 % of its connections. Rounds (print tick, filament run, G-code run) repeat until the state matches, bounded.
 The final state must equal a fault-free run of the same scenario: no duplicate stock item or part, every usage
 row deducted exactly once (per-item quantities and one marker each), spools and back-links the same, every file
-on every printer. A last round without faults must then write nothing at all.
+on every printer. A last round without faults must then write nothing at all, and print ticks on wiped
+stores (faults back on) must find everything already in InvenTree.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.reliability.world import (
     diff,
     exactly_once,
     prepare,
+    prints_on_wiped_stores,
     reference_state,
     run_round,
     scenario,
@@ -52,6 +55,8 @@ async def test_faults_everywhere_converge_to_the_fault_free_state(
     assert exactly_once(expected) == []
 
     faulty = sim_farm_factory(scenario=scenario(SEED), seed=SEED, **FAULTS)
+    # InvenTree on SQLite also answers "500 database is locked" to writes (inventree-api.md §6)
+    faulty.inventree.knobs.update(fault_kinds={"503": 1.0, "drop": 1.0, "timeout": 1.0, "locked": 1.0})
     prepare(faulty)
     rig = PrinterRig(tmp_path / "printers", fault_rate=0.2, seed=SEED).start()
     clock = ManualClock()
@@ -76,6 +81,7 @@ async def test_faults_everywhere_converge_to_the_fault_free_state(
         assert diff(state, expected) == {}
         injected = sum(1 for sim in (faulty.bambuddy, faulty.inventree) for e in sim.log.entries if e.fault)
         assert injected >= 10, "the simulator hardly faulted: the test proved nothing"
+        assert any(e.fault == "locked" for e in faulty.inventree.log.entries)
         assert sum(p.faults["refuse"] + p.faults["cut"] for p in rig.proxies) >= 1
 
         # Without faults, one more round finds nothing to do: the state is not just equal but settled.
@@ -92,7 +98,18 @@ async def test_faults_everywhere_converge_to_the_fault_free_state(
         assert sim_writes(faulty) == []
         assert rig.writes()[len(before) :] == []
         assert snapshot(faulty) == expected
-        print(f"{store_backend}: converged after {rounds} round(s), {injected} simulator faults injected")
+
+        # The store is a cache (prints side): under the same faults, print ticks each on a brand-new empty
+        # store (a new SQLite file, a new Firestore prefix) find everything in InvenTree and write nothing.
+        for sim in (faulty.bambuddy, faulty.inventree):
+            sim.knobs.update(**FAULTS)
+        wiped = await prints_on_wiped_stores(settings, lambda: make_store(clock=clock)[0], max_rounds=15)
+        assert sim_writes(faulty) == []
+        assert snapshot(faulty) == expected
+        print(
+            f"{store_backend}: converged after {rounds} round(s), {injected} simulator faults injected; "
+            f"prints clean on a wiped store after {wiped} round(s)"
+        )
     finally:
         await close_clients(services)
         rig.stop()

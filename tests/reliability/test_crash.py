@@ -7,6 +7,7 @@ killed after a random short delay; between waves the dead workers' leases run ou
 take their keys over for real. Then rounds run again in this process, on a store clock moved past every lease
 (the G-code write locks last 60 s whatever LEASE_SECONDS says), until the state settles. It must equal a
 run of the same scenario without crashes: no duplicates, every usage row deducted once, every file in place.
+Print ticks on wiped stores (right after the kills, and once settled) must create nothing twice.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tests.reliability.world import (
     diff,
     exactly_once,
     prepare,
+    prints_on_wiped_stores,
     reference_state,
     scenario,
     settings_for,
@@ -125,6 +127,12 @@ async def test_killed_workers_leave_a_state_later_rounds_finish(
         assert sim_writes(farm), "the workers wrote nothing before they died: the kills proved nothing"
         print(f"{store_backend}: {killed} workers killed; claims they left held: {len(interrupted)}")
 
+        # The store is a cache (prints side): lose every claim and done-mark the dead workers left, and run
+        # print ticks on brand-new stores (a new SQLite file, a new Firestore prefix): nothing twice.
+        wiped_settings = settings_for(farm, tmp_path / "data", lease_seconds=LEASE_SECONDS)
+        await prints_on_wiped_stores(wiped_settings, lambda: make_store()[0], max_rounds=4)
+        assert exactly_once(snapshot(farm)) == []
+
         clock = ShiftedClock(offset=600.0)
         services = Services(
             settings_for(
@@ -149,5 +157,9 @@ async def test_killed_workers_leave_a_state_later_rounds_finish(
         state = snapshot(farm)
         assert exactly_once(state) == []
         assert diff(state, expected) == {}
+        for sim in (farm.bambuddy, farm.inventree):
+            sim.log.clear()
+        await prints_on_wiped_stores(wiped_settings, lambda: make_store()[0], max_rounds=2)
+        assert sim_writes(farm) == [] and snapshot(farm) == expected
     finally:
         rig.stop()

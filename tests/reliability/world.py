@@ -457,3 +457,22 @@ async def reference_state(farm: SimFarm, data_dir: Path) -> dict[str, Any]:
     finally:
         await services.aclose()
     return snapshot(farm)
+
+
+async def prints_on_wiped_stores(settings: Settings, new_store: Callable[[], Any], *, max_rounds: int) -> int:
+    """Print ticks, each on a brand-new empty store (a new box, a lost data volume, a new Firestore prefix),
+    until one is clean. The external systems are the ledger: nothing may be created twice. Returns the rounds.
+    """
+    from farmsync.prints.routes import run_tick
+
+    for number in range(1, max_rounds + 1):
+        services = Services(settings, store=new_store())
+        try:
+            report = await run_tick(services)
+            if report.ok and report.stopped == "complete" and not any(i.error for i in report.items):
+                return number
+        except FarmsyncError:
+            pass
+        finally:
+            await close_clients(services)
+    raise AssertionError(f"prints on wiped stores not clean after {max_rounds} rounds")

@@ -1,13 +1,16 @@
-"""The tick's scheduling rules: bounded concurrency, budget, max_archives, and the contiguous cursor."""
+"""The tick's scheduling rules: bounded concurrency, budget, max_archives, and the cursor's time window."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 
+from farmsync.prints import window as windows
 from farmsync.prints.pipeline import Unit
 from farmsync.prints.report import ItemOutcome, ItemReport
-from farmsync.prints.tick import contiguous_high, process
+from farmsync.prints.tick import process
+from farmsync.prints.window import Row, Window
 
 
 def units(n: int) -> list[Unit]:
@@ -56,13 +59,49 @@ async def test_deadline_stops_starting_new_work() -> None:
     assert results[len(started) :] == [None] * (50 - len(started))
 
 
-def test_cursor_moves_only_over_contiguous_finished_work() -> None:
-    us = units(5)
-    done = [report(u, ItemOutcome.SYNCED) for u in us]
-    assert contiguous_high(us, done, 0) == 5
-    mixed = [done[0], report(us[1], ItemOutcome.SKIPPED), report(us[2], ItemOutcome.FAILED), done[3], done[4]]
-    assert contiguous_high(us, mixed, 0) == 2
-    parked = [done[0], report(us[1], ItemOutcome.PARKED), None, None, None]
-    assert contiguous_high(us, parked, 0) == 2
-    pending = [report(us[0], ItemOutcome.PENDING), *done[1:]]
-    assert contiguous_high(us, pending, 7) == 7
+T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def row(id_: int, seconds: int, *, wanted: bool = True, printing: bool = False) -> Row:
+    return Row(id_, T0 + timedelta(seconds=seconds), wanted, printing)
+
+
+def test_window_time_stops_at_the_oldest_open_run() -> None:
+    rows = [row(1, 0), row(2, 10), row(3, 20), row(4, 30)]
+    after = windows.advance(Window(), rows, finished={1, 2, 4})
+    assert after.time == T0 + timedelta(seconds=20)  # run 3 failed: it stays inside the next window
+    assert set(after.done) == {1, 2, 4}
+    settled = windows.advance(after, rows, finished={3})
+    assert settled.time == T0 + timedelta(seconds=30) and set(settled.done) == {1, 2, 3, 4}
+
+
+def test_same_second_runs_and_any_order_are_each_seen() -> None:
+    """Two runs in one second, listed 24 then 23 or 23 then 24: the window does not care about order."""
+    first = windows.advance(Window(), [row(23, 5)], finished={23})
+    rows = [row(23, 5), row(24, 5)]  # 24 committed late in the same second
+    assert [r.id for r in rows if not first.is_done(r)] == [24]
+    after = windows.advance(first, rows, finished={24})
+    assert set(after.done) == {23, 24}
+
+
+def test_printing_run_holds_the_window_and_failed_runs_are_not_marked_done() -> None:
+    rows = [row(1, 0, wanted=False, printing=True), row(2, 10), row(3, 20, wanted=False)]
+    after = windows.advance(Window(), rows, finished={2})
+    assert after.time == T0 and set(after.done) == {2}  # 3 may be PATCHed to completed later
+
+
+def test_old_id_cursor_counts_ids_at_or_below_it_as_done() -> None:
+    legacy = Window.load({"id": 7, "at": 1.0})
+    assert legacy.legacy_id == 7 and legacy.time is None
+    after = windows.advance(legacy, [row(6, 0), row(7, 1), row(8, 2)], finished={8})
+    assert after.legacy_id is None and set(after.done) == {6, 7, 8}
+    assert Window.load(after.dump()).dump() == after.dump()
+
+
+def test_done_entries_older_than_the_margin_are_dropped_and_merge_keeps_both() -> None:
+    old = windows.advance(Window(), [row(1, 0)], finished={1})
+    later = windows.advance(old, [row(2, int(windows.MARGIN.total_seconds()) + 60)], finished={2})
+    assert set(later.done) == {2}
+    other = windows.advance(old, [row(3, 30)], finished={3})
+    merged = windows.merge(other, windows.advance(old, [row(2, 20)], finished={2}))
+    assert merged.time == T0 + timedelta(seconds=30) and set(merged.done) == {1, 2, 3}

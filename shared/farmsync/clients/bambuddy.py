@@ -8,6 +8,7 @@ passes; thumbnails ignore the key and need a camera stream token when auth is on
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -48,6 +49,9 @@ STREAM_TOKEN_TTL = 50 * 60.0
 PROBE_KEY = "bb_farmsync-probe-deliberately-invalid"
 """Sent by :meth:`BambuddyClient.auth_enabled`: accepted only when Bambuddy checks no keys at all."""
 PRINT_LOG_MAX_LIMIT = 500
+SCOPE_PROBES = {"archives": "/archives/999999", "spools": "/inventory/spools/999999"}
+"""An id no farm reaches: an empty PATCH there answers 403 without the write scope, 404 with it."""
+WRITE_SCOPE_NAMES = {"archives": "can_manage_archives", "spools": "can_manage_inventory"}
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -107,6 +111,7 @@ class BambuddyClient:
         )
         self._clock = clock
         self._stream_token: tuple[str, float] | None = None
+        self._token_lock: asyncio.Lock | None = None
         self._thumbnails_need_token: bool | None = None
         self._has_print_log: bool | None = None
 
@@ -219,12 +224,13 @@ class BambuddyClient:
                 self._thumbnails_need_token = False
                 return _thumbnail(response)
             self._thumbnails_need_token = True
-        for attempt in (1, 2):
-            token = await self._camera_token(fresh=attempt == 2)
+        refused: str | None = None
+        for _attempt in (1, 2):
+            token = await self._camera_token(refused=refused)
             response = await self.http.request("GET", path, params={"token": token}, expect=(401, 404))
             if response.status_code != 401:
                 return _thumbnail(response)
-            self._stream_token = None
+            refused = token
         raise UpstreamAuthError(
             SYSTEM,
             "GET",
@@ -233,9 +239,20 @@ class BambuddyClient:
             status=401,
         )
 
-    async def _camera_token(self, *, fresh: bool = False) -> str:
+    async def _camera_token(self, *, refused: str | None = None) -> str:
+        """One token for every concurrent worker: Bambuddy mints a new one per call (bambuddy-api.md §11), so
+        the first caller mints and the others wait for it instead of minting their own. ``refused``: a token
+        the server just refused (dropped unless another worker has already replaced it)."""
+        if self._token_lock is None:
+            self._token_lock = asyncio.Lock()
+        async with self._token_lock:
+            if refused is not None and self._stream_token and self._stream_token[0] == refused:
+                self._stream_token = None
+            return await self._mint_camera_token()
+
+    async def _mint_camera_token(self) -> str:
         now = self._clock()
-        if not fresh and self._stream_token and self._stream_token[1] > now:
+        if self._stream_token and self._stream_token[1] > now:
             return self._stream_token[0]
         path = "/printers/camera/stream-token"
         # Minting a token changes nothing worth protecting, so this POST may be retried like a read.
@@ -405,6 +422,21 @@ class BambuddyClient:
         enabled = response.status_code in (401, 403)
         self._thumbnails_need_token = enabled
         return enabled
+
+    async def has_write_scope(self, scope: str) -> bool:
+        """Whether the key may write ``archives`` or ``spools``, by the safe probe of bambuddy-api.md §11.
+
+        ``GET /auth/me`` claims every permission for any key, so instead an empty PATCH goes to an id that does
+        not exist: 403 means the key lacks the scope, 404 means it has it; nothing is ever written."""
+        path = SCOPE_PROBES[scope]
+        response = await self.http.request("PATCH", path, json={}, expect=(403, 404))
+        if response.status_code == 403:
+            return False
+        if response.status_code == 404:
+            return True
+        raise UpstreamError(
+            SYSTEM, "PATCH", self._path(path), f"scope probe answered {response.status_code}, not 403/404"
+        )
 
     async def probe(self) -> BambuddyProbe:
         """Everything ``/validate`` wants to say about Bambuddy, without raising for upstream problems."""

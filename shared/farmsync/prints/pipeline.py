@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from farmsync.errors import FarmsyncError, LeaseLost, UpstreamValidation
+from farmsync.errors import FarmsyncError, LeaseLost, UpstreamNotFound, UpstreamValidation
 from farmsync.logs import action, get_logger
 from farmsync.prints import keys
 from farmsync.prints.report import ItemOutcome, ItemReport
@@ -39,6 +39,9 @@ META_NS = "meta"
 WEIGHT_TEMPLATE = "Weight"
 PRINT_TIME_TEMPLATE = "PrintTime"
 IN_PROGRESS = frozenset({"printing", "paused", "running", "pending", "queued"})
+HELD_REASON = "held by another worker's claim"
+WAITING_REASON = "waiting to retry after a failure"
+ARCHIVE_DELETED = "archive deleted in Bambuddy (it answers 404): nothing to sync"
 INVENTREE_LINK = re.compile(r"/(web|platform)?/?part/\d+/?(details)?/?$")
 
 
@@ -61,6 +64,7 @@ class Unit:
     batch: str | None
     status: str | None
     printer: str | None = None
+    name: str | None = None  # the print's name, for people
 
     @property
     def label(self) -> str:
@@ -71,12 +75,22 @@ def run_unit(entry: Any) -> Unit:
     """A print-log row as a unit (run mode)."""
     archive_id = entry.archive_id
     batch = keys.run_batch(archive_id, entry.id) if archive_id is not None else None
-    return Unit("run", str(entry.id), archive_id, entry.id, batch, entry.status, entry.printer_name)
+    return Unit(
+        "run", str(entry.id), archive_id, entry.id, batch, entry.status, entry.printer_name, entry.print_name
+    )
 
 
 def archive_unit(archive: Any) -> Unit:
     """An archive as a unit (archive mode, or an archive that has no print-log runs)."""
-    return Unit("archive", str(archive.id), archive.id, None, keys.archive_batch(archive.id), archive.status)
+    return Unit(
+        "archive",
+        str(archive.id),
+        archive.id,
+        None,
+        keys.archive_batch(archive.id),
+        archive.status,
+        name=archive.print_name,
+    )
 
 
 Hook = Callable[[str, Unit], None]
@@ -102,6 +116,7 @@ class PrintSync:
         self._archives: dict[int, asyncio.Future[Any]] = {}
         self._templates: dict[str, Any] = {}
         self._ipn_locks: dict[str, asyncio.Lock] = {}
+        self._link_locks: dict[int, asyncio.Lock] = {}
         self._legacy: bool | None = None
         self._once_lock = asyncio.Lock()
 
@@ -110,6 +125,7 @@ class PrintSync:
         """Sync one unit; never raises for upstream trouble (it is reported, released and retried later)."""
         report = ItemReport(
             key=unit.label,
+            name=unit.name,
             archive_id=unit.archive_id,
             run_id=unit.run_id,
             batch=unit.batch,
@@ -203,11 +219,10 @@ class PrintSync:
             report.outcome, report.error = ItemOutcome.PARKED, record.last_error if record else None
             return report
         report.outcome = ItemOutcome.PENDING
-        report.reason = (
-            "being synced by another worker"
-            if claim.outcome is Outcome.BUSY
-            else "waiting to retry after a failure"
-        )
+        if claim.outcome is Outcome.BUSY:
+            report.reason, report.retry_at = HELD_REASON, record.lease_until if record else None
+        else:
+            report.reason, report.retry_at = WAITING_REASON, record.not_before if record else None
         report.error = record.last_error if record else None
         return report
 
@@ -215,7 +230,11 @@ class PrintSync:
         self, unit: Unit, claim: Claim, report: ItemReport, *, refresh_only: bool
     ) -> dict[str, Any]:
         assert unit.archive_id is not None
-        archive = await self.archive(unit.archive_id)
+        try:
+            archive = await self.archive(unit.archive_id)
+        except UpstreamNotFound:
+            # Bambuddy's default delete is soft: the run keeps archive_id, the archive answers 404 for good.
+            raise Skip(ARCHIVE_DELETED) from None
         if archive.status == "archived":
             raise Skip("an upload, not a print (status archived)")
         if unit.namespace == "archive" and self.settings.sync_success_only and archive.status != "completed":
@@ -468,7 +487,12 @@ class PrintSync:
         return True
 
     async def set_link(self, archive: Any, part_pk: int, report: ItemReport) -> None:
+        """Point the archive at its part. Reprints of one archive share it: one PATCH per archive and run."""
         url = await self.inventree.part_web_url(part_pk)
+        async with self._link_locks.setdefault(archive.id, asyncio.Lock()):
+            await self._set_link(await self.archive(archive.id), url, report)
+
+    async def _set_link(self, archive: Any, url: str, report: ItemReport) -> None:
         current = (archive.external_url or "").strip()
         if current == url:
             return

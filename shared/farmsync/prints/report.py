@@ -24,6 +24,7 @@ class ItemReport(BaseModel):
     """The result for one unit of stock (a print-log run, or an archive in archive mode)."""
 
     key: str
+    name: str | None = None  # the print's name
     archive_id: int | None = None
     run_id: int | None = None
     outcome: ItemOutcome
@@ -34,6 +35,7 @@ class ItemReport(BaseModel):
     stock_item: int | None = None
     batch: str | None = None
     attempts: int | None = None
+    retry_at: float | None = None  # pending: when its claim runs out or its retry time comes (epoch seconds)
     writes: list[str] = Field(default_factory=list)
 
     @property
@@ -49,7 +51,7 @@ class RunReport(BaseModel):
     items: list[ItemReport] = Field(default_factory=list)
     cursor_before: Any = None
     cursor_after: Any = None
-    stopped: str = "complete"  # complete | time_budget | max_archives
+    stopped: str = "complete"  # complete | held | time_budget | max_archives
     seconds: float = 0.0
     bambuddy_requests: int = 0
     inventree_requests: int = 0

@@ -9,11 +9,15 @@ from farmsync.coalesce import coalescer
 from farmsync.errors import InputError
 from farmsync.prints import tick as ticks
 from farmsync.prints.pipeline import PrintSync
+from farmsync.prints.window import Window
 from farmsync.services import Services, get_services
 from farmsync.store import State
 from farmsync.web.call import Call
 
 WEBHOOK_BUDGET_SECONDS = 20.0  # Bambuddy gives up after 30 s and never retries
+WEBHOOK_MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Bambuddy attaches the finish photo as base64 ``image`` (bodies up to about 3.4 MB) and never retries a 413.
+The body is only a trigger: nothing in it, the image least of all, is stored or logged."""
 TRIGGER_EVENTS = frozenset({"print_complete", "print_failed", "print_stopped"})
 IGNORED_EVENTS_NOTE = "only print_complete, print_failed and print_stopped trigger a sync"
 
@@ -41,7 +45,7 @@ async def remember(services: Services, name: str, report: ticks.RunReport) -> No
 
 async def webhook(call: Call) -> Any:
     """Bambuddy's notification carries no ids: it only triggers an incremental tick (answered within 20 s)."""
-    payload = await call.json(required=True)
+    payload = await call.json(required=True, limit=WEBHOOK_MAX_BODY_BYTES)
     if not isinstance(payload, dict):
         raise InputError(
             "the webhook body must be a JSON object", field="body", expected="a JSON object", status_code=422
@@ -88,9 +92,13 @@ async def tick(call: Call) -> Any:
 async def backfill(call: Call) -> Any:
     max_archives = call.integer("max_archives", minimum=1)
     budget = call.integer("budget_seconds", minimum=1)
+    retry = call.choice("retry", ("now",))
     services = get_services()
     report = await ticks.backfill(
-        print_sync(services), max_archives=max_archives, budget=float(budget) if budget else None
+        print_sync(services),
+        max_archives=max_archives,
+        budget=float(budget) if budget else None,
+        retry_now=retry == "now",
     )
     await remember(services, "backfill", report)
     return report.as_dict()
@@ -120,7 +128,12 @@ async def print_status(services: Services) -> dict[str, Any]:
     for stream in (ticks.RUN_STREAM, ticks.ARCHIVE_STREAM):
         cursor = await store.get_cursor(stream)
         if cursor is not None:
-            cursors[stream] = cursor.value
+            window = Window.load(cursor.value)
+            cursors[stream] = (
+                {"time": window.label, "finished_in_window": len(window.done)}
+                if window.time
+                else {"id": window.legacy_id}
+            )
     out["cursor"] = cursors
     out["last_tick"] = await store.get_value("meta", "last-tick")
     out["last_backfill"] = await store.get_value("meta", "last-backfill")
@@ -130,7 +143,8 @@ async def print_status(services: Services) -> dict[str, Any]:
             "key": f"{record.namespace}:{record.key}",
             "attempts": record.attempts,
             "error": record.last_error,
-            "retry_at": record.not_before,
+            # a failed print's retry time, or when a held claim runs out and another worker may take it over
+            "retry_at": record.not_before or record.lease_until,
             "updated_at": record.updated_at,
         }
 

@@ -1,9 +1,10 @@
 """Which prints to sync now: the incremental tick, the backfill, and one archive on demand.
 
-The tick reads the print log newest-first only down to the stored cursor (an idle tick is one Bambuddy request
-and no InvenTree request), processes the new runs oldest-first with bounded concurrency, stops starting work when
-its time budget is spent, and moves the cursor only over the contiguous prefix of finished work, so nothing is
-skipped when a print fails or the budget runs out: the next tick resumes there.
+The tick reads the print log for a window on ``created_at`` (see :mod:`farmsync.prints.window`): one request
+when nothing is new, whatever order the server lists runs in. It works on every completed run of the window the
+cursor has not seen finished, oldest first with bounded concurrency, stops starting work when its time budget is
+spent, and moves the cursor's time only up to the oldest run still open, so nothing is skipped when a print
+fails, is held by another worker or the budget runs out: the next tick reads that run again.
 
 Without a print log (older Bambuddy) or with SYNC_UNIT=archive the same loop runs over archives.
 """
@@ -13,13 +14,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
+from farmsync.clients.bambuddy import PRINT_LOG_MAX_LIMIT
 from farmsync.clients.http import COUNTERS
+from farmsync.errors import InputError, UpstreamNotFound
 from farmsync.logs import action, get_logger
-from farmsync.prints.pipeline import PrintSync, Unit, archive_unit, run_unit
+from farmsync.prints import window as windows
+from farmsync.prints.pipeline import HELD_REASON, IN_PROGRESS, PrintSync, Unit, archive_unit, run_unit
 from farmsync.prints.report import ItemOutcome, ItemReport, RunReport
-from farmsync.store import cursors
+from farmsync.prints.window import Row, Window
+from farmsync.store import State
 
 log = get_logger("prints")
 
@@ -28,6 +34,7 @@ Progress = Callable[[int, int, ItemReport], None]
 
 RUN_STREAM = "print-log"
 ARCHIVE_STREAM = "archives"
+WAITING_LIST_LIMIT = 5000
 
 
 async def sync_mode(sync: PrintSync) -> str:
@@ -37,23 +44,55 @@ async def sync_mode(sync: PrintSync) -> str:
     return "run" if await sync.bambuddy.has_print_log() else "archive"
 
 
-async def new_units(sync: PrintSync, mode: str, after_id: int) -> list[Unit]:
-    """Units newer than ``after_id``, oldest first (the print log and archives list are newest first)."""
-    units: list[Unit] = []
-    page = sync.settings.backfill_page_size
+def _row(sync: PrintSync, record: Any) -> Row:
+    status = record.status
+    in_progress = status in IN_PROGRESS
+    wanted = not in_progress and (status == "completed" or not sync.settings.sync_success_only)
+    return Row(record.id, record.created_at, wanted, in_progress)
+
+
+async def read_window(
+    sync: PrintSync, mode: str, since: datetime | None, *, page_size: int = PRINT_LOG_MAX_LIMIT
+) -> list[tuple[Row, Unit]]:
+    """Every run (or archive) created at or after ``since`` (None: all), each once, oldest first.
+
+    Every status is read, not only ``completed``: a run still printing holds the window open, and one whose
+    status a user changes later is seen again while it is inside the window."""
+    found: list[tuple[Row, Unit]] = []
     if mode == "run":
-        status = "completed" if sync.settings.sync_success_only else None
-        async for entry in sync.bambuddy.iter_print_log(status=status, page_size=page):
-            if entry.id <= after_id:
-                break
-            units.append(run_unit(entry))
+        async for entry in sync.bambuddy.iter_print_log(date_from=since, page_size=page_size):
+            if _inside(entry, since):
+                found.append((_row(sync, entry), run_unit(entry)))
     else:
-        async for archive in sync.bambuddy.iter_archives(page_size=page):
-            if archive.id <= after_id:
-                break
-            units.append(archive_unit(archive))
-    units.sort(key=lambda u: int(u.key))
-    return units
+        day = since.date() if since else None  # the archive list filters on whole days
+        async for archive in sync.bambuddy.iter_archives(date_from=day, page_size=page_size):
+            if _inside(archive, since):
+                found.append((_row(sync, archive), archive_unit(archive)))
+    found.sort(key=lambda pair: (pair[0].created_at is None, pair[0].created_at or 0, pair[0].id))
+    return found
+
+
+def _inside(record: Any, since: datetime | None) -> bool:
+    """Inside the window (checked here too: a server that ignored ``date_from`` must not make ticks re-check
+    every old run in the store)."""
+    return since is None or record.created_at is None or record.created_at >= since
+
+
+async def legacy_since(sync: PrintSync, mode: str, legacy_id: int) -> datetime | None:
+    """Where an old id-only cursor stands in time: the ``created_at`` of the newest-listed run at or below it.
+
+    Read newest first until the first such run (a few pages once, when the cursor is migrated); None when
+    there is none (then everything is read, and ids at or below the old cursor still count as finished)."""
+    page = sync.settings.backfill_page_size
+    source = (
+        sync.bambuddy.iter_print_log(page_size=page)
+        if mode == "run"
+        else sync.bambuddy.iter_archives(page_size=page)
+    )
+    async for record in source:
+        if record.id <= legacy_id and record.created_at is not None:
+            return record.created_at - windows.MARGIN
+    return None
 
 
 async def process(
@@ -133,32 +172,40 @@ async def run_all(coroutines: list[Awaitable[None]]) -> None:
             raise task.exception()  # type: ignore[misc]
 
 
-def contiguous_high(units: Sequence[Unit], results: Sequence[ItemReport | None], start: int) -> int:
-    """The highest id such that every unit up to it is finished (synced, skipped or parked)."""
-    high = start
-    for unit, report in zip(units, results, strict=True):
-        if report is None or not report.finished:
-            break
-        high = int(unit.key)
-    return high
-
-
-async def advance_cursor(sync: PrintSync, stream: str, value: int) -> int:
-    """Move the stream's cursor forward to ``value`` (never back: another tick may be ahead)."""
-    return await cursors.advance(sync.store, stream, value)
+async def save_window(sync: PrintSync, stream: str, read: Any, window: Window, *, rounds: int = 20) -> Window:
+    """Write the cursor unless unchanged; when another tick moved it meanwhile, merge and try again."""
+    if window.time is None:  # nothing seen yet: keep whatever is stored
+        return window
+    version = read.version if read else None
+    current = Window.load(read.value if read else None)
+    for _ in range(rounds):
+        if current.time is not None and current.dump() == window.dump():
+            return window
+        moved = await sync.store.cas_cursor(stream, version, window.dump())
+        if moved is not None:
+            return window
+        read = await sync.store.get_cursor(stream)
+        version = read.version if read else None
+        current = Window.load(read.value if read else None)
+        window = windows.merge(window, current)
+    return window
 
 
 async def tick(
     sync: PrintSync, *, budget: float | None = None, trigger: str = "tick", progress: Progress | None = None
 ) -> RunReport:
-    """One incremental tick: new prints since the cursor."""
+    """One incremental tick: the runs of the cursor's window it has not seen finished."""
     started = time.monotonic()
     before = _counters()
     mode = await sync_mode(sync)
     stream = RUN_STREAM if mode == "run" else ARCHIVE_STREAM
-    cursor = await sync.store.get_cursor(stream)
-    after = int(cursor.value.get("id", 0)) if cursor else 0
-    units = await new_units(sync, mode, after)
+    read = await sync.store.get_cursor(stream)
+    window = Window.load(read.value if read else None)
+    since = window.since()
+    if window.time is None and window.legacy_id:
+        since = await legacy_since(sync, mode, window.legacy_id)
+    found = await read_window(sync, mode, since)
+    units = [unit for row, unit in found if row.wanted and not window.is_done(row)]
     budget = sync.settings.tick_time_budget_seconds if budget is None else budget
     results, stopped = await process(
         units,
@@ -167,15 +214,13 @@ async def tick(
         deadline=started + budget,
         progress=progress,
     )
-    high = contiguous_high(units, results, after)
-    if high > after:
-        high = await advance_cursor(sync, stream, high)
+    after = await _move_window(sync, stream, read, window, found, results)
     report = RunReport(
         mode=trigger,
         unit=mode,
         items=[r for r in results if r is not None],
-        cursor_before=after,
-        cursor_after=high,
+        cursor_before=window.label,
+        cursor_after=after.label,
         stopped=stopped,
         seconds=round(time.monotonic() - started, 3),
     )
@@ -185,39 +230,81 @@ async def tick(
     return report
 
 
+async def _move_window(
+    sync: PrintSync,
+    stream: str,
+    read: Any,
+    window: Window,
+    found: Sequence[tuple[Row, Unit]],
+    results: Sequence[ItemReport | None],
+) -> Window:
+    rows_by_key = {unit.label: row for row, unit in found}
+    finished = windows.finished_ids(rows_by_key, results)
+    moved = windows.advance(window, [row for row, _ in found], finished)
+    return await save_window(sync, stream, read, moved)
+
+
 async def backfill(
     sync: PrintSync,
     *,
     max_archives: int | None = None,
     budget: float | None = None,
+    retry_now: bool = False,
     progress: Progress | None = None,
 ) -> RunReport:
-    """Every print not yet synced, oldest first, whatever the cursor says; at most ``max_archives`` synced."""
+    """Every print not yet synced, oldest first, whatever the cursor says; at most ``max_archives`` synced.
+
+    The store decides what is done; with an empty store every print is looked up in InvenTree (by batch)
+    before anything is written. ``retry_now`` retries prints waiting after a failure without waiting."""
     started = time.monotonic()
     before = _counters()
     mode = await sync_mode(sync)
-    units = await new_units(sync, mode, 0)
+    stream = RUN_STREAM if mode == "run" else ARCHIVE_STREAM
+    read = await sync.store.get_cursor(stream)
+    found = await read_window(sync, mode, None, page_size=sync.settings.backfill_page_size)
+    units = [unit for row, unit in found if row.wanted]
+    waiting = await waiting_keys(sync) if retry_now else set()
+
+    async def handler(unit: Unit) -> ItemReport:
+        return await sync.sync_unit(unit, retry_parked=unit.label in waiting)
+
     results, stopped = await process(
         units,
-        sync.sync_unit,
+        handler,
         concurrency=sync.settings.sync_concurrency,
         deadline=started + budget if budget else None,
         max_synced=max_archives,
         progress=progress,
     )
+    # A backfill read everything, so the same rule moves the cursor and the next tick starts after it.
+    after = await _move_window(sync, stream, read, Window.load(read.value if read else None), found, results)
     report = RunReport(
         mode="backfill",
         unit=mode,
         items=[r for r in results if r is not None],
+        cursor_after=after.label,
         stopped=stopped,
         seconds=round(time.monotonic() - started, 3),
     )
-    # A backfill walks everything, so the same contiguous-prefix rule lets the next tick start after it.
-    stream = RUN_STREAM if mode == "run" else ARCHIVE_STREAM
-    high = contiguous_high(units, results, 0)
-    report.cursor_after = await advance_cursor(sync, stream, high) if high else None
+    if retry_now:
+        report.notes.append(f"retried now: {len(waiting)} print(s) that were waiting after a failure")
     _finish(report, before)
     return report
+
+
+async def waiting_keys(sync: PrintSync) -> set[str]:
+    """Units waiting for their retry time after a failure (``run:12``), from one store read per namespace."""
+    keys: set[str] = set()
+    for namespace in ("run", "archive"):
+        for record in await sync.store.list(namespace, State.FAILED, WAITING_LIST_LIMIT):
+            keys.add(f"{namespace}:{record.key}")
+    return keys
+
+
+class ArchiveNotFound(InputError):
+    """Bambuddy has no such archive (never had, or deleted it): the caller asked for something absent."""
+
+    status_code = 404
 
 
 async def sync_archive(sync: PrintSync, archive_id: int, *, force: bool = False) -> RunReport:
@@ -225,7 +312,14 @@ async def sync_archive(sync: PrintSync, archive_id: int, *, force: bool = False)
     started = time.monotonic()
     before = _counters()
     mode = await sync_mode(sync)
-    archive = await sync.archive(archive_id)
+    try:
+        archive = await sync.archive(archive_id)
+    except UpstreamNotFound:
+        raise ArchiveNotFound(
+            f"Bambuddy has no archive {archive_id} (never created, or deleted)",
+            field="archive_id",
+            expected="the id of an archive Bambuddy lists",
+        ) from None
     units: list[Unit] = []
     if mode == "run":
         runs = await sync.bambuddy.archive_runs(archive_id)
@@ -242,7 +336,22 @@ def _counters() -> tuple[int, int]:
     return COUNTERS.total("bambuddy"), COUNTERS.total("inventree")
 
 
+def note_held(report: RunReport) -> None:
+    """Runs another worker's claim still holds (after a crash, until its lease runs out): say which and when
+    they will be picked up, and do not call the run complete."""
+    held = [i for i in report.items if i.outcome is ItemOutcome.PENDING and i.reason == HELD_REASON]
+    if held and report.stopped == "complete":
+        report.stopped = "held"
+    for item in held:
+        when = time.strftime("%H:%M:%S UTC", time.gmtime(item.retry_at)) if item.retry_at else "soon"
+        name = (item.name or "print")[:20]
+        report.notes.append(f"{name!r} ({item.key}): held by a claim until {when}")
+    if held:
+        report.notes.append("held prints are picked up by the first tick after their claim runs out")
+
+
 def _finish(report: RunReport, before: tuple[int, int]) -> None:
+    note_held(report)
     report.bambuddy_requests = COUNTERS.total("bambuddy") - before[0]
     report.inventree_requests = COUNTERS.total("inventree") - before[1]
     totals = report.totals()

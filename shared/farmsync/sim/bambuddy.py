@@ -22,10 +22,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from farmsync.sim.bambuddy_state import APP_VERSION, BambuddyState
+from farmsync.sim.bambuddy_state import APP_VERSION, PRINT_LOG_ORDERS, BambuddyState
 from farmsync.sim.common import JSON, parse_dt
 from farmsync.sim.control import Knobs, RequestLog, SimMiddleware, control_app
-from farmsync.sim.webhook import EVENT_FOR_STATUS, fire_webhook
+from farmsync.sim.webhook import EVENT_FOR_STATUS, finish_photo, finish_photo_fields, fire_webhook
 
 PREFIX = "/api/v1"
 THUMBNAIL_TOKEN_MESSAGE = (
@@ -476,11 +476,12 @@ def build_app(state: BambuddyState) -> Starlette:
         return state.spool_json(spool)
 
     async def spool_detail(request: Request) -> Any:
+        # The scope is checked before the spool is looked up: a key without it gets 403 even for a missing
+        # spool, which makes PATCH /inventory/spools/999999 a safe scope probe (bambuddy-api.md §11).
+        _require(request, "can_read_status" if request.method == "GET" else "can_manage_inventory")
         spool = spool_or_404(request)
         if request.method == "GET":
-            _require(request, "can_read_status")
             return state.spool_json(spool)
-        _require(request, "can_manage_inventory")
         if request.method == "DELETE":
             state.delete_spool(spool["id"])
             return {"status": "deleted"}
@@ -635,21 +636,29 @@ class BambuddySim:
             self.state.add_api_key(self.api_key)
             self.state.auth_enabled = self.default_auth
             self.state.print_log_available = True
+            self.state.print_log_order = "released"
         self.knobs.update(**self._initial_knobs)
         self.log.clear()
 
     def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
-        """Server settings (``auth``); returns the current ones."""
-        unknown = set(changes) - {"auth", "print_log"}
+        """Server settings (``auth``, ``print_log``, ``print_log_order``); returns the current ones.
+
+        ``print_log_order``: ``released`` (1.2.5.2, the default) or ``start_time`` (the next release)."""
+        unknown = set(changes) - {"auth", "print_log", "print_log_order"}
         if unknown:
             raise ValueError(f"unknown setting(s): {sorted(unknown)}")
+        order = changes.get("print_log_order", self.state.print_log_order)
+        if order not in PRINT_LOG_ORDERS:
+            raise ValueError(f"print_log_order must be one of {PRINT_LOG_ORDERS}")
         if "auth" in changes:
             self.state.auth_enabled = bool(changes["auth"])
         if "print_log" in changes:
             self.state.print_log_available = bool(changes["print_log"])
+        self.state.print_log_order = order
         return {
             "auth": self.state.auth_enabled,
             "print_log": self.state.print_log_available,
+            "print_log_order": self.state.print_log_order,
             "version": APP_VERSION,
         }
 
@@ -669,14 +678,27 @@ class BambuddySim:
         return event, fields
 
     def fire_webhook(
-        self, url: str, secret: str | None, run_id: int | None = None, **overrides: Any
+        self,
+        url: str,
+        secret: str | None,
+        run_id: int | None = None,
+        *,
+        photo_bytes: int | None = None,
+        **overrides: Any,
     ) -> httpx.Response:
-        """Send the webhook for ``run_id`` (default: the newest print-log run), as Bambuddy would."""
+        """Send the webhook for ``run_id`` (default: the newest print-log run), as Bambuddy would.
+
+        ``photo_bytes``: the run has a finish photo of that size; it travels as ``finish_photo_url`` and, up to
+        2,500,000 bytes, as base64 ``image`` (bambuddy-api.md §6)."""
         with self.state.lock:
             run_id = run_id or max(self.state.print_log, default=None)
         if run_id is None:
             raise ValueError("no print-log run to announce")
         event, fields = self.webhook_fields(run_id)
+        if photo_bytes is not None:
+            with self.state.lock:
+                archive_id = self.state.print_log[run_id]["archive_id"]
+            fields.update(finish_photo_fields(archive_id, finish_photo(photo_bytes, seed=run_id)))
         event = overrides.pop("event", event)
         return fire_webhook(url, secret, event, **{**fields, **overrides})
 

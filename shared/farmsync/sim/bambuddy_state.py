@@ -18,6 +18,7 @@ from farmsync.sim.common import dump_records, iso, load_records, stable_hex, tin
 
 APP_VERSION = "1.2.5.2"
 STREAM_TOKEN_LIFETIME = timedelta(minutes=60)
+PRINT_LOG_ORDERS = ("released", "start_time")
 
 # The permission flags an API key carries, with Bambuddy's defaults for a new key.
 KEY_SCOPES_DEFAULT = {
@@ -208,6 +209,9 @@ class BambuddyState:
     auth_enabled: bool = False
     # Assumption: a Bambuddy from before the print log answers its routes like any unknown FastAPI route (404).
     print_log_available: bool = True
+    # "released" (1.2.5.2): created_at desc, ties in ascending id. "start_time" (1.2.6 dev):
+    # coalesce(started_at, created_at) desc, id desc.
+    print_log_order: str = "released"
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     # ----------------------------------------------------------------- seed data
@@ -278,19 +282,20 @@ class BambuddyState:
         return max(table, default=0) + 1
 
     def now(self) -> datetime:
-        """The time for a new event: wall-clock UTC, but never before the newest row already stored.
+        """The time for a new event: wall-clock UTC in whole seconds, never before the newest row stored.
 
         Seeded scenarios may lie in the future of the machine's clock; this keeps "newest first" true for
-        everything added afterwards.
+        everything added afterwards. Two events in the same second share it, as on the real server.
         """
         with self.lock:
             latest = max(
                 (r["created_at"] for t in (self.archives, self.print_log, self.usage) for r in t.values()),
                 default=None,
             )
-        now = utcnow()
-        if latest is not None and now <= latest:
-            now = latest + timedelta(seconds=1)
+        now = utcnow().replace(microsecond=0)
+        if latest is not None and now < latest:
+            whole = latest.replace(microsecond=0)
+            now = whole if whole == latest else whole + timedelta(seconds=1)
         return now
 
     def printer(self, printer: int | str) -> dict[str, Any]:
@@ -425,7 +430,8 @@ class BambuddyState:
                 "filament_used_grams": used_grams,
                 "failure_reason": archive["failure_reason"],
                 "thumbnail_path": archive["thumbnail_path"],
-                "created_at": finished,
+                # The print log stores created_at in whole seconds.
+                "created_at": finished.replace(microsecond=0),
             }
             self.print_log[run["id"]] = run
             if usage:
@@ -555,8 +561,15 @@ class BambuddyState:
                 and (date_from is None or r["created_at"] >= date_from)
                 and (date_to is None or r["created_at"] <= date_to)
             ]
-            rows.sort(key=lambda r: (r["created_at"], r["id"]), reverse=True)
-            return rows
+            return self.order_print_log(rows)
+
+    def order_print_log(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The server's order (bambuddy-api.md §2.5): the released one sorts on created_at alone and SQLite
+        returns tied rows in ascending id; the next release sorts on coalesce(started_at, created_at), id."""
+        if self.print_log_order == "start_time":
+            return sorted(rows, key=lambda r: (r["started_at"] or r["created_at"], r["id"]), reverse=True)
+        by_id = sorted(rows, key=lambda r: r["id"])
+        return sorted(by_id, key=lambda r: r["created_at"], reverse=True)
 
     # ----------------------------------------------------------------- spools
 

@@ -27,6 +27,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from farmsync.sim.common import JSON
 
 FAULT_KINDS = ("503", "drop", "timeout")
+"""Drawn by default. ``locked`` (below) is only drawn when asked for in ``fault_kinds``."""
+ALL_FAULT_KINDS = (*FAULT_KINDS, "locked")
+LOCKED_BODY = {"detail": "database is locked"}
+"""InvenTree on SQLite under concurrent writes: 500 ``database is locked`` (inventree-api.md §6); the write is
+rolled back. Assumption: the message travels in DRF's usual ``detail`` key."""
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -77,8 +82,8 @@ class Knobs:
         kinds = {str(k): float(v) for k, v in dict(kinds).items()}
         if latency < 0 or not 0.0 <= rate <= 1.0 or timeout < 0:
             raise ValueError("latency_ms and fault_timeout must be >= 0, fault_rate within 0..1")
-        if not kinds or set(kinds) - set(FAULT_KINDS) or any(w < 0 for w in kinds.values()):
-            raise ValueError(f"fault_kinds must be weights for some of {FAULT_KINDS}")
+        if not kinds or set(kinds) - set(ALL_FAULT_KINDS) or any(w < 0 for w in kinds.values()):
+            raise ValueError(f"fault_kinds must be weights for some of {ALL_FAULT_KINDS}")
         with self._lock:
             self.latency_ms, self.fault_rate, self.fault_timeout, self.fault_kinds = (
                 latency,
@@ -188,11 +193,16 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
 class SimMiddleware:
     """Applies :class:`Knobs` to ``app`` and logs its requests; hands ``/_sim/`` paths to ``control``."""
 
-    def __init__(self, app: ASGIApp, control: ASGIApp, knobs: Knobs, log: RequestLog) -> None:
+    def __init__(
+        self, app: ASGIApp, control: ASGIApp, knobs: Knobs, log: RequestLog, *, locked_writes: bool = False
+    ) -> None:
         self.app = app
         self.control = control
         self.knobs = knobs
         self.log = log
+        self.locked_writes = (
+            locked_writes  # the ``locked`` fault applies (to writes only): InvenTree on SQLite
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -207,6 +217,12 @@ class SimMiddleware:
         if self.knobs.latency_ms:
             await asyncio.sleep(self.knobs.latency_ms / 1000.0)
         fault = self.knobs.pick_fault()
+        if fault == "locked" and not (self.locked_writes and scope["method"] not in SAFE_METHODS):
+            fault = None
+        if fault == "locked":
+            self._record(scope, 500, started, fault)
+            await JSON(LOCKED_BODY, status_code=500)(scope, receive, send)
+            return
         if fault == "503":
             self._record(scope, 503, started, fault)
             await JSON({"detail": "Service Unavailable (simulated fault)"}, status_code=503)(

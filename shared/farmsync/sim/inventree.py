@@ -733,7 +733,7 @@ class InvenTreeSim:
         control = control_app(
             self.knobs, self.log, state_dump=self.state.dump, reset=self.reset, config=self.configure
         )
-        self.app = SimMiddleware(build_app(self.state), control, self.knobs, self.log)
+        self.app = SimMiddleware(build_app(self.state), control, self.knobs, self.log, locked_writes=True)
 
     def _load(self) -> None:
         with self.state.lock:

@@ -100,7 +100,7 @@ def _part_parsers(state: InvenTreeState) -> dict[str, Parser]:
     def category(value: Any) -> int | None:
         pk = parse_pk(value, state.categories)
         if pk is not None and state.categories[pk]["structural"]:
-            # Assumption: InvenTree's message for a structural category.
+            # The message a real API-530 server gives (inventree-api.md §6).
             raise FieldInvalid("Parts cannot be assigned to structural part categories!")
         return pk
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from farmsync.sim.common import date_text, dump_records, load_records, minute_text, stable_hex, utcnow
 
-DEFAULT_API_VERSION = 425
+DEFAULT_API_VERSION = 530
 GENERIC_PARAMETERS_API = 430  # /api/parameter/... replaces /api/part/parameter/... (PR #10699)
 HISTORY_SURVIVES_API = 450  # tracking rows keep item=null and gain ``part`` and the part filter (PR #11260)
 # Assumption: the structural-transfer error text changed together with the 450 tracking change.

@@ -7,6 +7,8 @@ strings, with no archive id. The only auth it can send is an ``Authorization`` h
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -102,6 +104,25 @@ def build_payload(
     payload.update({"event": event, **variables, "app_name": APP_NAME})
     payload.update({key: str(value) for key, value in extra.items() if value is not None})
     return payload
+
+
+IMAGE_MAX_BYTES = 2_500_000
+"""Bambuddy attaches the finish photo as base64 ``image`` only up to this size (bambuddy-api.md §6)."""
+
+
+def finish_photo(size: int, *, seed: int = 0) -> bytes:
+    """A stand-in finish photo of exactly ``size`` bytes (a JPEG header, then filler that base64 can't shrink)."""
+    header = b"\xff\xd8\xff\xe0"
+    filler = hashlib.shake_256(f"photo-{seed}".encode()).digest(max(0, size - len(header)))
+    return (header + filler)[:size]
+
+
+def finish_photo_fields(archive_id: int | None, photo: bytes) -> dict[str, str]:
+    """What a finish photo adds to the payload: its URL, and the photo itself as base64 when small enough."""
+    fields = {"finish_photo_url": f"/api/v1/archives/{archive_id}/photos/finish.jpg"}
+    if len(photo) <= IMAGE_MAX_BYTES:
+        fields["image"] = base64.b64encode(photo).decode("ascii")
+    return fields
 
 
 def webhook_headers(secret: str | None) -> dict[str, str]:

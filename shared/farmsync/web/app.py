@@ -50,6 +50,7 @@ W = "farmsync.web.routes"
 FORCE = Param("force", "boolean", "Refresh parameters, image and link of an already synced print.")
 MAX_ARCHIVES = Param("max_archives", "integer", "Stop after this many prints were synced.", 1)
 BUDGET = Param("budget_seconds", "integer", "Stop starting new prints after this many seconds.", 1)
+RETRY = Param("retry", "string", "now: retry prints waiting after a failure without waiting.")
 SECRET = Param("secret", "string", "The webhook secret, for callers that cannot send it as a header.")
 
 ROUTES: list[Route] = [
@@ -73,14 +74,14 @@ ROUTES: list[Route] = [
         lazy(f"{P}:backfill"),
         "service",
         "Sync every completed print not yet synced.",
-        params=(MAX_ARCHIVES, BUDGET),
+        params=(MAX_ARCHIVES, BUDGET, RETRY),
     ),
     Route(
         "POST",
         "/webhooks/bambuddy",
         lazy(f"{P}:webhook"),
         "webhook",
-        "Bambuddy notification: triggers an incremental tick.",
+        "Bambuddy notification (body up to 8 MiB, finish photo included): triggers an incremental tick.",
         params=(SECRET,),
         body="json-object",
     ),

@@ -53,7 +53,13 @@ async def prints_section(services: Services) -> str:
         ("synced", str(counts.get("done", 0))),
         ("pending retry", str(counts.get("failed", 0))),
         ("parked", str(counts.get("parked", 0))),
-        ("cursor", escape(", ".join(f"{k} #{v.get('id')}" for k, v in status["cursor"].items()) or "none")),
+        (
+            "cursor",
+            escape(
+                ", ".join(f"{k} {v.get('time') or v.get('id')}" for k, v in status["cursor"].items())
+                or "none"
+            ),
+        ),
         ("last run", escape(when(last.get("at")))),
     ]
     card_html = "".join(
