@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from configparser import ConfigParser
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from farmsync.settings import Settings
 from farmsync.web.app import ROUTES, api_router, app_router
@@ -617,12 +619,11 @@ def test_the_image_build_context_makes_a_complete_package(tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stderr
     info = egg / "farmsync.egg-info"
-    requirements = [
-        line.strip()
-        for line in (ROOT / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    assert (info / "requires.txt").read_text().split() == requirements
+    # The package declares pyproject's ranges (core, then the extras); the image installs the lock first.
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = (info / "requires.txt").read_text().split("\n[", 1)[0].split()
+    assert [Requirement(r) for r in core] == [Requirement(r) for r in declared["dependencies"]]
+    assert "[firestore]" in (info / "requires.txt").read_text()
     assert "farmsync = farmsync.cli:main" in (info / "entry_points.txt").read_text()
     for data in ("web/templates/dashboard.css", "web/openapi.json", "sim/scenarios/tiny.json", "py.typed"):
         assert (lib / "farmsync" / data).is_file(), data
