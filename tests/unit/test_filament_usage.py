@@ -258,3 +258,32 @@ async def test_a_lease_lost_mid_row_is_left_to_the_run_that_took_it_over(
     [line] = report.usage.lines
     assert line.outcome is Outcome.UNCHANGED and line.recovered and len(filament_fake.removals(1)) == 1
     assert filament_fake.items[1]["quantity"] == 470.0
+
+
+async def test_a_failed_row_holds_back_the_later_rows_of_its_spool(
+    filament_fake: FakeFarm, filament_services: MakeServices, tmp_path: Path
+) -> None:
+    """A spool empties in the order it was used: with row 1 failing, row 2 must not take the last grams first."""
+    filament_fake.api_version = 530  # the depleted item's history stays readable for the assertions
+    one_spool(filament_fake, 40.0)
+    filament_fake.use(1, 11, 30.0)
+    filament_fake.use(2, 11, 30.0)
+    filament_fake.fail_once[("POST", "/api/stock/remove/")] = 503  # row 1's removal
+    clock = ManualClock()
+    store = SqliteStore(tmp_path / "lanes.sqlite3", clock=clock)
+    first = await usage(filament_services(store=store))
+    assert [(line.usage_id, line.outcome) for line in first.usage.lines] == [
+        (1, Outcome.FAILED),
+        (2, Outcome.PENDING),
+    ]
+    assert "waits for usage row 1" in (first.usage.lines[1].reason or "")
+    assert filament_fake.removals() == [] and first.usage.cursor_after == 0
+
+    clock.advance(3600)
+    second = await usage(filament_services(store=store))
+    assert [(line.usage_id, line.outcome) for line in second.usage.lines] == [
+        (1, Outcome.APPLIED),
+        (2, Outcome.APPLIED),
+    ]
+    charged = [(r["notes"], r["deltas"]["removed"]) for r in filament_fake.removals()]
+    assert charged == [("bambuddy:usage:1:", 30.0), ("bambuddy:usage:2:", 10.0)]  # row 2 takes what is left

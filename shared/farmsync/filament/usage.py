@@ -114,11 +114,37 @@ async def usage_lanes(ctx: FilamentSync, rows: list[UsageRecord]) -> list[UsageL
 
     async def worker() -> None:
         while waiting:
-            for row in waiting.pop(0):
-                lines.append(await usage_row(ctx, row))
+            lane = waiting.pop(0)
+            for index, row in enumerate(lane):
+                line = await usage_row(ctx, row)
+                lines.append(line)
+                # A spool empties in the order it was used: a row not done in this run holds back the rest.
+                if line.outcome in (Outcome.FAILED, Outcome.PENDING):
+                    lines.extend(held_back(later, row) for later in lane[index + 1 :])
+                    break
 
     await run_all([worker() for _ in range(max(1, min(ctx.settings.sync_concurrency, len(lanes))))])
     return sorted(lines, key=lambda line: line.usage_id)
+
+
+def held_back(row: UsageRecord, blocker: UsageRecord) -> UsageLine:
+    """A row left for the next run because an earlier row of its spool is not finished.
+
+    Charging it first could empty the spool out of order: the earlier row would then find nothing left, and
+    InvenTree would end up charged for different prints than a run without the failure would charge."""
+    return line_for(row, Outcome.PENDING, reason=f"waits for usage row {blocker.id} of the same spool")
+
+
+def line_for(row: UsageRecord, outcome: Outcome, *, reason: str | None = None) -> UsageLine:
+    return UsageLine(
+        usage_id=row.id,
+        spool_id=row.spool_id,
+        status=row.status,
+        grams=round(row.weight_used, 3),
+        print_name=row.print_name,
+        outcome=outcome,
+        reason=reason,
+    )
 
 
 def counted(ctx: FilamentSync, row: UsageRecord) -> bool:
@@ -154,14 +180,7 @@ def left_out(ctx: FilamentSync, rows: list[UsageRecord]) -> list[LeftOut]:
 async def usage_row(ctx: FilamentSync, row: UsageRecord) -> UsageLine:
     """One usage row, end to end; never raises for upstream trouble (the row is released and retried)."""
     s = ctx.settings
-    line = UsageLine(
-        usage_id=row.id,
-        spool_id=row.spool_id,
-        status=row.status,
-        grams=round(row.weight_used, 3),
-        print_name=row.print_name,
-        outcome=Outcome.SKIPPED,
-    )
+    line = line_for(row, Outcome.SKIPPED)
     if not counted(ctx, row):
         line.reason = f"status {row.status!r} is not in FILAMENT_USAGE_SUCCESS_STATUSES"
         return line
