@@ -16,7 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from farmsync.gcode.plan import utc
-from farmsync.gcode.report import EXIT_OK, EXIT_PARTIAL, STATUS_STYLE, PrinterOutcome, human_size
+from farmsync.gcode.report import EXIT_OK, EXIT_PARTIAL, STATUS_STYLE, PrinterOutcome
+from farmsync.human import human_size
 
 
 class PullResult(StrEnum):
