@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from farmsync.errors import InputError
+from farmsync.human import iso_time
 from farmsync.prints import tick as ticks
 from farmsync.prints.pipeline import PrintSync
 from farmsync.services import Services, get_services
@@ -111,18 +112,18 @@ async def print_status(services: Services) -> dict[str, Any]:
     for stream in (ticks.RUN_STREAM, ticks.ARCHIVE_STREAM):
         cursor = await store.get_cursor(stream)
         if cursor is not None:
-            cursors[stream] = cursor.value
+            cursors[stream] = _stamped(cursor.value)
     out["cursor"] = cursors
-    out["last_tick"] = await store.get_value("meta", "last-tick")
-    out["last_backfill"] = await store.get_value("meta", "last-backfill")
+    out["last_tick"] = _stamped(await store.get_value("meta", "last-tick"))
+    out["last_backfill"] = _stamped(await store.get_value("meta", "last-backfill"))
 
     def brief(record: Any) -> dict[str, Any]:
         return {
             "key": f"{record.namespace}:{record.key}",
             "attempts": record.attempts,
             "error": record.last_error,
-            "retry_at": record.not_before,
-            "updated_at": record.updated_at,
+            "retry_at": iso_time(record.not_before),
+            "updated_at": iso_time(record.updated_at),
         }
 
     for label, state in (("pending", State.FAILED), ("parked", State.PARKED), ("in_progress", State.CLAIMED)):
@@ -130,11 +131,18 @@ async def print_status(services: Services) -> dict[str, Any]:
         out[label] = [brief(r) for r in sorted(records, key=lambda r: -r.updated_at)[:50]]
     recent = [*await store.list("run", State.DONE, 20), *await store.list("archive", State.DONE, 20)]
     out["recent"] = [
-        {"key": f"{r.namespace}:{r.key}", **(r.result or {}), "at": r.updated_at}
+        {"key": f"{r.namespace}:{r.key}", **(r.result or {}), "at": iso_time(r.updated_at)}
         for r in sorted(recent, key=lambda r: (-r.updated_at, -_numeric(r.key)))[:20]
     ]
     out["recent_failures"] = (out["pending"] + out["parked"])[:20]
     return out
+
+
+def _stamped(value: Any) -> Any:
+    """A stored dict with its epoch ``at`` as ISO 8601 with a zone, as every time in farmsync's JSON."""
+    if isinstance(value, dict) and "at" in value:
+        return {**value, "at": iso_time(value["at"])}
+    return value
 
 
 def _numeric(key: str) -> int:
