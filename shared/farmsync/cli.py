@@ -105,7 +105,7 @@ def warn_unknown_settings(ctx: click.Context, env_file: str | None) -> None:
     from farmsync.envcheck import check_environment
 
     root = ctx.find_root()
-    if root.obj is None or root.obj.get("env_checked"):
+    if not isinstance(root.obj, dict) or root.obj.get("env_checked"):
         return
     root.obj["env_checked"] = True
     for line in check_environment(env_file):

@@ -132,7 +132,8 @@ def render_print_report(data: dict[str, Any]) -> None:
     )
     out.print(
         f"{data['mode']}: {len(items)} print(s) in {human_duration(data['seconds'])}: {totals}{stopped}. "
-        f"Requests: Bambuddy {data['bambuddy_requests']}, InvenTree {data['inventree_requests']}."
+        f"Requests: Bambuddy {data['bambuddy_requests']}, InvenTree {data['inventree_requests']}.",
+        highlight=False,
     )
     waiting = [i["retry_at"] for i in items if i["outcome"] in ("failed", "pending") and i.get("retry_at")]
     if waiting:

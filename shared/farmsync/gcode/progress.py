@@ -17,12 +17,13 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.table import Column
 from rich.text import Text
 
 from farmsync.gcode.engine import MirrorListener
 from farmsync.gcode.plan import Action, Op, Plan
 from farmsync.gcode.report import ActionReport, ActionResult, PrinterReport
-from farmsync.human import human_duration, human_rate, human_size
+from farmsync.human import human_duration, human_rate
 
 OVERALL = "all printers"
 
@@ -55,16 +56,27 @@ class _Row:
     tally: Tally = field(default_factory=Tally)
 
 
+def human_pair(done: int, total: int) -> str:
+    """``1.5/4.0 MiB``: both figures in the total's unit, so the pair reads at a glance."""
+    unit, scale = "B", 1
+    for name, factor in (("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)):
+        if total >= factor:
+            unit, scale = name, factor
+    if scale == 1:
+        return f"{done}/{total} B"
+    return f"{done / scale:.1f}/{total / scale:.1f} {unit}"
+
+
 class BytesColumn(ProgressColumn):
-    """``1.5/4.0 MiB · 1.0 MiB/s · ETA 3 s`` from the row's tally (not from rich's socket-fed speed)."""
+    """``1.5/4.0 MiB 1.0 MiB/s ETA 3 s`` from the row's tally (not from rich's socket-fed speed)."""
 
     def render(self, task: Task) -> Text:
         tally = task.fields["tally"]
         now = time.monotonic()
-        return Text(
-            f"{human_size(tally.confirmed)}/{human_size(tally.planned)} "
-            f"{human_rate(tally.rate(now))} ETA {human_duration(tally.eta(now))}"
-        )
+        text = f"{human_pair(tally.confirmed, tally.planned)} {human_rate(tally.rate(now))}"
+        if tally.finished is None:
+            text += f" ETA {human_duration(tally.eta(now))}"
+        return Text(text)
 
 
 class ProgressDisplay(MirrorListener):
@@ -73,10 +85,10 @@ class ProgressDisplay(MirrorListener):
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
         self.bars = Progress(
-            TextColumn("[bold]{task.fields[printer]}", table_column=None),
-            BarColumn(bar_width=12),
-            BytesColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("[bold]{task.fields[printer]}", table_column=Column(max_width=16, no_wrap=True)),
+            BarColumn(bar_width=10),
+            BytesColumn(table_column=Column(no_wrap=True)),
+            TextColumn("{task.description}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
             console=self.console,
             refresh_per_second=4,
         )

@@ -267,7 +267,7 @@ def render_summary(console: Console, report: MirrorReport) -> None:
             row.append(human_size(p.bytes_uploaded))
         table.add_row(*row)
     console.print(table)
-    console.print(totals_line(report))
+    console.print(totals_line(report), highlight=False)
     for name in report.excluded:
         console.print(f"[dim]excluded: {escape(name)} (not contacted)[/]")
     for p in report.printers:
