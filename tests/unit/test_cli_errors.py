@@ -55,3 +55,23 @@ async def test_a_connection_failure_names_host_and_port() -> None:
             await client.request("GET", "/api/")
     finally:
         await client.aclose()
+
+
+def test_shell_completion_as_the_readme_documents_it() -> None:
+    """README: ``eval "$(_FARMSYNC_COMPLETE=bash_source farmsync)"``; the lazy subcommands complete too."""
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert 'eval "$(_FARMSYNC_COMPLETE=bash_source farmsync)"' in readme
+    script = "import sys; from farmsync.cli import cli; cli(prog_name='farmsync')"
+    env = {"PATH": "/usr/bin:/bin", "COMP_WORDS": "farmsync sta", "COMP_CWORD": "1"}
+    answer = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, "_FARMSYNC_COMPLETE": "bash_complete"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert answer.stdout.split() == ["plain,status"], answer.stderr
