@@ -66,6 +66,17 @@ def iso_time(value: Any) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def with_iso_times(value: Any, *keys: str) -> Any:
+    """A stored dict with its epoch-second times (``at`` unless named) as ISO 8601 with a zone, for JSON readers.
+
+    The store keeps epoch seconds (cheap to compare); what a route or ``--json`` shows is ISO 8601. Anything that
+    is not a dict passes through unchanged.
+    """
+    if not isinstance(value, dict):
+        return value
+    return {**value, **{k: iso_time(value[k]) for k in keys or ("at",) if k in value}}
+
+
 def human_time(value: Any, now: datetime | None = None) -> str:
     """``in 4 min (07:14)``, ``2 h ago (05:10)``, or a local date for anything over a day away."""
     moment = parse_time(value)

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from farmsync.errors import InputError
-from farmsync.human import iso_time
+from farmsync.human import iso_time, with_iso_times
 from farmsync.prints import tick as ticks
 from farmsync.prints.pipeline import PrintSync
 from farmsync.services import Services, get_services
@@ -112,10 +112,10 @@ async def print_status(services: Services) -> dict[str, Any]:
     for stream in (ticks.RUN_STREAM, ticks.ARCHIVE_STREAM):
         cursor = await store.get_cursor(stream)
         if cursor is not None:
-            cursors[stream] = _stamped(cursor.value)
+            cursors[stream] = with_iso_times(cursor.value)
     out["cursor"] = cursors
-    out["last_tick"] = _stamped(await store.get_value("meta", "last-tick"))
-    out["last_backfill"] = _stamped(await store.get_value("meta", "last-backfill"))
+    out["last_tick"] = with_iso_times(await store.get_value("meta", "last-tick"))
+    out["last_backfill"] = with_iso_times(await store.get_value("meta", "last-backfill"))
 
     def brief(record: Any) -> dict[str, Any]:
         return {
@@ -136,13 +136,6 @@ async def print_status(services: Services) -> dict[str, Any]:
     ]
     out["recent_failures"] = (out["pending"] + out["parked"])[:20]
     return out
-
-
-def _stamped(value: Any) -> Any:
-    """A stored dict with its epoch ``at`` as ISO 8601 with a zone, as every time in farmsync's JSON."""
-    if isinstance(value, dict) and "at" in value:
-        return {**value, "at": iso_time(value["at"])}
-    return value
 
 
 def _numeric(key: str) -> int:
