@@ -198,10 +198,17 @@ def tick_command(ctx: click.Context, which: str, as_json: bool) -> None:
         data = jsonable(run(services, run_scheduled))
         emit(data, as_json, render_filament)
     else:
+        from farmsync.gcode.pull_report import PullReport, render_pull_report
+        from farmsync.gcode.report import render_report
         from farmsync.gcode.routes import run_scheduled as run_gcode
 
-        data = jsonable(run(services, run_gcode))
-        emit(data, as_json, lambda d: console().print_json(data=d))
+        report = run(services, run_gcode)
+        if as_json:
+            emit(jsonable(report), True, print)
+        elif isinstance(report, PullReport):
+            render_pull_report(report_console(), report)
+        else:
+            render_report(report_console(), report)
 
 
 @click.group("sync")

@@ -115,3 +115,22 @@ def test_filament_shows_names_and_changes(env_file: Path, sim_farm: SimFarm) -> 
     assert "POST" in verbose and "/api/stock/remove/" in verbose and "already there" in verbose
     code, raw, _ = invoke(env_file, "filament", "--json")
     assert json.loads(raw)["writes"][0]["path"].startswith("/api/")
+
+
+def test_tick_gcode_is_a_report_not_raw_json(env_file: Path, tmp_path: Path) -> None:  # noqa: F811
+    from farmsync.sim.printers import FakePrinters, PrinterSpec, write_master
+
+    printers = FakePrinters((PrinterSpec("Ash", "MK4", "prusalink"),), tmp_path).start()
+    try:
+        write_master(tmp_path / "master")
+        with env_file.open("a") as env:
+            env.write(
+                f"GCODE_PRINTERS_FILE={printers.printers_yml()}\nGCODE_SOURCE_DIR={tmp_path / 'master'}\n"
+            )
+        code, out, _ = invoke(env_file, "tick", "gcode")
+    finally:
+        printers.stop()
+    assert code == 0, out
+    fits(out)
+    assert "{" not in out and "Ash (prusalink, IDLE)" in out
+    assert out.strip().splitlines()[-1].startswith("would send 5 file(s), ")
