@@ -126,8 +126,8 @@ def config(ctx: click.Context, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="farmsync settings", show_lines=False)
-    table.add_column("variable", style="bold")
-    table.add_column("value")
+    table.add_column("variable", style="bold", overflow="fold")
+    table.add_column("value", overflow="fold")
     for name, value in values.items():
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)

@@ -504,8 +504,9 @@ def validate_command(ctx: click.Context, as_json: bool) -> None:
         from rich.table import Table
 
         table = Table(title="farmsync validate")
-        for column in ("check", "level", "message"):
-            table.add_column(column)
+        table.add_column("check", overflow="fold")
+        table.add_column("level", no_wrap=True)
+        table.add_column("message", overflow="fold", ratio=1)
         colours = {"ok": "green", "warning": "yellow", "error": "red"}
         for item in d["checks"]:
             table.add_row(item["check"], f"[{colours[item['level']]}]{item['level']}[/]", item["message"])
