@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from farmsync.cli import EXIT_PARTIAL, load_settings_for
+from farmsync.human import counts_text, report_console
 from farmsync.services import Services, set_services
 from farmsync.web.router import jsonable
 
@@ -61,12 +62,6 @@ def console_stderr() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-def report_console() -> Any:
-    from farmsync.human import report_console as make
-
-    return make()
 
 
 # --- prints --------------------------------------------------------------------------------------------------------
@@ -126,7 +121,7 @@ def render_print_report(data: dict[str, Any]) -> None:
             outcome = f"[{colour}]{item['outcome']}[/]" if colour else item["outcome"]
             table.add_row(escape(_print_label(item)), outcome, escape(_print_detail(item)))
         out.print(table)
-    totals = ", ".join(f"{v} {k}" for k, v in data["totals"].items() if v) or "nothing to do"
+    totals = counts_text(data["totals"])
     stopped = (
         "" if data["stopped"] == "complete" else f"; stopped early ({data['stopped'].replace('_', ' ')})"
     )
@@ -373,7 +368,7 @@ def render_filament(data: dict[str, Any], *, verbose: bool = False) -> None:
             )
         out.print(table)
     for step, counts in data.get("totals", {}).items():
-        out.print(f"{step}: {', '.join(f'{v} {k}' for k, v in counts.items()) or 'nothing to do'}")
+        out.print(f"{step}: {counts_text(counts)}")
     for name in ("usage", "locations"):
         for warning in (data.get(name) or {}).get("warnings", []):
             out.print(f"[yellow]warning[/] {name}: {escape(warning)}")
@@ -432,7 +427,7 @@ def _last_run(run: dict[str, Any] | None) -> str:
 
     if not run:
         return "never"
-    totals = ", ".join(f"{v} {k}" for k, v in (run.get("totals") or {}).items() if v) or "nothing to do"
+    totals = counts_text(run.get("totals"))
     stopped = "" if run.get("stopped") in (None, "complete") else f", stopped early ({run['stopped']})"
     return f"{human_time(run.get('at'))}: {totals} in {human_duration(run.get('seconds'))}{stopped}"
 
@@ -451,7 +446,7 @@ def render_status(d: dict[str, Any]) -> None:
     table.add_row("unit", f"one stock item per {'print-log run' if d['unit'] == 'run' else 'archive'}")
     for ns in ("runs", "archives"):
         if d.get(ns):
-            table.add_row(ns, ", ".join(f"{v} {k}" for k, v in d[ns].items()))
+            table.add_row(ns, counts_text(d[ns]))
     cursors = d.get("cursor") or {}
     if not cursors:
         table.add_row("cursor", "not set yet: the next tick reads the whole print log")

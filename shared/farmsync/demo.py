@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from farmsync.human import counts_text
 from farmsync.sim.printers import MIB, FakePrinters, PrinterSpec, write_master
 
 # Credentials of the simulated farm only: the demo never talks to anything but its own loopback fakes.
@@ -158,10 +159,6 @@ async def timed(
     out.print(f"{mark} {name}: {detail} [dim]({steps[-1].seconds} s)[/]")
 
 
-def totals_text(totals: dict[str, int]) -> str:
-    return ", ".join(f"{v} {k}" for k, v in totals.items() if v) or "nothing to do"
-
-
 async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> list[Step]:
     import httpx
 
@@ -178,7 +175,7 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
         report = await ticks.backfill(print_sync(services))
         await remember(services, "backfill", report)
         runs = services.sync_store.counts("run")["done"]
-        return report.ok, f"{totals_text(report.totals())} → {runs} stock items, one per completed run"
+        return report.ok, f"{counts_text(report.totals())} → {runs} stock items, one per completed run"
 
     async def webhook() -> tuple[bool, str]:
         state = farm.sim.bambuddy.state
@@ -196,7 +193,7 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
         return (
             ok,
             f"reprint of archive #{first} (run #{run['id']}) → webhook {response.status_code}, "
-            f"{totals_text(body.get('totals', {}))}",
+            f"{counts_text(body.get('totals', {}))}",
         )
 
     async def filament_dry() -> tuple[bool, str]:

@@ -23,6 +23,11 @@ def human_size(size: int | None) -> str:
     return str(size)
 
 
+def counts_text(counts: dict[str, int] | None, empty: str = "nothing to do") -> str:
+    """``9 synced, 2 failed`` from ``{"synced": 9, "failed": 2, "parked": 0}``: zero counts left out."""
+    return ", ".join(f"{v} {k}" for k, v in (counts or {}).items() if v) or empty
+
+
 def human_rate(bytes_per_second: float | None) -> str:
     """``1.0 MiB/s``, in the same units as :func:`human_size`; ``–`` when not known yet."""
     if not bytes_per_second:
