@@ -317,10 +317,8 @@ def _demo(out: Any, workdir: Path, port: int, *, once: bool, kept: bool) -> bool
         # loop each); both use the same SQLite store file, as separate processes would.
         app = AppServer(Services(settings), free_port(port)).start()
         services = Services(settings)
-        out.print(
-            f"Bambuddy {farm.sim.bambuddy_url} · InvenTree {farm.sim.inventree_url} · "
-            "printers Ash (idle), Bishop (printing), Voron (Klipper)"
-        )
+        where = "" if once else f"Bambuddy {farm.sim.bambuddy_url} · InvenTree {farm.sim.inventree_url} · "
+        out.print(f"{where}printers Ash (idle), Bishop (printing), Voron (Klipper)")
         out.print("[bold]Steps[/] (each runs the same code as the farmsync command or route named):")
         with through_console(out):
             steps = asyncio.run(run_steps(services, farm, app, out))

@@ -23,7 +23,7 @@ from rich.text import Text
 from farmsync.gcode.engine import MirrorListener
 from farmsync.gcode.plan import Action, Op, Plan
 from farmsync.gcode.report import ActionReport, ActionResult, PrinterReport
-from farmsync.human import human_duration, human_rate
+from farmsync.human import human_duration, human_rate, human_size
 
 OVERALL = "all printers"
 
@@ -145,7 +145,8 @@ class ProgressDisplay(MirrorListener):
             if tally.started is None and action.op in (Op.UPLOAD, Op.REPLACE):
                 tally.started = now
         verb = {"upload": "sending", "replace": "replacing", "delete": "deleting"}.get(action.op.value)
-        self._refresh(row, f"{verb or action.op.value} {escape(action.path.rpartition('/')[2])}")
+        size = f" ({human_size(action.size)})" if action.size and action.op in (Op.UPLOAD, Op.REPLACE) else ""
+        self._refresh(row, f"{verb or action.op.value} {escape(action.path.rpartition('/')[2])}{size}")
 
     def progress(self, printer: str, action: Action, nbytes: int) -> None:
         """Bytes handed to the socket: not shown, since the printer may not have them yet."""
