@@ -46,11 +46,8 @@ class CheckedDisplay(ProgressDisplay):
         self.samples: list[tuple[int, int]] = []  # (shown, received)
 
     def _check(self) -> None:
-        received = self.printer.body_bytes_read
-        shown = self.confirmed("Ash")
-        self.samples.append((shown, received))
-        assert shown <= received, f"the bar shows {shown} bytes, the printer has {received}"
-        assert self.confirmed() <= received
+        # recorded, not asserted here: the engine switches off a display that raises, and carries on
+        self.samples.append((max(self.confirmed("Ash"), self.confirmed()), self.printer.body_bytes_read))
 
     def progress(self, printer, action, nbytes):  # type: ignore[no-untyped-def]
         super().progress(printer, action, nbytes)
@@ -82,8 +79,9 @@ async def test_the_bar_never_runs_ahead_of_the_printer(tmp_path: Path) -> None:
     total = sum(f.stat().st_size for f in source.rglob("*.gcode"))
     assert elapsed >= total / RATE * 0.8  # the printer really was slow
     assert display.confirmed("Ash") == display.confirmed() == total
-    # the socket took bytes long before the printer had them: without the check above, the bar would have lied
-    assert len(display.samples) > 10
+    ahead = [(shown, received) for shown, received in display.samples if shown > received]
+    assert not ahead, f"the bar showed more than the printer had received (shown, received): {ahead[:3]}"
+    assert len(display.samples) > 10 and display.samples[-1] == (total, total)
     text = console.export_text()
     assert "MiB" in text and not re.search(r"\d MB", text)
 
