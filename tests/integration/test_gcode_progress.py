@@ -84,6 +84,8 @@ async def test_the_bar_never_runs_ahead_of_the_printer(tmp_path: Path) -> None:
     assert len(display.samples) > 10 and display.samples[-1] == (total, total)
     text = console.export_text()
     assert "MiB" in text and not re.search(r"\d MB", text)
+    assert "all printers" in text and re.search(r"ETA [\d.]+ s", text)  # an ETA once the rate is known
+    assert re.search(r"2\.5/2\.5 MiB (9\d\d\.\d KiB|1\.0 MiB)/s", text)  # the real rate: about 1 MiB/s
 
 
 def test_cli_go_ends_with_a_totals_line_at_80_columns(tmp_path: Path) -> None:
