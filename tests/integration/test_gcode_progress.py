@@ -31,8 +31,8 @@ def farm(tmp_path: Path, printer: FakeBuddy, name: str = "Ash") -> tuple[Path, P
         f"{name}:\n  printer_type: MK4\n  host: {printer.url}\n  username: maker\n  password: {printer.password}\n"
     )
     source = tmp_path / "master"
-    (source / "big").mkdir(parents=True)
-    (source / "big" / "benchy.gcode").write_bytes(b"G1 X1 Y1\n" * (2 * RATE // 9))
+    (source / "zz").mkdir(parents=True)  # after small.gcode: an ETA shows while it goes
+    (source / "zz" / "benchy.gcode").write_bytes(b"G1 X1 Y1\n" * (2 * RATE // 9))
     (source / "small.gcode").write_bytes(b"G1 X2\n" * (RATE // 12))
     return config, source
 
@@ -103,4 +103,4 @@ def test_cli_go_ends_with_a_totals_line_at_80_columns(tmp_path: Path) -> None:
     assert re.fullmatch(
         r"sent 2 file\(s\), 2\.\d MiB, to 1 printer\(s\) in \d\.\d s \(\d\.\d MiB/s\)", totals
     ), out
-    assert "big/benchy.gcode" in out
+    assert "zz/benchy.gcode" in out
