@@ -83,7 +83,7 @@ def _print_detail(item: dict[str, Any]) -> str:
 
     detail = item.get("error") or item.get("reason") or ""
     if item["outcome"] in ("failed", "pending") and item.get("retry_at"):
-        detail += f"; retried {human_time(item['retry_at'])}"
+        detail += f"; next try {human_time(item['retry_at'])}"
     elif item.get("stock_item"):
         detail = f"stock item {item['stock_item']}" + (f", part {item['part']}" if item.get("part") else "")
     return detail
@@ -465,9 +465,9 @@ def render_status(d: dict[str, Any]) -> None:
             f"[red]parked[/] {escape(item['key'])} after {item['attempts']} attempts: {escape(item['error'] or '')}"
         )
     for item in d["pending"]:
-        when = f"; retried {human_time(item['retry_at'])}" if item.get("retry_at") else ""
+        when = f"; next try {human_time(item['retry_at'])}" if item.get("retry_at") else ""
         out.print(
-            f"[yellow]waiting[/] {escape(item['key'])} after {item['attempts']} attempt(s): "
+            f"[yellow]waiting[/] {escape(_print_label(item))} after {item['attempts']} attempt(s): "
             f"{escape(item['error'] or '')}{when}"
         )
 

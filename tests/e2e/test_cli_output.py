@@ -53,7 +53,7 @@ def test_a_failed_backfill_says_when_prints_go_again(env_file: Path, sim_farm: S
     code, out, _ = invoke(env_file, "backfill")
     assert code == 2
     fits(out)
-    assert "needs a look" in out and "failed" in out and "retried in " in out
+    assert "needs a look" in out and "failed" in out and "next try in " in out
     sim_farm.inventree.knobs.update(fault_rate=0.0)
     code, out, _ = invoke(env_file, "backfill")  # inside the retry delay: pending, and when they will go
     assert code == 0
@@ -63,6 +63,9 @@ def test_a_failed_backfill_says_when_prints_go_again(env_file: Path, sim_farm: S
     code, raw, _ = invoke(env_file, "backfill", "--json")
     pending = [i for i in json.loads(raw)["items"] if i["outcome"] == "pending"]
     assert pending and all(iso_with_zone(i["retry_at"]) for i in pending)
+    code, out, _ = invoke(env_file, "status")
+    fits(out)
+    assert re.search(r"waiting run \d+ after 1 attempt\(s\): .*next try in", " ".join(out.split()))
 
 
 def test_log_lines_go_through_the_live_console(env_file: Path, sim_farm: SimFarm) -> None:  # noqa: F811
