@@ -7,6 +7,7 @@ never a traceback); 2 partial failure (some items or printers failed, the rest s
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import sys
@@ -49,6 +50,19 @@ class LazyGroup(click.Group):
         module_name, attribute = LAZY_COMMANDS[name].split(":")
         return getattr(importlib.import_module(module_name), attribute)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Click says "No such command"; say which one was probably meant (``statsu`` → ``status``)."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            name = args[0] if args else ""
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.5)
+            if close and not name.startswith("-"):
+                exc.message += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+            raise
+
     @staticmethod
     def _available() -> list[str]:
         found = []
@@ -81,7 +95,21 @@ def load_settings_for(ctx: click.Context, **overrides: Any) -> Any:
     from farmsync.settings import load_settings
 
     env_file = (ctx.find_root().obj or {}).get("env_file")
-    return load_settings(env_file, **overrides)
+    settings = load_settings(env_file, **overrides)
+    warn_unknown_settings(ctx, env_file)
+    return settings
+
+
+def warn_unknown_settings(ctx: click.Context, env_file: str | None) -> None:
+    """``FILAMENT_DRYRUN`` would otherwise be ignored without a word: say so once, with the likely name."""
+    from farmsync.envcheck import check_environment
+
+    root = ctx.find_root()
+    if not isinstance(root.obj, dict) or root.obj.get("env_checked"):
+        return
+    root.obj["env_checked"] = True
+    for line in check_environment(env_file):
+        click.echo(f"warning: {line}", err=True)
 
 
 @cli.command()
@@ -98,8 +126,8 @@ def config(ctx: click.Context, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="farmsync settings", show_lines=False)
-    table.add_column("variable", style="bold")
-    table.add_column("value")
+    table.add_column("variable", style="bold", overflow="fold")
+    table.add_column("value", overflow="fold")
     for name, value in values.items():
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -21,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from farmsync.human import counts_text
+from farmsync.sim.printers import MIB, FakePrinters, PrinterSpec, write_master
 
 # Credentials of the simulated farm only: the demo never talks to anything but its own loopback fakes.
 DEMO_SERVICE_TOKEN = "demo-service-token"  # noqa: S105
@@ -47,64 +51,38 @@ def free_port(preferred: int) -> int:
     raise OSError("no free port on 127.0.0.1")
 
 
-def write_master(folder: Path) -> list[Path]:
-    """A small master folder of G-code in nested folders (link-sync's example layout)."""
-    files = {
-        "apple/prusament pla/apple_0.4n_0.15mm_PLA_MK4IS_4h52m.gcode": 180_000,
-        "apple/prusament petg/apple_0.4n_0.15mm_PETG_MK4IS_4h58m.gcode": 220_000,
-        "banana/prusament pla/banana_0.4n_0.15mm_PLA_MK4IS_2h12m.gcode": 140_000,
-        "banana/prusament petg/banana_0.4n_0.15mm_PETG_MK4IS_2h13m.gcode": 150_000,
-        "calibration/first_layer.gcode": 40_000,
-    }
-    written = []
-    for relative, size in files.items():
-        path = folder / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        line = f"; farmsync demo {relative}\nG1 X10 Y10 E0.5 F1800\n"
-        path.write_text((line * (size // len(line) + 1))[:size])
-        written.append(path)
-    return written
+DEMO_PRINTERS = (
+    PrinterSpec("Ash", "MK4", "prusalink", bandwidth=2 * MIB),
+    PrinterSpec("Bishop", "MK4", "prusalink", busy=True, bandwidth=2 * MIB),
+    PrinterSpec("Voron", "Voron", "moonraker", bandwidth=4 * MIB),
+)
 
 
 class DemoFarm:
     """The simulated farm: Bambuddy + InvenTree, two Buddy printers (one busy) and a Klipper printer."""
 
     def __init__(self, workdir: Path) -> None:
-        from farmsync.sim.buddy import FakeBuddy
-        from farmsync.sim.moonraker import FakeMoonraker
         from farmsync.sim.server import SimFarm
 
         self.workdir = workdir
         self.sim = SimFarm("small", seed=1, latency_ms=5)
-        self.ash = FakeBuddy(password="demo-ash-pw", bandwidth=2_000_000, name="Ash")  # noqa: S106
-        self.bishop = FakeBuddy(password="demo-bishop-pw", bandwidth=2_000_000, name="Bishop")  # noqa: S106
-        self.voron = FakeMoonraker(api_key="demo-voron-key", bandwidth=4_000_000)
+        self.printers = FakePrinters(DEMO_PRINTERS, workdir)
 
     def start(self) -> DemoFarm:
         self.sim.start()
-        for printer in (self.ash, self.bishop, self.voron):
-            printer.start()
-        self.ash.add_file("old/leftover_benchy.gcode", b"; a one-off print nobody needs\nG28\n" * 200)
-        self.bishop.set_state("PRINTING")
+        self.printers.start()
+        self.printers["Ash"].add_file(
+            "old/leftover_benchy.gcode", b"; a one-off print nobody needs\nG28\n" * 200
+        )
         return self
 
     def stop(self) -> None:
-        for printer in (self.voron, self.bishop, self.ash):
-            with contextlib.suppress(Exception):
-                printer.stop()
-        self.sim.stop()
+        self.printers.stop()
+        with contextlib.suppress(Exception):
+            self.sim.stop()
 
     def printers_yml(self) -> Path:
-        path = self.workdir / "printers.yml"
-        path.write_text(
-            "# link-sync's format; 'kind' is farmsync's optional extra key\n"
-            f"Ash:\n  printer_type: MK4\n  host: {self.ash.url}\n  username: maker\n  password: {self.ash.password}\n"
-            f"Bishop:\n  printer_type: MK4\n  host: {self.bishop.url}\n  username: maker\n"
-            f"  password: {self.bishop.password}\n"
-            f"Voron:\n  printer_type: Voron\n  kind: moonraker\n  host: {self.voron.url}\n"
-            f"  api_key: {self.voron.api_key}\n"
-        )
-        return path
+        return self.printers.printers_yml()
 
     def settings_values(self, data_dir: Path, master: Path) -> dict[str, Any]:
         ids = self.sim.ids
@@ -181,10 +159,6 @@ async def timed(
     out.print(f"{mark} {name}: {detail} [dim]({steps[-1].seconds} s)[/]")
 
 
-def totals_text(totals: dict[str, int]) -> str:
-    return ", ".join(f"{v} {k}" for k, v in totals.items() if v) or "nothing to do"
-
-
 async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> list[Step]:
     import httpx
 
@@ -201,7 +175,7 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
         report = await ticks.backfill(print_sync(services))
         await remember(services, "backfill", report)
         runs = services.sync_store.counts("run")["done"]
-        return report.ok, f"{totals_text(report.totals())} → {runs} stock items, one per completed run"
+        return report.ok, f"{counts_text(report.totals())} → {runs} stock items, one per completed run"
 
     async def webhook() -> tuple[bool, str]:
         state = farm.sim.bambuddy.state
@@ -219,7 +193,7 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
         return (
             ok,
             f"reprint of archive #{first} (run #{run['id']}) → webhook {response.status_code}, "
-            f"{totals_text(body.get('totals', {}))}",
+            f"{counts_text(body.get('totals', {}))}",
         )
 
     async def filament_dry() -> tuple[bool, str]:
@@ -252,7 +226,7 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
     async def dashboard() -> tuple[bool, str]:
         async with httpx.AsyncClient(timeout=30) as client:
             page = await client.get(f"{app.url}/")
-        return page.status_code == 200 and "farmsync" in page.text, f"{app.url}/ answers {page.status_code}"
+        return page.status_code == 200 and "farmsync" in page.text, f"the page answers {page.status_code}"
 
     await timed("backfill prints → InvenTree", backfill, steps, out)
     await timed("new print via Bambuddy webhook", webhook, steps, out)
@@ -261,6 +235,29 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
     await timed("G-code mirror onto 3 printers", gcode, steps, out)
     await timed("dashboard", dashboard, steps, out)
     return steps
+
+
+def write_status_env(workdir: Path) -> Path:
+    """A settings file for the demo's store alone, so ``farmsync status`` can read it after the demo ended."""
+    path = workdir / "demo.env"
+    path.write_text(
+        f"# the demo's embedded store; the simulated farm stops with the demo\nDATA_DIR={workdir / 'data'}\n"
+    )
+    return path
+
+
+def where_the_data_went(workdir: Path, *, kept: bool) -> str:
+    """What ``--once`` says instead of a dashboard URL that would be dead by the time anyone opens it."""
+    if not kept:
+        return (
+            "The simulated farm has stopped and the demo's temporary folder is removed. "
+            "Run `farmsync demo` without --once to keep the dashboard up, or add --workdir DIR to keep the data."
+        )
+    return (
+        f"The simulated farm has stopped. The demo's data stays in {workdir}: the store "
+        f"{workdir / 'data' / 'sync.sqlite3'}, the master folder {workdir / 'master'} and printers.yml. "
+        f"`farmsync --env-file {workdir / 'demo.env'} status` reads the store."
+    )
 
 
 @click.command("demo")
@@ -272,58 +269,78 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where the demo keeps its store and files (default: a new temporary folder).",
+    help="Where the demo keeps its store and files, kept afterwards (default: a temporary folder, removed on exit).",
 )
 def demo(once: bool, port: int, workdir: Path | None) -> None:
     """Run the whole product against a simulated farm on this machine."""
-    from rich.console import Console
-    from rich.table import Table
+    import shutil
+    import signal
 
-    from farmsync.logs import configure
+    from rich.console import Console
+
+    out = Console()
+    kept = workdir is not None
+    folder = workdir or Path(tempfile.mkdtemp(prefix="farmsync-demo-"))
+    # SIGTERM (a closed terminal, `timeout`, systemd) unwinds like Ctrl-C, so the folder goes either way.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        ok = _demo(out, folder, port, once=once, kept=kept)
+    except KeyboardInterrupt:
+        out.print("stopped.")
+        ok = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if not kept:
+            shutil.rmtree(folder, ignore_errors=True)
+    if once:
+        raise SystemExit(0 if ok else 2)
+
+
+def _demo(out: Any, workdir: Path, port: int, *, once: bool, kept: bool) -> bool:
+    from farmsync.logs import configure, through_console
     from farmsync.services import Services, set_services
     from farmsync.settings import load_settings
 
-    out = Console()
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="farmsync-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     master = workdir / "master"
     write_master(master)
     out.rule("[bold]farmsync demo")
-    out.print(f"work folder: {workdir}")
+    out.print(f"work folder: {workdir}" + ("" if kept else " (temporary: removed when the demo ends)"))
     farm = DemoFarm(workdir)
-    with out.status("starting the simulated farm (Bambuddy, InvenTree, 3 printers) …"):
-        farm.start()
-    settings = load_settings("/dev/null", **farm.settings_values(workdir / "data", master))
-    configure("text", "WARNING")
-    # The app thread and the demo's own steps each get their Services (httpx pools belong to one event
-    # loop each); both use the same SQLite store file, as separate processes would.
-    app = AppServer(Services(settings), free_port(port)).start()
-    services = Services(settings)
-    out.print(
-        f"Bambuddy {farm.sim.bambuddy_url} · InvenTree {farm.sim.inventree_url} · "
-        f"printers Ash (idle), Bishop (printing), Voron (Klipper)"
-    )
+    app: AppServer | None = None
     try:
-        steps = asyncio.run(run_steps(services, farm, app, out))
-        table = Table(title="What happened")
-        for column in ("step", "result", "detail", "seconds"):
-            table.add_column(column)
-        for step in steps:
-            table.add_row(
-                step.name, "[green]ok[/]" if step.ok else "[red]failed[/]", step.detail, f"{step.seconds:.2f}"
-            )
-        out.print(table)
+        with out.status("starting the simulated farm (Bambuddy, InvenTree, 3 printers) …"):
+            farm.start()
+        settings = load_settings("/dev/null", **farm.settings_values(workdir / "data", master))
+        configure("text", "WARNING")
+        # The app thread and the demo's own steps each get their Services (httpx pools belong to one event
+        # loop each); both use the same SQLite store file, as separate processes would.
+        app = AppServer(Services(settings), free_port(port)).start()
+        services = Services(settings)
+        where = "" if once else f"Bambuddy {farm.sim.bambuddy_url} · InvenTree {farm.sim.inventree_url} · "
+        out.print(f"{where}printers Ash (idle), Bishop (printing), Voron (Klipper)")
+        out.print("[bold]Steps[/] (each runs the same code as the farmsync command or route named):")
+        with through_console(out):
+            steps = asyncio.run(run_steps(services, farm, app, out))
+        done = sum(step.ok for step in steps)
+        colour = "green" if done == len(steps) else "red"
+        out.print(
+            f"[{colour}]{done} of {len(steps)} steps succeeded[/] in {sum(st.seconds for st in steps):.1f} s."
+        )
         ok = all(step.ok for step in steps)
+        write_status_env(workdir)
+        if once:
+            out.print(where_the_data_went(workdir, kept=kept))
+            return ok
         out.print(
             f"Dashboard: [bold]{app.url}/[/]   (service token for the JSON routes: {DEMO_SERVICE_TOKEN})"
         )
-        if once:
-            raise SystemExit(0 if ok else 2)
         out.print("Serving until Ctrl-C …")
-        with contextlib.suppress(KeyboardInterrupt):
-            while app.thread.is_alive():
-                time.sleep(0.5)
+        while app.thread.is_alive():
+            time.sleep(0.5)
+        return ok
     finally:
-        app.stop()
+        if app is not None:
+            app.stop()
         farm.stop()
         set_services(None)

@@ -7,12 +7,13 @@ Keys of the action go in ``extra={"fields": {...}}`` and become top-level JSON f
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 REDACTED = "[redacted]"
@@ -139,3 +140,38 @@ def configure(log_format: str = "auto", level: str = "INFO", stream: Any = None)
 def action(logger: logging.Logger, message: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one action with its keys as structured fields."""
     logger.log(level, message, extra={"fields": fields})
+
+
+class _ConsoleStream:
+    """A file-like stream that prints through a rich console, so lines land above a live progress bar."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+
+    def write(self, text: str) -> int:
+        line = text.rstrip("\n")
+        if line:
+            self.console.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is buffered: each write is printed at once."""
+
+
+@contextlib.contextmanager
+def through_console(console: Any) -> Iterator[None]:
+    """While a rich progress bar is live, route the farmsync log handlers through its console.
+
+    Writing to stderr directly would print onto the bar (``0:00:0205:49:09 WARNING …``); rich prints console
+    output above a live display instead. The handlers get their own streams back afterwards.
+    """
+    logger = logging.getLogger(LOGGER_NAME)
+    swapped = []
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler):
+            swapped.append((handler, handler.setStream(_ConsoleStream(console))))
+    try:
+        yield
+    finally:
+        for handler, stream in swapped:
+            handler.setStream(stream)

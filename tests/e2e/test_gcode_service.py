@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,13 @@ async def test_dry_run_apply_status_and_no_op(farm, tmp_path, client_for):
     assert by_name["Busy"]["summary"] == "deferred: printer is PRINTING"
     deferred_since = by_name["Busy"]["deferred_since"]
     assert deferred_since is not None and status["deferred"] == ["Busy"]
+    for moment in (
+        deferred_since,
+        by_name["Ash"]["at"],
+        by_name["Ash"]["last_synced_at"],
+        status["last_run"]["at"],
+    ):
+        assert datetime.fromisoformat(moment).tzinfo is not None  # ISO 8601 with a zone, not epoch seconds
     assert status["last_run"]["dry_run"] is False and status["last_run"]["trigger"] == "api"
 
     before = {n: uploads(p) for n, p in [*farm.idle.items(), ("Klipper", farm.klipper)]}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import select
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -73,3 +75,41 @@ def test_sigterm_stops_it(sim_process: tuple[subprocess.Popen[str], dict[str, An
     assert process.wait(30) == 0  # seconds on an idle machine; generous for a loaded 2-core CI box
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{info['INVENTREE_BASE_URL']}/api/", timeout=1)
+
+
+def test_printers_to_try_the_mirror_on(
+    sim_process: tuple[subprocess.Popen[str], dict[str, Any]], tmp_path: Path
+) -> None:
+    """The first line names a ready printers.yml and master folder: `farmsync gcode` works with no Python written."""
+    process, info = sim_process
+    config, master = Path(info["GCODE_PRINTERS_FILE"]), Path(info["GCODE_SOURCE_DIR"])
+    assert config.is_file() and any(master.rglob("*.gcode"))
+    kinds = {p["kind"] for p in info["printers"]}
+    assert kinds == {"prusalink", "moonraker"} and len(info["printers"]) >= 4
+    assert [p["name"] for p in info["printers"] if p["state"].upper() == "PRINTING"] == ["Bishop"]
+    assert all(
+        0 < p["bytes_per_second"] <= 8 << 20 for p in info["printers"]
+    )  # throttled, like real printers
+    assert set(info["printers_not_simulated"]) == {"prusalink-legacy", "octoprint"}
+
+    def farmsync(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "farmsync.cli", "gcode", "-c", str(config), "-s", str(master), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "80"},
+        )
+
+    go = farmsync("-g")
+    assert go.returncode == 0, go.stdout + go.stderr
+    assert "deferred: Bishop is PRINTING" in go.stdout
+    assert re.search(r"sent \d+ file\(s\), [\d.]+ [KM]iB, to 4 printer\(s\)", go.stdout), go.stdout
+    again = farmsync()
+    assert again.returncode == 0 and "would send 0 file(s)" in again.stdout, again.stdout
+    workdir = config.parent
+    process.send_signal(signal.SIGINT)
+    assert process.wait(30) == 0
+    assert not workdir.exists()  # the sim's temporary folder goes with it

@@ -326,7 +326,10 @@ async def test_thumbnail_with_a_bad_key_fails_on_the_token(httpx_mock: HTTPXMock
         status_code=401,
         json={"detail": "Authentication required"},
     )
-    with pytest.raises(UpstreamAuthError, match="stream-token -> 401: Authentication required"):
+    with pytest.raises(
+        UpstreamAuthError,
+        match=r"stream-token -> 401: BAMBUDDY_API_KEY was refused by 127\.0\.0\.1:8000 \(Authentication required\)",
+    ):
         await client.thumbnail(7)
 
 

@@ -468,6 +468,31 @@ def test_units_targets_ports_and_nginx_upstreams_agree() -> None:
         assert f"farmsync-{tick}-tick.service" in service["Unit"]["Wants"]
 
 
+def test_one_box_unit_runs_farmsync_serve_and_excludes_the_gateway() -> None:
+    """The one-box case needs one unit, not seven: ``farmsync serve`` holds every route and the scheduler."""
+    service = unit("farmsync-serve.service")
+    assert shlex.split(service["Service"]["ExecStart"]) == ["/opt/farmsync/.venv/bin/farmsync", "serve"]
+    assert service["Service"]["EnvironmentFile"] == "/etc/farmsync/farmsync.env"
+    assert (
+        service["Service"]["User"] == "farmsync"
+        and service["Service"]["WorkingDirectory"] == "/var/lib/farmsync"
+    )
+    assert service["Install"]["WantedBy"] == "multi-user.target"
+    assert service["Unit"]["Conflicts"] == "farmsync.target"  # both answer on port 8088
+    assert "PartOf" not in service["Unit"]
+
+
+def test_compose_mounts_printers_yml_and_the_master_folder() -> None:
+    service = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["farmsync"]
+    assert "./gcode:/gcode" in service["volumes"]
+    assert service["environment"]["GCODE_PRINTERS_FILE"] == "/gcode/printers.yml"
+    assert "GCODE_SOURCE_DIR" not in service["environment"]  # set in .env: the mirror stays off until then
+    assert (
+        service["working_dir"] == "/gcode"
+    )  # `farmsync gcode -s master` finds printers.yml, as link-sync did
+    assert ignored("gcode/printers.yml")  # the operator's printers (and passwords) stay out of the image
+
+
 def test_nginx_sends_every_route_to_a_target_that_serves_it() -> None:
     serves = {
         "app": {(r.method, r.path) for r in app_router.routes},
@@ -492,7 +517,8 @@ def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
         p for p in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")) if p.is_dir()
     )
     shutil.copytree(system_units, root / "usr/lib/systemd/system", symlinks=True)
-    for exe in ("opt/farmsync/.venv/bin/functions-framework", "opt/farmsync/deploy/lan/bin/farmsync-tick"):
+    stubs = ("functions-framework", "farmsync")
+    for exe in (*(f"opt/farmsync/.venv/bin/{s}" for s in stubs), "opt/farmsync/deploy/lan/bin/farmsync-tick"):
         (root / exe).parent.mkdir(parents=True, exist_ok=True)
         (root / exe).write_text("#!/bin/sh\n")
         (root / exe).chmod(0o755)
@@ -636,7 +662,7 @@ def compose_files() -> list[Path]:
 
 @pytest.mark.parametrize("path", compose_files(), ids=lambda p: p.name)
 def test_compose_files_parse_and_reference_files_that_exist(path: Path) -> None:
-    """Only .env (the user's copy of .env.example) and data/ (made at run time) may be missing."""
+    """Only .env (the user's copy of .env.example), data/ and gcode/ (made at run time) may be missing."""
     compose = yaml.safe_load(path.read_text())
     base = path.parent
     targets = main_py_targets()
@@ -654,7 +680,7 @@ def test_compose_files_parse_and_reference_files_that_exist(path: Path) -> None:
             if resolved == ROOT / ".env":
                 assert (ROOT / ".env.example").is_file()
                 assert volume["bind"]["create_host_path"] is False  # a missing .env fails instead of a folder
-            elif resolved != ROOT / "data":
+            elif resolved not in (ROOT / "data", ROOT / "gcode"):
                 assert resolved.exists(), (name, source)
         command = service.get("command") or []
         if command and command[0] == "functions-framework":

@@ -276,3 +276,22 @@ def test_runs_under_the_farmsync_group_with_deps_in_its_dict(setup):
     assert result.exit_code == 0, result.output
     assert sorted(farm.constructed) == ["Ash", "Bishop"]
     assert sorted(farm["Bishop"].files) == ["apple/a.gcode", "b.gcode"]
+
+
+def test_identical_plans_share_one_table_at_80_columns(setup):
+    tmp_path, config, source, _, deps = setup
+    (source / "a rather long folder name" / "another long one").mkdir(parents=True)
+    long = (
+        source / "a rather long folder name" / "another long one" / "apple_0.4n_0.15mm_PLA_MK4IS_4h52m.gcode"
+    )
+    long.write_text("G1\n")
+    args = ["-c", str(config), "-s", str(source), "--data-dir", str(tmp_path / "data")]
+    result = CliRunner().invoke(gcode, args, obj=deps, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    assert "Ash, Bishop, Call → / (storage root)" in out
+    assert out.count("b.gcode") == 1  # one group, not one table per printer
+    assert "…" not in out  # wrapped, never truncated
+    assert "apple_0.4n_0.15mm_PLA" in out.replace("\n", "").replace("│", "").replace(" ", "")
+    assert out.strip().splitlines()[-1] == "would send 9 file(s), 51 B, to 3 printer(s)"

@@ -387,3 +387,18 @@ async def test_entries_the_backend_left_out_become_warnings(source):
 def test_fake_backend_honours_the_protocol():
     farm, configs = farm_of("Ash")
     assert isinstance(farm.factory(configs[0]), PrinterBackend)
+
+
+async def test_a_broken_progress_display_does_not_fail_the_upload(source):
+    farm, configs = farm_of("Ash")
+
+    class Broken(MirrorListener):
+        calls = 0
+
+        def progress(self, printer, action, nbytes):
+            Broken.calls += 1
+            raise RuntimeError("display bug")
+
+    report = await run_mirror(configs, source, GO, farm.factory, MemoryManifestStore(), listener=Broken())
+    assert report.printer("Ash").status is PrinterOutcome.SYNCED and report.exit_code == 0
+    assert Broken.calls == 1  # switched off after the first error

@@ -75,3 +75,14 @@ def test_conflict_exits_2_and_shows_both_copies(setup):
 def test_pull_keeps_link_sync_usage_rules(setup):
     assert invoke(setup, "-p", "Nobody").exit_code == 1
     assert invoke(setup, "-d", "../up").exit_code == 1
+
+
+def test_pull_summary_fits_80_columns_without_cutting_names(setup):
+    tmp_path, config, source, _, deps = setup
+    args = ["-c", str(config), "-s", str(source), "--data-dir", str(tmp_path / "data"), "--pull"]
+    result = CliRunner().invoke(gcode, args, obj=deps, env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert max(len(line) for line in out.splitlines()) <= 80 and "…" not in out  # was print…/prusa…/dry_r…
+    assert "Ash prusalink" in out and "dry run" in out and "1 to pull" in out
+    assert f"would pull 1 file(s), 17 B, into {source}" in " ".join(out.split())

@@ -168,7 +168,10 @@ async def test_401_bodies(httpx_mock: HTTPXMock, client: InvenTreeClient, detail
     )
     with pytest.raises(UpstreamAuthError) as err:
         await client.server_info()
-    assert str(err.value) == f"inventree GET /api/ -> 401: {detail}"
+    assert (
+        str(err.value)
+        == f"inventree GET /api/ -> 401: INVENTREE_TOKEN was refused by 127.0.0.1:8811 ({detail})"
+    )
     assert TOKEN not in str(err.value)
 
 
@@ -928,7 +931,9 @@ async def test_probe_bad_token(httpx_mock: HTTPXMock, client: InvenTreeClient):
     httpx_mock.add_response(url=f"{ROOT}/api/", status_code=401, json={"detail": "Invalid token."})
     probe = await client.probe()
     assert (
-        probe.reachable and probe.token_valid is False and probe.problems == ["token refused: Invalid token."]
+        probe.reachable
+        and probe.token_valid is False
+        and probe.problems == ["INVENTREE_TOKEN was refused by 127.0.0.1:8811 (Invalid token.)"]
     )
 
 

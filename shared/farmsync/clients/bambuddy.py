@@ -106,6 +106,7 @@ class BambuddyClient:
             transport=transport,
             retry=retry,
             counters=counters,
+            credential="BAMBUDDY_API_KEY" if api_key else None,
             secrets=[api_key, PROBE_KEY],
             **extra,
         )

@@ -111,8 +111,11 @@ class HttpClient:
         max_connections: int = 20,
         secrets: Iterable[str] = (),
         verify: ssl.SSLContext | bool | None = None,
+        credential: str | None = None,
     ) -> None:
         self.system = system
+        self.credential = credential
+        """The setting that holds the key sent (``INVENTREE_TOKEN``): a refusal names it, so the fix is obvious."""
         self.retry = retry
         self.counters = counters
         self._sleep = sleep
@@ -255,7 +258,11 @@ class HttpClient:
             if status in RETRYABLE_STATUSES and attempt < tries:
                 await self._sleep(_retry_after(response) or policy.delay(attempt))
                 continue
-            raise _error_from_response(self.system, method, where, response, secrets)
+            raise _refusal_named(
+                _error_from_response(self.system, method, where, response, secrets),
+                None if SECRET_HEADERS & {h.lower() for h in headers or {}} else self.credential,
+                request.url,
+            )
 
     async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         """:meth:`request` and parse the JSON body (an UpstreamError if it is not JSON)."""
@@ -407,10 +414,28 @@ def _path_only(path: str) -> str:
 
 
 def _describe_transport_error(exc: httpx.TransportError) -> str:
+    """What went wrong and where: ``connection failed (127.0.0.1:8081)`` points at the host and port to check."""
+    try:
+        url = exc.request.url
+        where = f" ({url.host}:{url.port or (443 if url.scheme == 'https' else 80)})"
+    except RuntimeError:  # an error raised without its request
+        where = ""
     if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
+        return "timed out" + where
     if isinstance(exc, httpx.ConnectError):
-        return "connection failed"
+        return "connection failed" + where
     if isinstance(exc, httpx.RemoteProtocolError):
-        return "connection dropped"
+        return "connection dropped" + where
     return type(exc).__name__
+
+
+def _refusal_named(error: UpstreamError, credential: str | None, url: httpx.URL) -> UpstreamError:
+    """A 401/403 reworded to name the setting whose key was refused (``INVENTREE_TOKEN was refused by …``)."""
+    if credential is None or error.status not in (401, 403):
+        return error
+    host = f"{url.host}:{url.port}" if url.port else url.host
+    verdict = "was refused by" if error.status == 401 else "lacks the permission for this on"
+    detail = f"{credential} {verdict} {host}" + (f" ({error.detail})" if error.detail else "")
+    return type(error)(
+        error.system, error.method, error.path, detail, status=error.status, errors=error.errors
+    )

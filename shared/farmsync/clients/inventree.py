@@ -96,6 +96,7 @@ class InvenTreeClient:
             transport=transport,
             retry=retry,
             counters=counters,
+            credential="INVENTREE_TOKEN" if token else None,
             secrets=[token],
             **extra,
         )
@@ -138,9 +139,7 @@ class InvenTreeClient:
         try:
             info = await self.server_info(refresh=True)
         except UpstreamAuthError as exc:
-            return InvenTreeProbe(
-                reachable=True, token_valid=False, problems=[f"token refused: {exc.detail}"]
-            )
+            return InvenTreeProbe(reachable=True, token_valid=False, problems=[exc.detail or "token refused"])
         except UpstreamError as exc:
             return InvenTreeProbe(reachable=False, problems=[str(exc)])
         problems: list[str] = []

@@ -123,6 +123,9 @@ class FilamentReport(BaseModel):
     seconds: float = 0.0
     bambuddy_requests: int = 0
     inventree_requests: int = 0
+    names: dict[str, dict[int, str]] = Field(
+        default_factory=dict
+    )  # locations, stock_items, spools: id -> name
 
     def totals(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -15,6 +15,7 @@ from farmsync.clients.http import COUNTERS
 from farmsync.errors import FarmsyncError, InputError
 from farmsync.filament.context import FilamentSync, Hook
 from farmsync.filament.locations import sync_locations
+from farmsync.filament.names import collect_names
 from farmsync.filament.report import FilamentReport
 from farmsync.filament.spools import sync_spools
 from farmsync.filament.usage import sync_usage
@@ -88,6 +89,7 @@ async def run_filament(
     before = (COUNTERS.total("bambuddy"), COUNTERS.total("inventree"))
     ctx = filament_sync(services, dry_run=dry, hook=hook)
     await ctx.load()
+    items_at_start = dict(ctx.items)
     report = FilamentReport(dry_run=dry, trigger=trigger, steps=[s for s in STEPS if s in wanted])
     report.conflicts = list(ctx.index.conflicts)
     runners: dict[str, Any] = {"usage": sync_usage, "locations": sync_locations, "spools": sync_spools}
@@ -98,6 +100,7 @@ async def run_filament(
             report.errors.append(f"{step}: {exc}")
             action(log, "filament step failed", 40, step=step, error=str(exc))
     report.writes = list(ctx.executor.writes)
+    report.names = collect_names(ctx, items_at_start)
     report.seconds = round(time.monotonic() - started, 3)
     report.bambuddy_requests = COUNTERS.total("bambuddy") - before[0]
     report.inventree_requests = COUNTERS.total("inventree") - before[1]

@@ -17,6 +17,7 @@ from farmsync.filament.parts import grams_per_unit
 from farmsync.filament.report import FilamentStatus, LoadedSlot, Outcome, SpoolView
 from farmsync.filament.run import LAST_RUN_KEY, META_NS, filament_sync
 from farmsync.filament.usage import DEPLETED_NS, USAGE_NS, left_out, sync_usage
+from farmsync.human import iso_time, with_iso_times
 from farmsync.services import Services
 from farmsync.store import State
 
@@ -83,7 +84,12 @@ async def filament_status(services: Services) -> FilamentStatus:
         )
     parked = await ctx.store.list(USAGE_NS, State.PARKED, 50)
     status.parked_usage = [
-        {"usage_id": int(r.key), "error": r.last_error, "attempts": r.attempts, "updated_at": r.updated_at}
+        {
+            "usage_id": int(r.key),
+            "error": r.last_error,
+            "attempts": r.attempts,
+            "updated_at": iso_time(r.updated_at),
+        }
         for r in parked
     ]
     already_parked = {p["usage_id"] for p in status.parked_usage}
@@ -93,7 +99,7 @@ async def filament_status(services: Services) -> FilamentStatus:
         for line in usage.lines
         if not line.finished or (line.outcome is Outcome.PARKED and line.usage_id not in already_parked)
     ]
-    status.last_run = await ctx.store.get_value(META_NS, LAST_RUN_KEY)
+    status.last_run = with_iso_times(await ctx.store.get_value(META_NS, LAST_RUN_KEY))
     status.counts = {
         "matched": len(status.matched),
         "missing_in_bambuddy": len(status.missing_in_bambuddy),

@@ -28,8 +28,9 @@ from farmsync.gcode.config import PrinterConfig, Selection, load_printers, selec
 from farmsync.gcode.engine import BackendFactory, Done, Guard, MirrorListener, MirrorOptions, run_mirror
 from farmsync.gcode.local import DIGEST_CACHE_FILE, DigestCache
 from farmsync.gcode.manifest import JsonManifestStore, ManifestStore
-from farmsync.gcode.plan import Action, Plan, normalize_suffixes
-from farmsync.gcode.report import EXIT_USAGE, ActionReport, ActionResult, MirrorReport, PrinterReport
+from farmsync.gcode.plan import normalize_suffixes
+from farmsync.gcode.progress import ProgressDisplay
+from farmsync.gcode.report import EXIT_USAGE, MirrorReport
 
 MANIFEST_DIR = "gcode-manifest"
 
@@ -104,72 +105,6 @@ class GcodeCommand(click.Command):
         except click.UsageError as exc:
             exc.exit_code = EXIT_USAGE
             raise
-
-
-# --- live progress ---------------------------------------------------------------------------------------
-
-
-class ProgressDisplay(MirrorListener):
-    """One rich progress bar per printer (bytes, speed, current file) on stderr, so --json stdout stays clean."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.bars = Progress(
-            TextColumn("[bold]{task.fields[printer]}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.description}"),
-            console=Console(stderr=True),
-        )
-        self.tasks: dict[str, Any] = {}
-
-    def __enter__(self) -> ProgressDisplay:
-        self.bars.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bars.stop()
-
-    def _task(self, printer: str, total: int = 0) -> Any:
-        if printer not in self.tasks:
-            self.tasks[printer] = self.bars.add_task("", total=total, printer=printer)
-        return self.tasks[printer]
-
-    def printer_started(self, printer: str) -> None:
-        self.bars.update(self._task(printer), description="[dim]connecting…")
-
-    def printer_planned(self, printer: str, plan: Plan, *, dry_run: bool) -> None:
-        writes = len(plan.writes())
-        self.bars.update(
-            self._task(printer), total=plan.upload_bytes, description=f"{writes} change(s) planned"
-        )
-
-    def action_started(self, printer: str, action: Action) -> None:
-        self.bars.update(self._task(printer), description=f"{action.op.value} {action.path}")
-
-    def progress(self, printer: str, action: Action, nbytes: int) -> None:
-        self.bars.advance(self._task(printer), nbytes)
-
-    def action_finished(self, printer: str, action: Action, report: ActionReport) -> None:
-        if report.result is ActionResult.FAILED:
-            self.bars.update(self._task(printer), description=f"[red]failed {action.path}")
-
-    def printer_finished(self, report: PrinterReport) -> None:
-        task = self._task(report.name)
-        style = {"synced": "green", "deferred": "yellow", "failed": "red"}.get(report.status.value, "")
-        text = report.status.value if report.status.value != "deferred" else f"deferred ({report.state})"
-        self.bars.update(task, description=f"[{style}]{text}[/]" if style else text)
 
 
 # --- the command -----------------------------------------------------------------------------------------
@@ -328,13 +263,10 @@ def gcode(
     if as_json:
         click.echo(report.model_dump_json(indent=2))
     else:
-        from rich.console import Console
-
         from farmsync.gcode.report import render_report
+        from farmsync.human import report_console
 
-        console = Console()
-        if not console.is_terminal:  # piped or mailed by cron: no reason to squeeze tables into 80 columns
-            console = Console(width=max(console.width, 160))
+        console = report_console()
         render_report(console, report, verbose=verbose)
     ctx.exit(report.exit_code)
 
@@ -352,7 +284,9 @@ def _run(
     """Run the engine on a fresh event loop, with the progress display live only for real runs."""
     coro = run_mirror(printers, source, options, factory, manifest, listener=listener, **kwargs)
     if isinstance(listener, ProgressDisplay):
-        with listener:
+        from farmsync.logs import through_console
+
+        with listener, through_console(listener.console):
             return asyncio.run(coro)
     return asyncio.run(coro)
 
@@ -388,13 +322,10 @@ def _pull(
     if as_json:
         click.echo(report.model_dump_json(indent=2))
     else:
-        from rich.console import Console
-
         from farmsync.gcode.pull_report import render_pull_report
+        from farmsync.human import report_console
 
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=max(console.width, 160))
+        console = report_console()
         render_pull_report(console, report, verbose=verbose)
     ctx.exit(report.exit_code)
 

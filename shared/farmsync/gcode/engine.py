@@ -104,6 +104,41 @@ class MirrorListener:
     def printer_finished(self, report: PrinterReport) -> None: ...
 
 
+class SafeListener(MirrorListener):
+    """Passes every hook on to ``inner`` but never lets a display bug fail an upload: the first error is logged
+    and the display is switched off for the rest of the run (the report still has everything)."""
+
+    def __init__(self, inner: MirrorListener) -> None:
+        self.inner: MirrorListener | None = inner
+
+    def _call(self, name: str, *args: object, **kwargs: object) -> None:
+        if self.inner is None:
+            return
+        try:
+            getattr(self.inner, name)(*args, **kwargs)
+        except Exception:
+            log.warning("progress display failed; going on without it", exc_info=True)
+            self.inner = None
+
+    def printer_started(self, printer: str) -> None:
+        self._call("printer_started", printer)
+
+    def printer_planned(self, printer: str, plan: Plan, *, dry_run: bool) -> None:
+        self._call("printer_planned", printer, plan, dry_run=dry_run)
+
+    def action_started(self, printer: str, action: Action) -> None:
+        self._call("action_started", printer, action)
+
+    def progress(self, printer: str, action: Action, nbytes: int) -> None:
+        self._call("progress", printer, action, nbytes)
+
+    def action_finished(self, printer: str, action: Action, report: ActionReport) -> None:
+        self._call("action_finished", printer, action, report)
+
+    def printer_finished(self, report: PrinterReport) -> None:
+        self._call("printer_finished", report)
+
+
 def idempotency_key(printer: str, action: Action) -> str:
     """A store key naming one write: ``gcode:<printer>:<path>:<sha256>`` for uploads.
 
@@ -180,7 +215,7 @@ async def run_mirror(
         backend_factory=backend_factory,
         manifest=manifest,
         digests=digests or DigestCache(),
-        listener=listener or MirrorListener(),
+        listener=SafeListener(listener) if listener is not None else MirrorListener(),
         guard=guard,
         done=done,
         failed=failed,

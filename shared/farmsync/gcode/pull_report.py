@@ -16,7 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from farmsync.gcode.plan import utc
-from farmsync.gcode.report import EXIT_OK, EXIT_PARTIAL, STATUS_STYLE, PrinterOutcome, human_size
+from farmsync.gcode.report import EXIT_OK, EXIT_PARTIAL, STATUS_STYLE, STATUS_TEXT, PrinterOutcome
+from farmsync.human import human_size
 
 
 class PullResult(StrEnum):
@@ -147,30 +148,31 @@ def render_pull_report(console: Console, report: PullReport, *, verbose: bool = 
             size = "size unknown" if copy.size is None else f"{copy.size} bytes"
             console.print(f"    {escape(copy.where)}: {escape(copy.path)}, {size}, {_when(copy.mtime)}")
     title = "dry run: nothing was changed (add -g/--go to apply)" if report.dry_run else "pull summary"
-    summary = Table(title=title)
-    for column in ("printer", "kind", "state", "status"):
-        summary.add_column(column)
-    for column in ("planned" if report.dry_run else "pulled", "skipped", "conflict", "rejected", "failed"):
-        summary.add_column(column, justify="right")
+    summary = Table(title=title, title_justify="left")
+    summary.add_column("printer", overflow="fold", ratio=2)
+    summary.add_column("state", overflow="fold", ratio=1)
+    summary.add_column("result", no_wrap=True)
+    summary.add_column("files", overflow="fold", ratio=3)
+    done = PullResult.PLANNED if report.dry_run else PullResult.PULLED
     for p in report.printers:
-        done = PullResult.PLANNED if report.dry_run else PullResult.PULLED
+        counts = [(done, "to pull" if report.dry_run else "pulled")] + [
+            (r, r.value)
+            for r in (PullResult.SKIPPED, PullResult.CONFLICT, PullResult.REJECTED, PullResult.FAILED)
+        ]
+        words = ", ".join(f"{p.count(r)} {word}" for r, word in counts if p.count(r)) or "–"
         summary.add_row(
-            escape(p.name),
-            p.kind or "",
+            f"{escape(p.name)} [dim]{p.kind or ''}[/]",
             escape(p.state or ""),
-            f"[{STATUS_STYLE[p.status.value]}]{p.status.value}[/]",
-            *(
-                str(p.count(r))
-                for r in (
-                    done,
-                    PullResult.SKIPPED,
-                    PullResult.CONFLICT,
-                    PullResult.REJECTED,
-                    PullResult.FAILED,
-                )
-            ),
+            f"[{STATUS_STYLE[p.status.value]}]{STATUS_TEXT.get(p.status.value, p.status.value)}[/]",
+            words if p.status is not PrinterOutcome.DEFERRED else "not read",
         )
     console.print(summary)
+    pulled = [f for p in report.printers for f in p.files if f.result is done]
+    verb = "would pull" if report.dry_run else "pulled"
+    console.print(
+        f"{verb} {len(pulled)} file(s), {human_size(sum(f.size or 0 for f in pulled))}, into {escape(report.source)}",
+        highlight=False,
+    )
     for name in report.excluded:
         console.print(f"[dim]excluded: {escape(name)} (not contacted)[/]")
     for p in report.printers:

@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from farmsync.human import human_duration, human_rate, human_size
+
 EXIT_OK = 0
 EXIT_USAGE = 1
 EXIT_PARTIAL = 2
@@ -101,6 +103,8 @@ class MirrorReport(BaseModel):
 
 
 # --- rendering -------------------------------------------------------------------------------------------
+# Laid out for 80 columns: few columns, long cells wrap (overflow="fold") instead of shrinking to "print…", and
+# printers with the same plan share one table that names them all.
 
 OP_STYLE = {
     "upload": "green",
@@ -111,112 +115,173 @@ OP_STYLE = {
 }
 RESULT_STYLE = {"planned": "cyan", "ok": "green", "failed": "bold red", "skipped": "dim"}
 STATUS_STYLE = {"synced": "green", "deferred": "yellow", "failed": "bold red", "dry_run": "cyan"}
+STATUS_TEXT = {"dry_run": "dry run"}
+OP_TEXT = {"delete_folder": "rmdir"}
 
 
-def human_size(size: int | None) -> str:
-    if size is None:
-        return ""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(size)
+def _shown(printer: PrinterReport, verbose: bool) -> list[ActionReport]:
+    return [a for a in printer.actions if verbose or a.op != "skip" or a.result is ActionResult.FAILED]
 
 
-def printer_table(printer: PrinterReport, *, dry_run: bool, verbose: bool = False) -> Table:
-    """One printer's actions; unchanged and skipped rows only with ``verbose``."""
-    where = "/" + printer.destination if printer.destination else "/ (storage root)"
-    title = f"{escape(printer.name)} ({printer.kind or '?'}, {escape(printer.state or 'state unknown')}) → {escape(where)}"
-    table = Table(title=title, title_justify="left", expand=False)
-    table.add_column("action")
-    table.add_column("path", overflow="fold")
-    table.add_column("size", justify="right")
-    if not dry_run:
-        table.add_column("result")
-        table.add_column("time", justify="right")
-    table.add_column("why", overflow="fold")
-    hidden = 0
-    for action in printer.actions:
-        if action.op == "skip" and not verbose and action.result is not ActionResult.FAILED:
-            hidden += 1
-            continue
+def _rows(printer: PrinterReport, *, dry_run: bool, verbose: bool) -> tuple[tuple[str, ...], ...]:
+    """The cells of one printer's table, as plain markup: equal rows mean an equal plan."""
+    rows = []
+    for action in _shown(printer, verbose):
         cells = [
-            f"[{OP_STYLE.get(action.op, '')}]{action.op}[/]",
+            f"[{OP_STYLE.get(action.op, '')}]{OP_TEXT.get(action.op, action.op)}[/]",
             escape(action.path),
             human_size(action.size),
         ]
         if not dry_run:
             cells.append(f"[{RESULT_STYLE[action.result.value]}]{action.result.value}[/]")
-            cells.append("" if action.seconds is None else f"{action.seconds:.1f}s")
+        if verbose and not dry_run:
+            cells.append("" if action.seconds is None else f"{action.seconds:.1f} s")
         why = action.error or action.reason
         cells.append(escape(why) if not action.error else f"[red]{escape(why)}[/]")
+        rows.append(tuple(cells))
+    return tuple(rows)
+
+
+def printer_table(
+    printers: list[PrinterReport], rows: tuple[tuple[str, ...], ...], *, dry_run: bool, verbose: bool
+) -> Table:
+    """The actions of one printer, or of several printers with the same plan (named together in the title)."""
+    first = printers[0]
+    where = "/" + first.destination if first.destination else "/ (storage root)"
+    names = ", ".join(escape(p.name) for p in printers)
+    title = f"[bold]{names}[/] → {escape(where)}"
+    if len(printers) == 1:
+        title = f"[bold]{names}[/] ({first.kind or '?'}, {escape(first.state or 'state unknown')}) → {escape(where)}"
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("action", no_wrap=True)
+    table.add_column("path", overflow="fold", ratio=3)
+    table.add_column("size", justify="right", no_wrap=True)
+    if not dry_run:
+        table.add_column("result", no_wrap=True)
+    if verbose and not dry_run:
+        table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("why", overflow="fold", ratio=2)
+    for cells in rows:
         table.add_row(*cells)
+    hidden = len(first.actions) - len(rows)
     if hidden:
         table.caption = f"{hidden} unchanged or skipped file(s) not shown (--verbose lists them)"
     return table
 
 
 def render_report(console: Console, report: MirrorReport, *, verbose: bool = False) -> None:
-    """Per-printer action tables (dry run: what would happen), then the summary."""
+    """Action tables (dry run: what would happen; printers with one plan share a table), then the summary."""
+    groups: dict[tuple[str, tuple[tuple[str, ...], ...]], list[PrinterReport]] = {}
     for printer in report.printers:
         if printer.status is PrinterOutcome.DEFERRED or (printer.error and not printer.actions):
             continue
         if not printer.actions:
             console.print(f"[bold]{escape(printer.name)}[/]: nothing under the destination, nothing to do")
             continue
-        if not verbose and not any(
-            a.op != "skip" or a.result is ActionResult.FAILED for a in printer.actions
-        ):
+        rows = _rows(printer, dry_run=report.dry_run, verbose=verbose)
+        if not rows:
             console.print(
                 f"[bold]{escape(printer.name)}[/]: in sync ({len(printer.actions)} file(s) unchanged)"
             )
             continue
-        console.print(printer_table(printer, dry_run=report.dry_run, verbose=verbose))
+        groups.setdefault((printer.destination, rows), []).append(printer)
+    for (_, rows), printers in groups.items():
+        console.print(printer_table(printers, rows, dry_run=report.dry_run, verbose=verbose))
     render_summary(console, report)
 
 
-def render_summary(console: Console, report: MirrorReport) -> None:
-    """One row per printer, then every failure, deferral and problem on its own line."""
-    table = Table(
-        title="dry run: nothing was changed (add -g/--go to apply)" if report.dry_run else "summary"
+def _changes(p: PrinterReport, counted: ActionResult) -> str:
+    parts = []
+    for op, word in (
+        ("upload", "upload"),
+        ("replace", "replace"),
+        ("delete", "delete"),
+        ("delete_folder", "rmdir"),
+    ):
+        n = p.count(op=op, result=counted)
+        if n:
+            parts.append(f"{n} {word}")
+    skipped = p.count(op="skip")
+    if skipped:
+        parts.append(f"{skipped} unchanged")
+    if p.failures:
+        parts.append(f"[bold red]{len(p.failures)} failed[/]")
+    return ", ".join(parts) or "–"
+
+
+def totals_line(report: MirrorReport) -> str:
+    """Files, bytes, time and throughput of the whole run (or what a dry run would send)."""
+    printers = [p for p in report.printers if p.status is not PrinterOutcome.DEFERRED]
+    if report.dry_run:
+        uploads = [
+            a
+            for p in printers
+            for a in p.actions
+            if a.op in ("upload", "replace") and a.result is ActionResult.PLANNED
+        ]
+        deletes = sum(p.count(op="delete", result=ActionResult.PLANNED) for p in printers)
+        size = sum(a.size or 0 for a in uploads)
+        return f"would send {len(uploads)} file(s), {human_size(size)}, to {len(printers)} printer(s)" + (
+            f" and delete {deletes} file(s)" if deletes else ""
+        )
+    files = sum(
+        1
+        for p in printers
+        for a in p.actions
+        if a.op in ("upload", "replace") and a.result is ActionResult.OK
     )
-    for column in ("printer", "kind", "state", "status"):
-        table.add_column(column)
-    for column in ("upload", "replace", "delete", "folders", "skipped"):
-        table.add_column(column, justify="right")
+    sent = sum(p.bytes_uploaded for p in printers)
+    deletes = sum(p.count(op="delete", result=ActionResult.OK) for p in printers)
+    seconds = (report.finished_at - report.started_at).total_seconds() if report.finished_at else None
+    rate = sent / seconds if seconds and sent else None
+    line = f"sent {files} file(s), {human_size(sent)}, to {len(printers)} printer(s) in {human_duration(seconds)}"
+    if rate:
+        line += f" ({human_rate(rate)})"
+    if deletes:
+        line += f"; deleted {deletes} file(s)"
+    return line
+
+
+def render_summary(console: Console, report: MirrorReport) -> None:
+    """One row per printer, a totals line, then every failure, deferral and problem on its own line."""
+    table = Table(
+        title="dry run: nothing was changed (add -g/--go to apply)" if report.dry_run else "summary",
+        title_justify="left",
+    )
+    table.add_column("printer", overflow="fold", ratio=2)
+    table.add_column("state", overflow="fold", ratio=1)
+    table.add_column("result", no_wrap=True)
+    table.add_column("changes", overflow="fold", ratio=3)
     if not report.dry_run:
-        table.add_column("failed", justify="right")
-        table.add_column("sent", justify="right")
+        table.add_column("sent", justify="right", no_wrap=True)
+    counted = ActionResult.PLANNED if report.dry_run else ActionResult.OK
     for p in report.printers:
-        counted = ActionResult.PLANNED if report.dry_run else ActionResult.OK
+        status = STATUS_TEXT.get(p.status.value, p.status.value)
         row = [
-            escape(p.name),
-            p.kind or "",
+            f"{escape(p.name)} [dim]{p.kind or ''}[/]",
             escape(p.state or ""),
-            f"[{STATUS_STYLE[p.status.value]}]{p.status.value}[/]",
-            str(p.count(op="upload", result=counted)),
-            str(p.count(op="replace", result=counted)),
-            str(p.count(op="delete", result=counted)),
-            str(p.count(op="delete_folder", result=counted)),
-            str(p.count(op="skip")),
+            f"[{STATUS_STYLE[p.status.value]}]{status}[/]",
+            _changes(p, counted) if p.status is not PrinterOutcome.DEFERRED else "not touched",
         ]
         if not report.dry_run:
-            row += [str(len(p.failures)), human_size(p.bytes_uploaded)]
+            row.append(human_size(p.bytes_uploaded))
         table.add_row(*row)
     console.print(table)
+    console.print(totals_line(report), highlight=False)
     for name in report.excluded:
         console.print(f"[dim]excluded: {escape(name)} (not contacted)[/]")
     for p in report.printers:
         if p.status is PrinterOutcome.DEFERRED:
             console.print(
-                f"[yellow]deferred[/]: {escape(p.name)} is {escape(p.state or 'busy')}; not touched (--ignore-state overrides)"
+                f"[yellow]deferred[/]: {escape(p.name)} is {escape(p.state or 'busy')}; "
+                "not touched (--ignore-state overrides)"
             )
         if p.error:
             console.print(f"[bold red]failed[/]: {escape(p.name)}: {escape(p.error)}")
         for action in p.failures:
             console.print(
-                f"[bold red]failed[/]: {escape(p.name)}: {action.op} {escape(action.path)}: {escape(action.error or '')}"
+                f"[bold red]failed[/]: {escape(p.name)}: {action.op} {escape(action.path)}: "
+                f"{escape(action.error or '')}"
             )
         for warning in p.warnings:
             console.print(f"[yellow]warning[/]: {escape(p.name)}: {escape(warning)}")

@@ -26,6 +26,7 @@ from farmsync.gcode.pull import run_pull
 from farmsync.gcode.pull_report import PullPrinterReport, PullReport, PullResult
 from farmsync.gcode.report import ActionResult, MirrorReport, PrinterOutcome, PrinterReport
 from farmsync.gcode.store_manifest import StoreManifestStore
+from farmsync.human import with_iso_times
 from farmsync.logs import action, get_logger, register_secrets
 from farmsync.services import Services, get_services
 from farmsync.settings import Settings
@@ -253,10 +254,11 @@ async def gcode_status(services: Services) -> dict[str, Any]:
     store = services.store
     entries = await store.get_value(STATUS_NAMESPACE, PRINTERS_KEY)
     printers = sorted((entries or {}).values(), key=lambda e: str(e.get("name", "")).casefold())
+    printers = [with_iso_times(e, "at", "deferred_since", "last_synced_at") for e in printers]
     return {
         "printers": printers,
         "deferred": [e["name"] for e in printers if e.get("status") == PrinterOutcome.DEFERRED.value],
-        "last_run": await store.get_value(STATUS_NAMESPACE, LAST_RUN_KEY),
+        "last_run": with_iso_times(await store.get_value(STATUS_NAMESPACE, LAST_RUN_KEY)),
     }
 
 

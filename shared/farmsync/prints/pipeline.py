@@ -27,7 +27,7 @@ from typing import Any
 from farmsync.errors import FarmsyncError, LeaseLost, UpstreamNotFound, UpstreamValidation
 from farmsync.logs import action, get_logger
 from farmsync.prints import keys
-from farmsync.prints.report import ItemOutcome, ItemReport
+from farmsync.prints.report import ItemOutcome, ItemReport, retry_time
 from farmsync.settings import Settings
 from farmsync.store import AsyncStore, Claim, Outcome
 
@@ -165,7 +165,7 @@ class PrintSync:
         except (FarmsyncError, OSError) as exc:
             record = await self.store.release(claim, str(exc), max_attempts=self.settings.sync_max_attempts)
             report.outcome = ItemOutcome.PARKED if record.state == "parked" else ItemOutcome.FAILED
-            report.error = str(exc)
+            report.error, report.retry_at = str(exc), retry_time(record.not_before)
             action(
                 log,
                 "print sync failed",
@@ -220,9 +220,9 @@ class PrintSync:
             return report
         report.outcome = ItemOutcome.PENDING
         if claim.outcome is Outcome.BUSY:
-            report.reason, report.retry_at = HELD_REASON, record.lease_until if record else None
+            report.reason, report.retry_at = HELD_REASON, retry_time(record.lease_until if record else None)
         else:
-            report.reason, report.retry_at = WAITING_REASON, record.not_before if record else None
+            report.reason, report.retry_at = WAITING_REASON, retry_time(record.not_before if record else None)
         report.error = record.last_error if record else None
         return report
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -20,6 +21,11 @@ class ItemOutcome(StrEnum):
 FINISHED = frozenset({ItemOutcome.SYNCED, ItemOutcome.REFRESHED, ItemOutcome.SKIPPED, ItemOutcome.PARKED})
 
 
+def retry_time(not_before: float | None) -> datetime | None:
+    """The store's retry time (epoch seconds) as an aware datetime, so JSON shows ISO 8601 with a zone."""
+    return None if not_before is None else datetime.fromtimestamp(not_before, UTC)
+
+
 class ItemReport(BaseModel):
     """The result for one unit of stock (a print-log run, or an archive in archive mode)."""
 
@@ -35,7 +41,7 @@ class ItemReport(BaseModel):
     stock_item: int | None = None
     batch: str | None = None
     attempts: int | None = None
-    retry_at: float | None = None  # pending: when its claim runs out or its retry time comes (epoch seconds)
+    retry_at: datetime | None = None  # failed or waiting: not tried before this; held: when the claim runs out
     writes: list[str] = Field(default_factory=list)
 
     @property

@@ -7,6 +7,7 @@ from typing import Any
 
 from farmsync.coalesce import coalescer
 from farmsync.errors import InputError
+from farmsync.human import iso_time, with_iso_times
 from farmsync.prints import tick as ticks
 from farmsync.prints.pipeline import PrintSync
 from farmsync.prints.window import Window
@@ -130,13 +131,13 @@ async def print_status(services: Services) -> dict[str, Any]:
         if cursor is not None:
             window = Window.load(cursor.value)
             cursors[stream] = (
-                {"time": window.label, "finished_in_window": len(window.done)}
+                {"time": iso_time(window.time), "finished_in_window": len(window.done)}
                 if window.time
                 else {"id": window.legacy_id}
             )
     out["cursor"] = cursors
-    out["last_tick"] = await store.get_value("meta", "last-tick")
-    out["last_backfill"] = await store.get_value("meta", "last-backfill")
+    out["last_tick"] = with_iso_times(await store.get_value("meta", "last-tick"))
+    out["last_backfill"] = with_iso_times(await store.get_value("meta", "last-backfill"))
 
     def brief(record: Any) -> dict[str, Any]:
         return {
@@ -144,8 +145,8 @@ async def print_status(services: Services) -> dict[str, Any]:
             "attempts": record.attempts,
             "error": record.last_error,
             # a failed print's retry time, or when a held claim runs out and another worker may take it over
-            "retry_at": record.not_before or record.lease_until,
-            "updated_at": record.updated_at,
+            "retry_at": iso_time(record.not_before or record.lease_until),
+            "updated_at": iso_time(record.updated_at),
         }
 
     for label, state in (("pending", State.FAILED), ("parked", State.PARKED), ("in_progress", State.CLAIMED)):
@@ -153,7 +154,7 @@ async def print_status(services: Services) -> dict[str, Any]:
         out[label] = [brief(r) for r in sorted(records, key=lambda r: -r.updated_at)[:50]]
     recent = [*await store.list("run", State.DONE, 20), *await store.list("archive", State.DONE, 20)]
     out["recent"] = [
-        {"key": f"{r.namespace}:{r.key}", **(r.result or {}), "at": r.updated_at}
+        {"key": f"{r.namespace}:{r.key}", **(r.result or {}), "at": iso_time(r.updated_at)}
         for r in sorted(recent, key=lambda r: (-r.updated_at, -_numeric(r.key)))[:20]
     ]
     out["recent_failures"] = (out["pending"] + out["parked"])[:20]

@@ -343,7 +343,7 @@ def note_held(report: RunReport) -> None:
     if held and report.stopped == "complete":
         report.stopped = "held"
     for item in held:
-        when = time.strftime("%H:%M:%S UTC", time.gmtime(item.retry_at)) if item.retry_at else "soon"
+        when = item.retry_at.strftime("%H:%M:%S UTC") if item.retry_at else "soon"
         name = (item.name or "print")[:20]
         report.notes.append(f"{name!r} ({item.key}): held by a claim until {when}")
     if held:

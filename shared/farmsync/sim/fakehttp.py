@@ -145,6 +145,7 @@ class Request:
                 raise BodyTruncated
             self._remaining -= len(chunk)
             self.bytes_in += len(chunk)
+            self._server.body_bytes_read += len(chunk)
             if throttled:
                 await self._server.throttle.take(len(chunk))
             yield chunk
@@ -221,6 +222,8 @@ class FakeHttpServer:
         self.peak_connections = 0
         self.refused_connections = 0
         self.reaped_connections = 0
+        self.body_bytes_read = 0
+        """Request-body bytes this server has read off its sockets so far (live, unlike the request log)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None

@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse
 
 from farmsync import __version__
 from farmsync.errors import FarmsyncError
+from farmsync.human import parse_time
 from farmsync.logs import get_logger
 from farmsync.services import Services, get_services
 from farmsync.web.call import Call
@@ -23,10 +24,15 @@ from farmsync.web.router import jsonable
 log = get_logger("web")
 
 
-def when(epoch: float | None) -> str:
-    if not epoch:
+EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
+
+
+def when(value: float | str | None) -> str:
+    """Epoch seconds or ISO 8601 (the status JSON's times) as a UTC time."""
+    moment = parse_time(value) if value else None
+    if moment is None:
         return "never"
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def table(headers: list[str], rows: list[list[str]], empty: str) -> str:
@@ -48,7 +54,7 @@ async def prints_section(services: Services) -> str:
     status = await print_status(services)
     counts = status.get("runs") or status.get("archives") or {}
     runs = [r for r in (status.get("last_tick"), status.get("last_backfill")) if r]
-    last = max(runs, key=lambda r: r.get("at") or 0) if runs else {}
+    last = max(runs, key=lambda r: parse_time(r.get("at")) or EPOCH) if runs else {}
     cards = [
         ("synced", str(counts.get("done", 0))),
         ("pending retry", str(counts.get("failed", 0))),
