@@ -41,7 +41,9 @@ class ItemReport(BaseModel):
     stock_item: int | None = None
     batch: str | None = None
     attempts: int | None = None
-    retry_at: datetime | None = None  # failed or waiting: not tried before this; held: when the claim runs out
+    retry_at: datetime | None = (
+        None  # failed or waiting: not tried before this; held: when the claim runs out
+    )
     writes: list[str] = Field(default_factory=list)
 
     @property
