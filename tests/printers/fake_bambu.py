@@ -169,6 +169,7 @@ class _Control(TLS_FTPHandler):
     banner = "(vsFTPd 3.0.3)"
     dtp_handler = _DataChannel
     tls_control_required = True
+    auth_failed_timeout = 1  # vsftpd's delay_failed_login
     proto_cmds: ClassVar[dict[str, Any]] = {
         k: v for k, v in TLS_FTPHandler.proto_cmds.items() if k not in ("MLSD", "MLST")
     }
@@ -197,11 +198,10 @@ class _Control(TLS_FTPHandler):
         if not fake.card and cmd in ("CWD", "LIST", "NLST", "STOR", "RETR", "SIZE", "MKD", "DELE", "RNFR"):
             self.respond("553 Could not create file." if cmd == "STOR" else "550 Failed to change directory.")
             return
-        if cmd == "RNTO" and not fake.rename_over_existing:
-            target = self.fs.ftp2fs(args[0]) if args else ""
-            if target and os.path.exists(target):
-                self.respond("550 Rename failed.")
-                return
+        # pyftpdlib hands over the file system path
+        if cmd == "RNTO" and not fake.rename_over_existing and args and os.path.exists(args[0]):
+            self.respond("550 Rename failed.")
+            return
         super().process_command(cmd, *args, **kwargs)
 
 

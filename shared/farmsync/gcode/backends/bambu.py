@@ -17,6 +17,7 @@ import logging
 import secrets
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from farmsync.errors import (
 )
 from farmsync.gcode.backends.bambu_ftps import CardSession, reply_code, tls_context
 from farmsync.gcode.backends.bambu_models import (
+    BAMBU_SUFFIXES,
     DEFAULT_STORAGE,
     DELTA_PUSH_TYPES,
     FTP_PORT,
@@ -40,7 +42,7 @@ from farmsync.gcode.backends.bambu_models import (
     PUSHALL_INTERVAL,
     bambu_type,
 )
-from farmsync.gcode.backends.bambu_mqtt import MqttNoState, MqttRefused, read_state
+from farmsync.gcode.backends.bambu_mqtt import SLOTS_FULL, MqttClosed, MqttNoState, MqttRefused, read_state
 from farmsync.gcode.backends.base import Kind, PrinterStatus, ProgressCallback, RemoteEntry, UploadResult
 from farmsync.gcode.backends.common import (
     UPLOAD_RETRY,
@@ -92,6 +94,9 @@ class BambuBackend:
     """One Bambu printer. ``access_code`` is the LAN access code; it never appears in errors or logs."""
 
     kind = Kind.BAMBU
+    accepts = BAMBU_SUFFIXES  # the mirror leaves other source files (.bgcode) off Bambu printers
+    session_retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0)
+    """Seconds before each new login after a 421: printers free the slot of a closed session slowly."""
 
     def __init__(
         self,
@@ -156,15 +161,24 @@ class BambuBackend:
         return "/" + join(self.folder, path).strip("/")
 
     def _open(self, target: BambuTarget) -> CardSession:
-        return CardSession(
-            target.host,
-            self.ftp_port,
-            target.serial,
-            self._code,
-            self._context,
-            timeout=self.timeout,
-            reply_wait=self.reply_wait,
-        )
+        """Log in; a 421 (the printer has not yet freed the slot of a session just closed) is tried again later."""
+        delays = self.session_retry_delays
+        for attempt in range(len(delays) + 1):
+            try:
+                return CardSession(
+                    target.host,
+                    self.ftp_port,
+                    target.serial,
+                    self._code,
+                    self._context,
+                    timeout=self.timeout,
+                    reply_wait=self.reply_wait,
+                )
+            except ftplib.error_temp as exc:
+                if reply_code(exc) != 421 or attempt == len(delays):
+                    raise
+                time.sleep(delays[attempt])
+        raise AssertionError("unreachable")
 
     def _drop(self) -> None:
         if self._session is not None:
@@ -256,6 +270,9 @@ class BambuBackend:
             return PrinterStatus(state="unknown", idle=False, detail=f"state unknown: {exc}")
         except ssl.SSLCertVerificationError as exc:
             raise self._error(exc, "MQTT", "connect") from None
+        except (ssl.SSLEOFError, ConnectionResetError, MqttClosed):
+            # accepted, then dropped before the login was answered: how a full broker turns clients away
+            return PrinterStatus(state="unknown", idle=False, detail=f"state unknown: {SLOTS_FULL}")
         except (OSError, ValueError) as exc:
             raise UpstreamTransportError(
                 self.name, "MQTT", "connect", f"{type(exc).__name__}: {exc}"

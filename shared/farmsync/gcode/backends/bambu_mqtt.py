@@ -39,6 +39,16 @@ class MqttRefused(Exception):
     """The broker refused the login (CONNACK 4 or 5): the access code is wrong or was renewed on the printer."""
 
 
+class MqttClosed(Exception):
+    """The broker dropped the connection before answering the login."""
+
+
+SLOTS_FULL = (
+    "the printer's MQTT broker dropped the connection before the login was answered; its few client slots may be "
+    "taken (Bambu Studio, the phone app, Home Assistant)"
+)
+
+
 class MqttNoState(Exception):
     """Connected, but no report named ``gcode_state`` in time (wrong serial, or a stalled broker)."""
 
@@ -141,7 +151,7 @@ def read_state(
                 raise MqttRefused(str(connack))
             if code not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
                 if connack is None:
-                    raise MqttRefused("the broker closed the connection during login")
+                    raise MqttClosed(SLOTS_FULL)
                 raise ConnectionError(f"the broker closed the connection ({mqtt.error_string(code)})")
             if seen["subscribed"] and not reading.pushall_sent and not reading.note:
                 if pushall_allowed(serial, pushall_interval):
