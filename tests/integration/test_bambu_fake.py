@@ -289,7 +289,7 @@ async def test_gcode_state_decides_busy(printer: FakeBambu, backend: BambuBacken
 async def test_p1_asks_for_a_full_report_at_most_once_per_interval(
     fake_bambu: FakeBambuFactory, tmp_path: Path
 ) -> None:
-    p1 = fake_bambu(model="P1S", serial="01P00A123456780", push_interval=0.2)
+    p1 = fake_bambu(model="P1P", serial="01S00A123456780", push_interval=0.2)
     backend = backend_for(p1, state_wait=1.0)
     first = await backend.status()
     assert first.state == "IDLE" and first.idle and p1.pushalls == 1

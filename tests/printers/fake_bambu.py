@@ -41,6 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.handlers.ftp.data import ThrottledDTPHandler
+from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
 from tests.printers.procs import LOOPBACK, free_port
@@ -412,7 +413,8 @@ class FakeBambu:
             {"fake": self, "authorizer": authorizer, "ssl_context": self._ssl_context(), "dtp_handler": dtp},
         )
         handler.dtp_handler = dtp
-        self._ftp = FTPServer((LOOPBACK, 0), handler)
+        # its own loop: pyftpdlib's default IOLoop is one per process, and two servers' threads must not share it
+        self._ftp = FTPServer((LOOPBACK, 0), handler, ioloop=IOLoop())
         self._ftp.max_cons_per_ip = self.max_sessions
         self.ftp_port = self._ftp.address[1]
         server = self._ftp

@@ -35,11 +35,11 @@ from farmsync.gcode.backends.bambu_ftps import CardSession, reply_code, tls_cont
 from farmsync.gcode.backends.bambu_models import (
     BAMBU_SUFFIXES,
     DEFAULT_STORAGE,
-    DELTA_PUSH_TYPES,
     FTP_PORT,
     IDLE_STATES,
     MQTT_PORT,
     PUSHALL_INTERVAL,
+    PUSHALL_LIMITED_TYPES,
     bambu_type,
 )
 from farmsync.gcode.backends.bambu_mqtt import SLOTS_FULL, MqttClosed, MqttNoState, MqttRefused, read_state
@@ -154,7 +154,7 @@ class BambuBackend:
     def pushall_interval(self) -> float:
         if self._pushall_interval is not None:
             return self._pushall_interval
-        return PUSHALL_INTERVAL if self._model in DELTA_PUSH_TYPES else 0.0
+        return PUSHALL_INTERVAL if self._model in PUSHALL_LIMITED_TYPES else 0.0
 
     def wire(self, path: str) -> str:
         """The absolute card path of a display path ("" is the mirror's folder itself)."""

@@ -12,9 +12,9 @@ BAMBU_TYPES: tuple[str, ...] = ("X1C", "X1E", "P1P", "P1S", "P2S", "A1", "A1MINI
 
 _ALIASES = {"X1CARBON": "X1C", "X1": "X1C", "A1M": "A1MINI", "BAMBU": None}
 
-DELTA_PUSH_TYPES = frozenset({"P1P", "P1S"})
-"""Models whose MQTT reports carry only changed fields, and whose brokers lag when asked for a full report too
-often (OpenBambuAPI: no ``pushall`` more often than every 5 minutes on a P1P; P1S treated alike)."""
+PUSHALL_LIMITED_TYPES = frozenset({"P1P"})
+"""Models that lag when asked for a full report too often (OpenBambuAPI: no ``pushall`` more often than every 5
+minutes on a P1P). The safe rate on P1S and A1 is an open question (bambu-printers.md §6.8)."""
 
 PUSHALL_INTERVAL = 300.0
 """Seconds between two ``pushall`` requests to one delta-push printer."""

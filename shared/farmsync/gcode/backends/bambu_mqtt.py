@@ -3,8 +3,8 @@
 Printers accept very few MQTT clients (one to four by model and firmware) and Bambu Studio, the phone app and Home
 Assistant need theirs, so farmsync never stays connected: it subscribes to ``device/<serial>/report``, asks for a
 full report (``pushall``) and leaves as soon as a report names ``print.gcode_state``. It never subscribes to the
-request topic (P1S and A1 brokers drop such clients). P1 printers lag when asked for full reports too often, so
-there a ``pushall`` goes out at most once per :data:`PUSHALL_INTERVAL` per printer; in between, only a report the
+request topic (P1S and A1 brokers drop such clients). A P1P lags when asked for full reports too often, so there a
+``pushall`` goes out at most once per :data:`PUSHALL_INTERVAL` (across processes); in between, only a report the
 printer sends by itself can give the state, and without one the state is unknown (busy). Reference:
 bambu-printers.md §3.
 
@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import ssl
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -31,7 +34,9 @@ from farmsync.gcode.backends.bambu_models import USER
 
 PUSHALL = {"pushing": {"sequence_id": "0", "command": "pushall", "version": 1, "push_target": 1}}
 
-_last_pushall: dict[str, float] = {}
+PUSHALL_CLOCKS = Path(tempfile.gettempdir()) / "farmsync-bambu-pushall"
+"""One empty file per serial whose mtime is the last ``pushall``: shared by every farmsync process on the machine
+(each CLI run is a process of its own), forgotten on reboot, when the printer has most likely restarted too."""
 _pushall_lock = threading.Lock()
 
 
@@ -76,13 +81,19 @@ class _SerialNamedClient(mqtt.Client):
 
 
 def pushall_allowed(serial: str, interval: float, now: float | None = None) -> bool:
-    """Whether a ``pushall`` may go to this printer now; records it when so (one process-wide clock per serial)."""
-    now = time.monotonic() if now is None else now
+    """Whether a ``pushall`` may go to this printer now; records it when so. ``interval`` 0: always."""
+    if interval <= 0:
+        return True
+    now = time.time() if now is None else now
+    clock = PUSHALL_CLOCKS / re.sub(r"[^A-Za-z0-9]", "_", serial)
     with _pushall_lock:
-        last = _last_pushall.get(serial)
-        if interval > 0 and last is not None and now - last < interval:
-            return False
-        _last_pushall[serial] = now
+        try:
+            if now - clock.stat().st_mtime < interval:
+                return False
+        except FileNotFoundError:
+            PUSHALL_CLOCKS.mkdir(mode=0o700, parents=True, exist_ok=True)
+            clock.touch()
+        os.utime(clock, (now, now))
         return True
 
 
