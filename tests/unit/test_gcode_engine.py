@@ -387,3 +387,18 @@ async def test_entries_the_backend_left_out_become_warnings(source):
 def test_fake_backend_honours_the_protocol():
     farm, configs = farm_of("Ash")
     assert isinstance(farm.factory(configs[0]), PrinterBackend)
+
+
+async def test_a_back_end_that_accepts_fewer_types_gets_only_those(source):
+    farm, configs = farm_of("Ash", "Bambu")
+
+    def factory(config):
+        backend = farm.factory(config)
+        if config.name == "Bambu":
+            backend.accepts = (".gcode.3mf", ".3mf", ".gcode")  # no .bgcode on a Bambu printer
+        return backend
+
+    report = await run_mirror(configs, source, GO, factory, MemoryManifestStore())
+    assert results(report, "Ash") == [("upload", "apple/pla.gcode", "ok"), ("upload", "banana.bgcode", "ok")]
+    assert results(report, "Bambu") == [("upload", "apple/pla.gcode", "ok")]
+    assert set(farm["Bambu"].files) == {"apple/pla.gcode"}

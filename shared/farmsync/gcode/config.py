@@ -55,13 +55,14 @@ _TYPE_KINDS: dict[str, Kind] = {
     **dict.fromkeys(["MK3", "MK3S", "MK3S+", "MK2.5", "MK2.5S"], Kind.PRUSALINK_LEGACY),
     "OCTOPRINT": Kind.OCTOPRINT,
     **dict.fromkeys(["KLIPPER", "MOONRAKER", "VORON"], Kind.MOONRAKER),
-    **dict.fromkeys(BAMBU_TYPES, Kind.BAMBU),
 }
 KINDS = ", ".join(k.value for k in Kind)
 
 
 def kind_for_type(printer_type: str) -> Kind | None:
     """The API a ``printer_type`` implies (MK4 -> prusalink, MK3S -> prusalink-legacy, ...), None if unknown."""
+    if bambu_type(printer_type) is not None:
+        return Kind.BAMBU  # with its aliases: "X1 Carbon", "A1 mini"
     return _TYPE_KINDS.get(re.sub(r"[\s_-]+", "", printer_type).upper())
 
 
