@@ -267,7 +267,9 @@ def parse_printers(data: Any, *, label: str = "printers.yml") -> list[PrinterCon
         if entry.get("kind") is None:
             entry.pop("kind", None)
             printer_type = entry.get("printer_type")
-            if printer_type is None:
+            if printer_type is None and entry.get("bambuddy") is not None:
+                entry["kind"] = Kind.BAMBU  # a printer Bambuddy knows is a Bambu printer
+            elif printer_type is None:
                 entry_problems.append(
                     ("printer_type", f"required key is missing (or set 'kind' to one of {KINDS})")
                 )

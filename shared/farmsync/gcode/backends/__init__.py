@@ -50,14 +50,17 @@ def normalise_host(name: str, host: str) -> str:
     return host.rstrip("/")
 
 
-def bambu_backend_for(printer: Any, *, timeout: float = 30.0) -> PrinterBackend:
-    """A Bambu printer's back end (FTPS and MQTT modules are imported only here)."""
+def bambu_backend_for(printer: Any, *, timeout: float = 30.0, settings: Any = None) -> PrinterBackend:
+    """A Bambu printer's back end (FTPS and MQTT modules are imported only here). ``settings`` (Bambuddy's URL
+    and key) serve printers named by ``bambuddy``; None reads them from the environment when first needed."""
     from farmsync.gcode.backends.bambu import BambuBackend, bambuddy_resolver
     from farmsync.gcode.backends.bambu_models import FTP_PORT, MQTT_PORT
 
     if printer.access_code is None:
         raise ConfigError(f"{printer.name}: a Bambu printer needs access_code")
-    resolve = bambuddy_resolver(printer.name, printer.bambuddy) if printer.bambuddy else None
+    resolve = (
+        bambuddy_resolver(printer.name, printer.bambuddy, settings=settings) if printer.bambuddy else None
+    )
     return BambuBackend(
         printer.name,
         access_code=printer.access_code.get_secret_value(),

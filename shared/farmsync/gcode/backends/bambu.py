@@ -570,9 +570,9 @@ def bambuddy_resolver(name: str, printer_name: str, *, settings: Any = None) -> 
 
     async def resolve() -> BambuTarget:
         from farmsync.clients.bambuddy import BambuddyClient
-        from farmsync.settings import get_settings
+        from farmsync.settings import load_settings
 
-        s = settings or get_settings()
+        s = settings or load_settings()
         if not s.bambuddy_base_url:
             raise UpstreamValidation(
                 name, "GET", "/printers/", "bambuddy: set BAMBUDDY_BASE_URL to look it up"
