@@ -40,7 +40,6 @@ from OpenSSL import SSL
 from paho.mqtt.enums import CallbackAPIVersion
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
-from pyftpdlib.handlers.ftp.data import ThrottledDTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
@@ -125,10 +124,24 @@ def make_pki(folder: Path, *, name: str = "BBL CA") -> Pki:
 # ------------------------------------------------------------------------------------------------ FTPS
 
 
-class _DataChannel(TLS_DTPHandler, ThrottledDTPHandler):
-    """Data connection: refuses a TLS session that was not resumed (522), answers 426 after a bare close."""
+class _DataChannel(TLS_DTPHandler):
+    """Data connection: refuses a TLS session that was not resumed (522), answers 426 after a bare close, and
+    reads no faster than the printer's ``bandwidth`` (one budget per printer, across its data connections:
+    pyftpdlib's own throttle starts afresh per connection and lets small files through at full speed)."""
 
     _refused = False
+
+    def recv(self, buffer_size: int) -> bytes:
+        chunk = super().recv(buffer_size)
+        delay = self.cmd_channel.fake.pace(len(chunk)) if self.receive and chunk else 0.0
+        if delay > 0.002:
+            self.del_channel()
+            self.ioloop.call_later(delay, self._resume, _errback=self.handle_error)
+        return chunk
+
+    def _resume(self) -> None:
+        if not self._closed:
+            self.add_channel(events=self.ioloop.READ)
 
     def handle_ssl_established(self) -> None:
         fake: FakeBambu = self.cmd_channel.fake
@@ -345,6 +358,7 @@ class FakeBambu:
         self.brain_password = "brain-" + access_code
         self.ftp_port = 0
         self.mqtt_port = 0
+        self._link_free_at = 0.0
         self._ftp: FTPServer | None = None
         self._ftp_thread: threading.Thread | None = None
         self._ftp_stop = threading.Event()
@@ -377,6 +391,10 @@ class FakeBambu:
                 self._mosquitto.kill()
                 self._mosquitto.wait(5)
             self._mosquitto = None
+        self.cut_card_power()
+
+    def cut_card_power(self) -> None:
+        """Stop the FTP server at once, dropping every connection mid-transfer (MQTT stays up)."""
         if self._ftp_thread is not None:
             self._ftp_stop.set()
             self._ftp_thread.join(10)
@@ -402,17 +420,11 @@ class FakeBambu:
     def _start_ftp(self) -> None:
         authorizer = DummyAuthorizer()
         authorizer.add_user("bblp", self.access_code, str(self.card_root), perm="elradfmwMT")
-        dtp = type(
-            "DataChannel",
-            (_DataChannel,),
-            {"read_limit": self.bandwidth or 0, "write_limit": self.bandwidth or 0},
-        )
         handler = type(
             "Control",
             (_Control,),
-            {"fake": self, "authorizer": authorizer, "ssl_context": self._ssl_context(), "dtp_handler": dtp},
+            {"fake": self, "authorizer": authorizer, "ssl_context": self._ssl_context()},
         )
-        handler.dtp_handler = dtp
         # its own loop: pyftpdlib's default IOLoop is one per process, and two servers' threads must not share it
         self._ftp = FTPServer((LOOPBACK, 0), handler, ioloop=IOLoop())
         self._ftp.max_cons_per_ip = self.max_sessions
@@ -480,6 +492,14 @@ class FakeBambu:
                 time.sleep(0.02)
         self._brain = _PrinterBrain(self)
         self._brain.start()
+
+    def pace(self, nbytes: int) -> float:
+        """Seconds to wait before reading more, so that what was read arrives at ``bandwidth`` bytes/s."""
+        if not self.bandwidth:
+            return 0.0
+        now = time.monotonic()
+        self._link_free_at = max(now, self._link_free_at) + nbytes / self.bandwidth
+        return self._link_free_at - now
 
     # --- the printer's side
 
