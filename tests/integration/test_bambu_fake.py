@@ -376,3 +376,9 @@ async def test_bandwidth_is_per_printer_across_uploads(fake_bambu: FakeBambuFact
             await backend.upload(f"p{index}.gcode", source, size=100_000)
         took = time.monotonic() - started
     assert 0.8 < took < 5.0  # 400 KB at 400 KB/s
+
+
+async def test_probe_without_a_card_is_an_error(printer: FakeBambu) -> None:
+    printer.card = False
+    checks = {name: level for name, level, _ in await backend_for(printer).probe()}
+    assert checks["folder"] == "error" and checks["mqtt"] == "ok"

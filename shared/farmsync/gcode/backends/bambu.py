@@ -526,9 +526,10 @@ class BambuBackend:
         banner = session.welcome[:60]
         out.append(("ftps", "ok", f"logged in as bblp ({banner})"))
         try:
-            await self.list_tree()
-            folder = "/" + self.folder
+            folder = self.wire("")
             exists = await self._ftp("LIST", folder, lambda s: _listable(s, folder))
+            if not exists:
+                await self._ftp("LIST", "/", lambda s: s.list_dir("/"))  # no card fails here
             out.append(
                 ("folder", "ok", f"{folder} is listed")
                 if exists
