@@ -319,7 +319,7 @@ class FakeBambu:
         pki: Pki,
         *,
         serial: str = "01S00C123456789",
-        access_code: str = "12345678",
+        access_code: str = "7Q2k9xW4",
         model: str = "X1C",
         pushes: str | None = None,
         push_interval: float = 1.0,
