@@ -382,3 +382,12 @@ async def test_probe_without_a_card_is_an_error(printer: FakeBambu) -> None:
     printer.card = False
     checks = {name: level for name, level, _ in await backend_for(printer).probe()}
     assert checks["folder"] == "error" and checks["mqtt"] == "ok"
+
+
+async def test_a_refused_login_frees_the_printer_s_only_session(printer: FakeBambu) -> None:
+    with pytest.raises(UpstreamAuthError):
+        await backend_for(printer, access_code="00000000").list_tree()
+    right = backend_for(printer)
+    right.session_retry_delays = ()  # no waiting for a slot: it must be free already
+    assert await right.list_tree() == []
+    await right.aclose()

@@ -163,6 +163,8 @@ def test_bambu_entry_defaults_and_backend() -> None:
     assert backend.ftp_port == 9990 and backend.mqtt_port == 8883 and not backend.verified
     [root] = parse_printers({"B1": bambu(storage="/")})
     assert root.card_folder == ""
+    [nested] = parse_printers({"B1": bambu(storage="/sdcard/farm files/")})
+    assert nested.card_folder == "sdcard/farm files"
 
 
 def test_access_code_is_a_secret_everywhere() -> None:

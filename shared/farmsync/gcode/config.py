@@ -162,7 +162,8 @@ class PrinterConfig(BaseModel):
     @property
     def card_folder(self) -> str:
         """Bambu: the folder of the card the mirror owns (display paths are relative to it; "" is the card root)."""
-        return normalize_destination("/" + (self.storage if self.storage is not None else DEFAULT_STORAGE))
+        folder = self.storage if self.storage is not None else DEFAULT_STORAGE
+        return "/".join(part for part in folder.split("/") if part not in ("", "."))
 
 
 def _bare_host(value: str) -> str:

@@ -46,6 +46,7 @@ from farmsync.gcode.backends.bambu_mqtt import SLOTS_FULL, MqttClosed, MqttNoSta
 from farmsync.gcode.backends.base import Kind, PrinterStatus, ProgressCallback, RemoteEntry, UploadResult
 from farmsync.gcode.backends.common import (
     UPLOAD_RETRY,
+    SkipLog,
     UploadVerificationError,
     basename,
     check_path,
@@ -90,7 +91,7 @@ def fat_problem(path: str) -> str | None:
     return None
 
 
-class BambuBackend:
+class BambuBackend(SkipLog):
     """One Bambu printer. ``access_code`` is the LAN access code; it never appears in errors or logs."""
 
     kind = Kind.BAMBU
@@ -242,11 +243,6 @@ class BambuBackend:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    def skip(self, path: str, problem: str) -> None:
-        line = f"{self.name}: skipped remote entry {path!r}: {problem}"
-        log.warning(line)
-        self.skipped.append(line)
 
     # ------------------------------------------------------------------ status
 

@@ -172,11 +172,15 @@ class CardSession:
         self.ftp = ImplicitFTPS(context, serial, timeout)
         self.timeout = timeout
         self.reply_wait = reply_wait
-        self.ftp.connect(host, port)
-        self.ftp.login(USER, access_code)
-        self.ftp.prot_p()  # PBSZ 0 + PROT P
-        self.ftp.voidcmd("TYPE I")
-        self.ftp.set_pasv(True)
+        try:
+            self.ftp.connect(host, port)
+            self.ftp.login(USER, access_code)
+            self.ftp.prot_p()  # PBSZ 0 + PROT P
+            self.ftp.voidcmd("TYPE I")
+            self.ftp.set_pasv(True)
+        except BaseException:
+            self.ftp.close()  # a half-open session would hold the printer's only slot
+            raise
 
     @property
     def welcome(self) -> str:
