@@ -391,3 +391,21 @@ async def test_a_refused_login_frees_the_printer_s_only_session(printer: FakeBam
     right.session_retry_delays = ()  # no waiting for a slot: it must be free already
     assert await right.list_tree() == []
     await right.aclose()
+
+
+def test_bambu_style_ca_passes_only_without_strict_x509(printer: FakeBambu, bambu_pki: Pki) -> None:
+    """Bambu's CA lacks extensions strict X.509 checking wants (Python 3.13 turns it on by default)."""
+    for strict in (False, True):
+        context = tls_context(bambu_pki.ca_pem)
+        if strict:
+            context.verify_flags |= ssl.VERIFY_X509_STRICT
+        raw = socket.create_connection(("127.0.0.1", printer.ftp_port), 5)
+        try:
+            if strict:
+                with pytest.raises(ssl.SSLCertVerificationError):
+                    context.wrap_socket(raw, server_hostname=printer.serial)
+            else:
+                with context.wrap_socket(raw, server_hostname=printer.serial) as tls:
+                    assert tls.version() == "TLSv1.2"
+        finally:
+            raw.close()
