@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ftplib
+import shutil
 import socket
 import ssl
 import time
@@ -187,6 +188,15 @@ async def test_listing_failure_is_an_error_never_an_empty_folder(
         await backend.list_tree()
     with pytest.raises(UpstreamValidation, match="553"):
         await backend.upload("x.gcode", _write(printer.workdir / "x", b"G1\n"), size=3)
+    printer.card = True
+    printer.list_fails = True  # CWD works, LIST does not: still an error, not an empty folder
+    with pytest.raises(UpstreamError, match="Failed to open directory"):
+        await backend.list_tree()
+    shutil.rmtree(printer.card_root / "farmsync")  # a missing mirror folder is empty only if the card lists
+    with pytest.raises(UpstreamError, match="Failed to open directory"):
+        await backend.list_tree()
+    printer.list_fails = False
+    assert await backend.list_tree() == []
 
 
 async def test_names_the_card_refuses_are_not_sent(backend: BambuBackend, tmp_path: Path) -> None:

@@ -209,6 +209,9 @@ class _Control(TLS_FTPHandler):
 
     def process_command(self, cmd: str, *args: Any, **kwargs: Any) -> None:
         fake = self.fake
+        if cmd == "LIST" and fake.list_fails:
+            self.respond("550 Failed to open directory.")  # bambuddy#266: a P1S failed LIST / and /cache
+            return
         if not fake.card and cmd in ("CWD", "LIST", "NLST", "STOR", "RETR", "SIZE", "MKD", "DELE", "RNFR"):
             self.respond("553 Could not create file." if cmd == "STOR" else "550 Failed to change directory.")
             return
@@ -347,6 +350,7 @@ class FakeBambu:
         self.rename_over_existing = rename_over_existing
         self.tls13 = tls13
         self.card = True
+        self.list_fails = False
         self.state = "IDLE"
         self.job = ""
         self.stalled = False

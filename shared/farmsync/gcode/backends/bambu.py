@@ -31,7 +31,7 @@ from farmsync.errors import (
     UpstreamTransportError,
     UpstreamValidation,
 )
-from farmsync.gcode.backends.bambu_ftps import CardSession, reply_code, tls_context
+from farmsync.gcode.backends.bambu_ftps import CardSession, FolderMissing, reply_code, tls_context
 from farmsync.gcode.backends.bambu_models import (
     BAMBU_SUFFIXES,
     DEFAULT_STORAGE,
@@ -294,8 +294,8 @@ class BambuBackend(SkipLog):
             folder = pending.pop(0)
             try:
                 entries, unreadable = session.list_dir(self.wire(folder))
-            except ftplib.error_perm as exc:
-                if folder == root and root == "" and reply_code(exc) == 550 and self.folder:
+            except FolderMissing:
+                if folder == root and root == "" and self.folder:
                     session.list_dir("/")  # the card answers: the mirror's folder is simply not made yet
                     return []
                 raise
@@ -326,10 +326,8 @@ class BambuBackend(SkipLog):
         def work(session: CardSession) -> RemoteEntry | None:
             try:
                 entries, _ = session.list_dir(self.wire(parent_of(path)))
-            except ftplib.error_perm as exc:
-                if reply_code(exc) == 550:
-                    return None
-                raise
+            except FolderMissing:
+                return None
             for item in entries:
                 if item.name == basename(path):
                     size = None if item.is_dir else item.size
@@ -458,7 +456,7 @@ class BambuBackend(SkipLog):
                     raise
                 try:
                     entries, _ = session.list_dir(wire)
-                except ftplib.error_perm:
+                except FolderMissing:
                     raise UpstreamNotFound(self.name, "RMD", wire, "no such folder", status=550) from None
                 raise UpstreamConflict(
                     self.name, "RMD", wire, f"folder not deleted: it still holds {len(entries)} entries"
@@ -552,10 +550,8 @@ class BambuBackend(SkipLog):
 def _listable(session: CardSession, wire: str) -> bool:
     try:
         session.list_dir(wire)
-    except ftplib.error_perm as exc:
-        if reply_code(exc) == 550:
-            return False
-        raise
+    except FolderMissing:
+        return False
     return True
 
 

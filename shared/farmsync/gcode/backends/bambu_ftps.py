@@ -147,6 +147,10 @@ def reply_code(error: BaseException) -> int | None:
     return int(match.group(1)) if match else None
 
 
+class FolderMissing(ftplib.error_perm):
+    """``CWD`` answered 550: no such folder (the reply text is kept, so it reads like any 550)."""
+
+
 @dataclass
 class StoreOutcome:
     """What the server said after the bytes went out; only ``SIZE`` afterwards says whether they arrived."""
@@ -198,8 +202,16 @@ class CardSession:
             self.ftp.close()
 
     def list_dir(self, wire: str) -> tuple[list[ListedEntry], list[str]]:
-        """``CWD`` into ``wire`` (an absolute card path) and ``LIST`` it; CWD's 550 means the folder is missing."""
-        self.ftp.cwd(wire)
+        """``CWD`` into ``wire`` (an absolute card path) and ``LIST`` it.
+
+        Only CWD's 550 means the folder is missing (:class:`FolderMissing`); a LIST that fails is an error.
+        """
+        try:
+            self.ftp.cwd(wire)
+        except ftplib.error_perm as exc:
+            if reply_code(exc) == 550:
+                raise FolderMissing(str(exc)) from None
+            raise
         lines: list[str] = []
         self.ftp.retrlines("LIST", lines.append)  # switches to TYPE A
         self.ftp.voidcmd("TYPE I")  # SIZE and transfers need binary mode
