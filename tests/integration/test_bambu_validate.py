@@ -87,7 +87,7 @@ def test_printer_named_by_its_bambuddy_name(
 
 
 async def test_bambuddy_without_an_address_is_named(sim_farm: SimFarm) -> None:
-    from farmsync.gcode.backends.bambu import bambuddy_resolver
+    from farmsync.gcode.backends.bambu_bambuddy import bambuddy_resolver
 
     settings = SimpleNamespace(
         bambuddy_base_url=sim_farm.bambuddy_url,

@@ -53,7 +53,8 @@ def normalise_host(name: str, host: str) -> str:
 def bambu_backend_for(printer: Any, *, timeout: float = 30.0, settings: Any = None) -> PrinterBackend:
     """A Bambu printer's back end (FTPS and MQTT modules are imported only here). ``settings`` (Bambuddy's URL
     and key) serve printers named by ``bambuddy``; None reads them from the environment when first needed."""
-    from farmsync.gcode.backends.bambu import BambuBackend, bambuddy_resolver
+    from farmsync.gcode.backends.bambu import BambuBackend
+    from farmsync.gcode.backends.bambu_bambuddy import bambuddy_resolver
     from farmsync.gcode.backends.bambu_models import FTP_PORT, MQTT_PORT
 
     if printer.access_code is None:

@@ -18,10 +18,9 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from farmsync.errors import (
     UpstreamAuthError,
@@ -40,6 +39,8 @@ from farmsync.gcode.backends.bambu_models import (
     MQTT_PORT,
     PUSHALL_INTERVAL,
     PUSHALL_LIMITED_TYPES,
+    BambuTarget,
+    Resolver,
     bambu_type,
 )
 from farmsync.gcode.backends.bambu_mqtt import SLOTS_FULL, MqttClosed, MqttNoState, MqttRefused, read_state
@@ -64,18 +65,6 @@ RELOGIN = (
     "the printer refused the access code: re-enter it from the printer's screen (it changes when LAN mode or "
 )
 RELOGIN += "Developer Mode is switched, or when it is refreshed)"
-
-
-@dataclass(frozen=True)
-class BambuTarget:
-    """Where a printer is: from printers.yml, or from Bambuddy's printer list."""
-
-    host: str
-    serial: str
-    model: str | None = None
-
-
-Resolver = Callable[[], Awaitable[BambuTarget]]
 
 
 def fat_problem(path: str) -> str | None:
@@ -553,41 +542,3 @@ def _listable(session: CardSession, wire: str) -> bool:
     except FolderMissing:
         return False
     return True
-
-
-def bambuddy_resolver(name: str, printer_name: str, *, settings: Any = None) -> Resolver:
-    """Find ``printer_name`` in Bambuddy's printer list (``GET /printers/``): IP, serial and model.
-
-    Bambuddy never shows the access code to API keys, so printers.yml still needs ``access_code``.
-    """
-
-    async def resolve() -> BambuTarget:
-        from farmsync.clients.bambuddy import BambuddyClient
-        from farmsync.settings import load_settings
-
-        s = settings or load_settings()
-        if not s.bambuddy_base_url:
-            raise UpstreamValidation(
-                name, "GET", "/printers/", "bambuddy: set BAMBUDDY_BASE_URL to look it up"
-            )
-        async with BambuddyClient(
-            s.bambuddy_base_url, s.bambuddy_api_key.get_secret_value(), timeout=s.http_timeout_seconds
-        ) as client:
-            printers = await client.printers()
-        wanted = printer_name.casefold()
-        for printer in printers:
-            if printer.name.casefold() == wanted:
-                if not printer.ip_address or not printer.serial_number:
-                    raise UpstreamValidation(
-                        name,
-                        "GET",
-                        "/printers/",
-                        f"Bambuddy has no IP address or serial for {printer.name!r}",
-                    )
-                return BambuTarget(printer.ip_address, printer.serial_number.upper(), printer.model)
-        known = ", ".join(p.name for p in printers) or "none"
-        raise UpstreamNotFound(
-            name, "GET", "/printers/", f"Bambuddy has no printer named {printer_name!r} (known: {known})"
-        )
-
-    return resolve

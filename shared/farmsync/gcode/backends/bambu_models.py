@@ -6,6 +6,8 @@ Kept apart from the back end so that reading printers.yml imports no FTP or MQTT
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 BAMBU_TYPES: tuple[str, ...] = ("X1C", "X1E", "P1P", "P1S", "P2S", "A1", "A1MINI", "H2D", "H2S")
 """``printer_type`` values of printers.yml (upper-cased, spaces, '-' and '_' removed before matching)."""
@@ -48,3 +50,16 @@ def bambu_type(printer_type: str | None) -> str | None:
 def is_idle(gcode_state: str | None) -> bool:
     """Only the known idle states are idle; busy, unknown and missing states are not."""
     return gcode_state is not None and gcode_state.upper() in IDLE_STATES
+
+
+@dataclass(frozen=True)
+class BambuTarget:
+    """Where a printer is: from printers.yml, or from Bambuddy's printer list."""
+
+    host: str
+    serial: str
+    model: str | None = None
+
+
+Resolver = Callable[[], Awaitable[BambuTarget]]
+"""Finds a printer's target when first needed (Bambuddy's printer list)."""
