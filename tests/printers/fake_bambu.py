@@ -367,6 +367,7 @@ class FakeBambu:
         self._ftp_thread: threading.Thread | None = None
         self._ftp_stop = threading.Event()
         self._mosquitto: subprocess.Popen[bytes] | None = None
+        self._mosquitto_log: Any = None
         self._brain: _PrinterBrain | None = None
 
     # --- lifecycle
@@ -395,6 +396,9 @@ class FakeBambu:
                 self._mosquitto.kill()
                 self._mosquitto.wait(5)
             self._mosquitto = None
+        if self._mosquitto_log is not None:
+            self._mosquitto_log.close()
+            self._mosquitto_log = None
         self.cut_card_power()
 
     def cut_card_power(self) -> None:
@@ -479,10 +483,11 @@ class FakeBambu:
                 ]
             )
         )
+        self._mosquitto_log = open(folder / "mosquitto.log", "wb")  # noqa: SIM115 - closed in stop()
         self._mosquitto = subprocess.Popen(
             [MOSQUITTO, "-c", str(config)],
             stdout=subprocess.DEVNULL,
-            stderr=open(folder / "mosquitto.log", "wb"),  # noqa: SIM115 - the child keeps it
+            stderr=self._mosquitto_log,
         )
         deadline = time.monotonic() + 10
         while True:
