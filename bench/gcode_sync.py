@@ -11,6 +11,10 @@ comes from ``os.wait4`` (ru_maxrss of that child).
 
 The changed file keeps its size and gets an mtime 5 minutes ahead, so link-sync's only rule (source newer than the
 printer's copy + 60 s) sees it too; farmsync sees it by content (its upload manifest's sha256).
+
+Bambu row (issue #18): farmsync alone onto as many fake Bambu printers (tests/printers/fake_bambu.py: implicit FTPS
+with session reuse, Mosquitto for the state), each capped at 100 KB/s as a Bambu printer writes (75–150 KB/s), with
+files a fifth of the Buddy row's size so the run stays short. ``--no-bambu`` leaves it out.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ LINK_SYNC = ROOT / ".bench-venvs" / "link-sync" / "bin" / "link-sync"
 FOLDERS = ("", "brackets", "brackets/wall", "enclosures/lids", "tools/clips/small", "spares/2026")
 MIB = 1 << 20
 NOOP_RUNS = 3
+BAMBU_BANDWIDTH = 100_000  # bytes per second: a Bambu printer writes 75–150 KB/s (bambu-printers.md §2)
+BAMBU_SHRINK = 5  # Bambu files are a fifth of the Buddy row's, or the full run would take 7 minutes
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,70 @@ def write_printers_yml(path: Path, printers: list[FakeBuddy]) -> Path:
         ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@contextmanager
+def bambu_printers(count: int, workdir: Path) -> Iterator[list[Any]]:
+    """``count`` throttled fake Bambu printers (X1C) on 127.0.0.1, sharing one throwaway CA; stopped after."""
+    from tests.printers.fake_bambu import FakeBambu, make_pki
+
+    pki = make_pki(workdir / "bambu-pki")
+    printers: list[Any] = []
+    try:
+        for index in range(count):
+            fake = FakeBambu(
+                workdir / f"bambu-{index}",
+                pki,
+                serial=f"01S00C{index:09d}",
+                bandwidth=BAMBU_BANDWIDTH,
+                push_interval=30.0,
+            )
+            printers.append(fake.start())
+        yield printers
+    finally:
+        for fake in printers:
+            fake.stop()
+
+
+def bambu_phases(size: Size, workdir: Path) -> dict[str, Any]:
+    """farmsync's first sync, no-op re-sync and one changed file onto throttled fake Bambu printers."""
+    source = workdir / "src-bambu"
+    bambu_size = Size(**{**size.__dict__, "file_bytes": size.file_bytes // BAMBU_SHRINK})
+    paths = make_source(source, bambu_size)
+    out: dict[str, Any] = {"bytes_per_printer": bambu_size.files * bambu_size.file_bytes}
+    with bambu_printers(size.printers, workdir) as printers:
+        config = workdir / "printers-bambu.yml"
+        config.write_text("".join(fake.printers_yml(f"Bambu{i:02d}") for i, fake in enumerate(printers)))
+        argv = tool_argv("farmsync", config, source, workdir / "data-bambu")
+        for phase in ("first", "noop", "changed"):
+            check = change_file(source / paths[0]) if phase == "changed" else None
+            run = run_process(
+                argv,
+                cwd=workdir,
+                env=tool_env(),
+                timeout=size.link_sync_timeout,
+                log_dir=workdir / "logs",
+                label=f"bambu-{phase}",
+            )
+            out[phase] = {
+                "seconds": round(run.seconds, 2),
+                "returncode": run.returncode,
+                "timed_out": run.timed_out,
+                "uploads": farmsync_uploads(run),
+                "engine_seconds": engine_seconds(run),
+                "mirrored": all(_bambu_holds(fake, source, paths, check) for fake in printers),
+            }
+            if not run.ok:
+                out[phase]["stderr_tail"] = run.stderr[-2000:]
+    shutil.rmtree(source, ignore_errors=True)
+    return out
+
+
+def _bambu_holds(fake: Any, source: Path, paths: list[str], check: str | None) -> bool:
+    held = fake.files("farmsync")
+    if any(len(held.get(f"farmsync/{rel}", b"")) != (source / rel).stat().st_size for rel in paths):
+        return False
+    return check is None or hashlib.sha256(held[f"farmsync/{paths[0]}"]).hexdigest() == check
 
 
 def requests_so_far(printers: list[FakeBuddy]) -> int:
@@ -301,7 +371,7 @@ def memory_run(tool: str, size: Size, workdir: Path) -> dict[str, Any]:
 # --- the benchmark ------------------------------------------------------------------------------------------
 
 
-def run(size: Size, *, quick: bool) -> Result:
+def run(size: Size, *, quick: bool, bambu: bool = True) -> Result:
     per_printer = size.files * size.file_bytes
     bound_first = per_printer / size.bandwidth
     bound_changed = size.file_bytes / size.bandwidth
@@ -333,6 +403,7 @@ def run(size: Size, *, quick: bool) -> Result:
             tools[tool] = sync_phases(tool, size, source, paths, workdir)
             memory[tool] = memory_run(tool, size, workdir)
             shutil.rmtree(source, ignore_errors=True)
+        bambu_run = bambu_phases(size, workdir) if bambu else None
 
     def phase(tool: str, name: str) -> dict[str, Any]:
         return tools.get(tool, {}).get(name, {})
@@ -379,6 +450,28 @@ def run(size: Size, *, quick: bool) -> Result:
             "changed": round(bound_changed, 2),
         }
     )
+    if bambu_run is not None:
+        bambu_bound = bambu_run["bytes_per_printer"] / BAMBU_BANDWIDTH
+        bambu_first = bambu_run["first"]["seconds"]
+        result.rows.append(
+            {
+                "tool": f"farmsync → Bambu fakes ({BAMBU_BANDWIDTH // 1000} KB/s, files ÷{BAMBU_SHRINK})",
+                "first": bambu_first,
+                "first_vs_bound": ratio(bambu_first, bambu_bound),
+                "noop": bambu_run["noop"]["seconds"],
+                "changed": bambu_run["changed"]["seconds"],
+                "mirrored": all(bambu_run[p]["mirrored"] for p in ("first", "noop", "changed")),
+            }
+        )
+        result.rows.append(
+            {
+                "tool": "physical bound (Bambu)",
+                "first": round(bambu_bound, 2),
+                "first_vs_bound": 1.0,
+                "noop": 0.0,
+                "changed": round(size.file_bytes / BAMBU_SHRINK / BAMBU_BANDWIDTH, 2),
+            }
+        )
 
     fs_first = phase(fs, "first").get("seconds")
     ls_first = phase(ls, "first").get("seconds")
@@ -437,14 +530,17 @@ def run(size: Size, *, quick: bool) -> Result:
         "tools": tools,
         "memory": memory,
         "bound": {"first": bound_first, "changed": bound_changed},
+        "bambu": bambu_run,
     }
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    options = parser(__doc__.splitlines()[0])
+    options.add_argument("--no-bambu", action="store_true", help="leave out the Bambu fakes' row")
+    args = options.parse_args(argv)
     size = size_name(args)
-    return finish(run(SIZES[size], quick=size != "full"), args.out)
+    return finish(run(SIZES[size], quick=size != "full", bambu=not args.no_bambu), args.out)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ Each check says ok, a warning (works, but worth knowing: Bambuddy auth off means
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 from farmsync.clients.bambuddy import WRITE_SCOPE_NAMES
-from farmsync.errors import FarmsyncError, UpstreamError, UpstreamNotFound
+from farmsync.errors import ConfigError, FarmsyncError, UpstreamError, UpstreamNotFound
 from farmsync.services import Services
 
 
@@ -91,6 +93,40 @@ async def _write_scopes(checks: Checks, bambuddy: Any, settings: Any, *, auth_en
                 "error",
                 f"the API key lacks {flag}: {purpose} cannot be written",
             )
+
+
+def _bambu_printers(printers_file: Path) -> list[Any]:
+    """The Bambu printers of printers.yml (none when there is no such file)."""
+    from farmsync.gcode.backends.base import Kind
+    from farmsync.gcode.config import load_printers
+
+    if not printers_file.exists():
+        return []
+    return [p for p in load_printers(printers_file) if p.kind is Kind.BAMBU]
+
+
+async def bambu_printer_checks(checks: Checks, printers_file: Path, *, settings: Any, timeout: float) -> None:
+    """Each Bambu printer of printers.yml, all at once: TLS handshake (and whether the certificate was verified),
+    FTPS login, the mirror's card folder, MQTT login and print state. Other kinds are checked by their runs."""
+    from farmsync.gcode.backends import bambu_backend_for
+
+    try:
+        printers = await asyncio.to_thread(_bambu_printers, Path(printers_file))
+    except ConfigError as exc:
+        checks.add("printers.yml", "error", str(exc))
+        return
+
+    async def probe(printer: Any) -> list[tuple[str, str, str]]:
+        backend = bambu_backend_for(printer, timeout=timeout, settings=settings)
+        try:
+            return await backend.probe()  # type: ignore[attr-defined]
+        finally:
+            await backend.aclose()
+
+    results = await asyncio.gather(*(probe(p) for p in printers))
+    for printer, found in zip(printers, results, strict=True):
+        for check, level, message in found:
+            checks.add(f"{printer.name} {check}", level, message)
 
 
 async def run_validation(services: Services) -> dict[str, Any]:
@@ -198,4 +234,7 @@ async def run_validation(services: Services) -> dict[str, Any]:
     else:
         checks.add("inventree", "error", "INVENTREE_BASE_URL is not set")
 
+    await bambu_printer_checks(
+        checks, settings.gcode_printers_file, settings=settings, timeout=settings.http_timeout_seconds
+    )
     return {"ok": checks.ok, "checks": checks.items}

@@ -96,6 +96,9 @@ def test_gcode_sync_mirrors_with_every_tool_it_found(outputs: dict[str, dict[str
     else:
         assert "setup_linksync" in rows["link-sync"]["mirrored"]
     assert data["details"]["memory"]["farmsync"]["peak_rss_mb"] > 0
+    bambu = data["details"]["bambu"]  # the throttled Bambu fakes' row
+    assert all(bambu[phase]["mirrored"] for phase in ("first", "noop", "changed"))
+    assert bambu["noop"]["uploads"] == 0 and bambu["changed"]["uploads"] == gcode_sync.SIZES["tiny"].printers
 
 
 def test_cold_start_answers_every_first_request(outputs: dict[str, dict[str, Any]]) -> None:

@@ -126,7 +126,7 @@ def test_explicit_kind_overrides_printer_type():
 def test_unknown_printer_type_names_the_printer():
     assert problems({"Ash": entry(printer_type="Ender 3")}) == [
         "printers.yml: printer 'Ash': key 'printer_type': unknown printer type 'Ender 3'; "
-        "set 'kind' to one of prusalink, prusalink-legacy, octoprint, moonraker"
+        "set 'kind' to one of prusalink, prusalink-legacy, octoprint, moonraker, bambu"
     ]
 
 

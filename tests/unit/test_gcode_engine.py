@@ -402,3 +402,18 @@ async def test_a_broken_progress_display_does_not_fail_the_upload(source):
     report = await run_mirror(configs, source, GO, farm.factory, MemoryManifestStore(), listener=Broken())
     assert report.printer("Ash").status is PrinterOutcome.SYNCED and report.exit_code == 0
     assert Broken.calls == 1  # switched off after the first error
+
+
+async def test_a_back_end_that_accepts_fewer_types_gets_only_those(source):
+    farm, configs = farm_of("Ash", "Bambu")
+
+    def factory(config):
+        backend = farm.factory(config)
+        if config.name == "Bambu":
+            backend.accepts = (".gcode.3mf", ".3mf", ".gcode")  # no .bgcode on a Bambu printer
+        return backend
+
+    report = await run_mirror(configs, source, GO, factory, MemoryManifestStore())
+    assert results(report, "Ash") == [("upload", "apple/pla.gcode", "ok"), ("upload", "banana.bgcode", "ok")]
+    assert results(report, "Bambu") == [("upload", "apple/pla.gcode", "ok")]
+    assert set(farm["Bambu"].files) == {"apple/pla.gcode"}

@@ -2,7 +2,10 @@
 
 A file maps each printer name to ``printer_type``, ``host``, ``username`` and ``password`` (link-sync's four
 keys). farmsync also accepts ``kind`` (which API the printer speaks; inferred from ``printer_type`` when absent),
-``api_key``, ``storage`` and ``destination``. Anything else is reported as an unknown key, so a typo cannot
+``api_key``, ``storage`` and ``destination``. Bambu Lab printers (``printer_type: X1C``, ``P1S``, ``A1``, ...) take
+``host`` as a bare name or IP, ``serial``, ``access_code`` (a secret, like ``password``), optionally ``ca_bundle``,
+``ftp_port``/``mqtt_port``, and ``storage`` as the folder of the card the mirror owns; ``bambuddy: <name>`` takes
+host, serial and model from Bambuddy's printer list instead. Anything else is reported as an unknown key, so a typo cannot
 silently drop a setting. Every problem in the file is reported at once, one line each, and no line ever
 contains a password or key.
 """
@@ -19,10 +22,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from farmsync.errors import ConfigError, InputError
+from farmsync.gcode.backends.bambu_models import BAMBU_TYPES, DEFAULT_STORAGE, bambu_type
 from farmsync.gcode.backends.base import Kind
 from farmsync.gcode.plan import PathProblem, normalize_destination
 
@@ -57,6 +61,8 @@ KINDS = ", ".join(k.value for k in Kind)
 
 def kind_for_type(printer_type: str) -> Kind | None:
     """The API a ``printer_type`` implies (MK4 -> prusalink, MK3S -> prusalink-legacy, ...), None if unknown."""
+    if bambu_type(printer_type) is not None:
+        return Kind.BAMBU  # with its aliases: "X1 Carbon", "A1 mini"
     return _TYPE_KINDS.get(re.sub(r"[\s_-]+", "", printer_type).upper())
 
 
@@ -74,17 +80,28 @@ class PrinterConfig(BaseModel):
 
     name: str
     kind: Kind
-    host: str
+    host: str | None = None
     printer_type: str | None = None
     username: str | None = None
     password: SecretStr | None = None
     api_key: SecretStr | None = None
     storage: str | None = None
     destination: str | None = None
+    # Bambu Lab only (kind bambu)
+    serial: str | None = None
+    access_code: SecretStr | None = None
+    ca_bundle: str | None = None
+    ftp_port: int | None = Field(default=None, ge=1, le=65535)
+    mqtt_port: int | None = Field(default=None, ge=1, le=65535)
+    bambuddy: str | None = None
 
     @field_validator("host")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("kind") is Kind.BAMBU:
+            return _bare_host(value)
         shown = repr(_mask_url(value))
         try:
             parts = urlsplit(value)
@@ -120,13 +137,47 @@ class PrinterConfig(BaseModel):
 
     @field_validator("storage")
     @classmethod
-    def _storage_name(cls, value: str | None) -> str | None:
+    def _storage_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("kind") is Kind.BAMBU:
+            try:
+                normalize_destination(value)
+            except PathProblem as exc:
+                raise PydanticCustomError(
+                    "path", "expected a folder of the printer's card, but it {why}", {"why": str(exc)}
+                ) from None
+            return value
         if value is not None and not re.fullmatch(r"/?[A-Za-z0-9_.-]+/?", value):
             raise PydanticCustomError("storage", "expected a storage name such as usb, local or gcodes", {})
         return value
 
+    @field_validator("serial")
+    @classmethod
+    def _serial(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9]{6,32}", value):
+            raise PydanticCustomError(
+                "serial", "expected the printer's serial number (letters and digits)", {}
+            )
+        return value.upper() if value else value
 
-_SECRET_KEYS = {"password", "api_key", "username"}
+    @property
+    def card_folder(self) -> str:
+        """Bambu: the folder of the card the mirror owns (display paths are relative to it; "" is the card root)."""
+        folder = self.storage if self.storage is not None else DEFAULT_STORAGE
+        return "/".join(part for part in folder.split("/") if part not in ("", "."))
+
+
+def _bare_host(value: str) -> str:
+    """A Bambu printer's host: a name or IP, no scheme, port or credentials (ports are ftp_port/mqtt_port)."""
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[?[0-9A-Fa-f:.]+\]?", value):
+        raise PydanticCustomError(
+            "host",
+            "expected a bare host name or IP address for a Bambu printer (no http://, no port), got {got}",
+            {"got": repr(_mask_url(value))},
+        )
+    return value.strip("[]")
+
+
+_SECRET_KEYS = {"password", "api_key", "username", "access_code"}
 
 
 def _explain(error: Any) -> tuple[str, str]:
@@ -151,10 +202,39 @@ def _explain(error: Any) -> tuple[str, str]:
 
 def _credential_problems(printer: PrinterConfig) -> list[tuple[str, str]]:
     """Keys a kind cannot work without (Moonraker may trust the LAN and need none)."""
+    if printer.kind is Kind.BAMBU:
+        return _bambu_problems(printer)
+    problems = [(key, "only for Bambu printers (kind bambu)") for key in _BAMBU_KEYS if getattr(printer, key)]
     secret = printer.password is not None or printer.api_key is not None
     if printer.kind in (Kind.PRUSALINK, Kind.PRUSALINK_LEGACY, Kind.OCTOPRINT) and not secret:
-        return [("password", f"required for kind {printer.kind.value} (or set 'api_key')")]
-    return []
+        problems.append(("password", f"required for kind {printer.kind.value} (or set 'api_key')"))
+    return problems
+
+
+_BAMBU_KEYS = ("serial", "access_code", "ca_bundle", "ftp_port", "mqtt_port", "bambuddy")
+
+
+def _bambu_problems(printer: PrinterConfig) -> list[tuple[str, str]]:
+    """A Bambu printer needs host, serial and access_code, unless Bambuddy names host and serial."""
+    problems: list[tuple[str, str]] = []
+    for key in ("username", "password", "api_key"):
+        if getattr(printer, key) is not None:
+            problems.append((key, "not used by Bambu printers (user bblp; set 'access_code')"))
+    if printer.access_code is None:
+        problems.append(
+            ("access_code", "required for Bambu printers (the LAN access code on the printer's screen)")
+        )
+    if printer.bambuddy is None:
+        problems.extend(
+            (key, "required key is missing (or set 'bambuddy')")
+            for key in ("host", "serial")
+            if getattr(printer, key) is None
+        )
+    if printer.printer_type is not None and bambu_type(printer.printer_type) is None:
+        problems.append(("printer_type", f"expected one of {', '.join(BAMBU_TYPES)} for a Bambu printer"))
+    if printer.ca_bundle is not None and not Path(printer.ca_bundle).expanduser().is_file():
+        problems.append(("ca_bundle", "file not found"))
+    return problems
 
 
 def parse_printers(data: Any, *, label: str = "printers.yml") -> list[PrinterConfig]:
@@ -188,7 +268,9 @@ def parse_printers(data: Any, *, label: str = "printers.yml") -> list[PrinterCon
         if entry.get("kind") is None:
             entry.pop("kind", None)
             printer_type = entry.get("printer_type")
-            if printer_type is None:
+            if printer_type is None and entry.get("bambuddy") is not None:
+                entry["kind"] = Kind.BAMBU  # a printer Bambuddy knows is a Bambu printer
+            elif printer_type is None:
                 entry_problems.append(
                     ("printer_type", f"required key is missing (or set 'kind' to one of {KINDS})")
                 )
@@ -203,6 +285,8 @@ def parse_printers(data: Any, *, label: str = "printers.yml") -> list[PrinterCon
                     )
                 else:
                     entry["kind"] = kind
+        if entry.get("host") is None and entry.get("kind") not in (Kind.BAMBU, Kind.BAMBU.value):
+            entry_problems.append(("host", "required key is missing"))
         try:
             printer = PrinterConfig.model_validate({**entry, "name": name})
         except ValidationError as exc:

@@ -43,6 +43,7 @@ from farmsync.gcode.plan import (
     PathProblem,
     Plan,
     PlanOptions,
+    has_suffix,
     in_scope,
     join,
     make_plan,
@@ -276,7 +277,7 @@ async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
                 backend, remote, paths_needing_size(run.tree, remote, options, records)
             )
             plan = await asyncio.to_thread(
-                make_plan, run.tree, remote, options, digest=run.digests, manifest=records
+                make_plan, _accepted(run.tree, backend), remote, options, digest=run.digests, manifest=records
             )
             report.warnings.extend(plan.warnings)
             run.listener.printer_planned(name, plan, dry_run=run.options.dry_run)
@@ -296,6 +297,15 @@ async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
     finally:
         run.listener.printer_finished(report)
     return report
+
+
+def _accepted(tree: LocalTree, backend: PrinterBackend) -> LocalTree:
+    """The source files this printer can hold: a back end's ``accepts`` suffixes (Bambu: .3mf and .gcode; Buddy:
+    no .3mf) narrow a run that mirrors several file types onto a mixed farm. Without ``accepts``, all of them."""
+    accepts = getattr(backend, "accepts", None)
+    if not accepts:
+        return tree
+    return replace(tree, files=tuple(f for f in tree.files if has_suffix(f.rel, accepts)))
 
 
 async def _build(factory: BackendFactory, printer: PrinterConfig) -> PrinterBackend:

@@ -63,7 +63,7 @@ def load_farm(settings: Settings) -> list[PrinterConfig]:
     register_secrets(
         secret.get_secret_value()
         for p in printers
-        for secret in (p.password, p.api_key)
+        for secret in (p.password, p.api_key, p.access_code)
         if secret is not None
     )
     return printers

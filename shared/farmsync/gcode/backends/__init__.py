@@ -31,6 +31,7 @@ __all__ = [
     "RemoteEntry",
     "UploadResult",
     "UploadVerificationError",
+    "bambu_backend_for",
     "make_backend",
     "normalise_host",
 ]
@@ -47,6 +48,33 @@ def normalise_host(name: str, host: str) -> str:
     if parts.username or parts.password:
         raise ConfigError(f"{name}: put credentials in username/password/api_key, not in host")
     return host.rstrip("/")
+
+
+def bambu_backend_for(printer: Any, *, timeout: float = 30.0, settings: Any = None) -> PrinterBackend:
+    """A Bambu printer's back end (FTPS and MQTT modules are imported only here). ``settings`` (Bambuddy's URL
+    and key) serve printers named by ``bambuddy``; None reads them from the environment when first needed."""
+    from farmsync.gcode.backends.bambu import BambuBackend
+    from farmsync.gcode.backends.bambu_bambuddy import bambuddy_resolver
+    from farmsync.gcode.backends.bambu_models import FTP_PORT, MQTT_PORT
+
+    if printer.access_code is None:
+        raise ConfigError(f"{printer.name}: a Bambu printer needs access_code")
+    resolve = (
+        bambuddy_resolver(printer.name, printer.bambuddy, settings=settings) if printer.bambuddy else None
+    )
+    return BambuBackend(
+        printer.name,
+        access_code=printer.access_code.get_secret_value(),
+        host=printer.host,
+        serial=printer.serial,
+        model=printer.printer_type,
+        storage=printer.card_folder,
+        ca_bundle=printer.ca_bundle,
+        ftp_port=printer.ftp_port or FTP_PORT,
+        mqtt_port=printer.mqtt_port or MQTT_PORT,
+        timeout=timeout,
+        resolve=resolve,
+    )
 
 
 def make_backend(
@@ -75,6 +103,10 @@ def make_backend(
         raise ConfigError(
             f"{name}: unknown kind {kind!r} (one of {', '.join(k.value for k in Kind)})"
         ) from None
+    if kind is Kind.BAMBU:
+        raise ConfigError(
+            f"{name}: Bambu printers are built from their printers.yml entry (bambu_backend_for)"
+        )
     base = normalise_host(name, host)
     common: dict[str, Any] = {"timeout": timeout, "transport": transport, "sleep": sleep}
     if kind is Kind.PRUSALINK:
@@ -111,6 +143,9 @@ def backend_for(printer: Any, *, timeout: float = 30.0, listing_cache: Any = Non
 
     def secret(value: Any) -> str | None:
         return None if value is None else value.get_secret_value()
+
+    if printer.kind is Kind.BAMBU:
+        return bambu_backend_for(printer, timeout=timeout)
 
     return make_backend(
         name=printer.name,

@@ -22,6 +22,7 @@ class Kind(StrEnum):
     PRUSALINK_LEGACY = "prusalink-legacy"  # PrusaLink 0.8 on a Raspberry Pi (MK3/MK3S)
     OCTOPRINT = "octoprint"
     MOONRAKER = "moonraker"
+    BAMBU = "bambu"  # Bambu Lab X1/P1/P2/A1/H2 in LAN mode: files over implicit FTPS, state over MQTT
 
 
 @dataclass(frozen=True)

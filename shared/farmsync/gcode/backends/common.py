@@ -304,7 +304,19 @@ class MultipartFileBody:
 # --------------------------------------------------------------------------------------------------- base
 
 
-class HttpBackend:
+class SkipLog:
+    """``skipped``: the entries a listing left out because their names were unsafe, one human line each."""
+
+    name: str
+    skipped: list[str]
+
+    def skip(self, path: str, problem: str) -> None:
+        line = f"{self.name}: skipped remote entry {path!r}: {problem}"
+        log.warning(line)
+        self.skipped.append(line)
+
+
+class HttpBackend(SkipLog):
     """Holds the pooled :class:`HttpClient` and the one error translation every endpoint of a back end shares."""
 
     name: str
@@ -355,11 +367,6 @@ class HttpBackend:
     async def call_json(self, op: str, method: str, url: str, **kwargs: Any) -> Any:
         response = await self.call(op, method, url, **kwargs)
         return decode_json(self.name, method, url, response)
-
-    def skip(self, path: str, problem: str) -> None:
-        line = f"{self.name}: skipped remote entry {path!r}: {problem}"
-        log.warning(line)
-        self.skipped.append(line)
 
     def error(
         self, cls: type[UpstreamError], method: str, path: str, detail: str, status: int | None = None

@@ -69,6 +69,9 @@ class PrusaLinkBackend(HttpBackend):
     """Buddy firmware's PrusaLink v1 API."""
 
     kind = Kind.PRUSALINK
+    accepts = tuple(
+        sorted(PRINTABLE_SUFFIXES)
+    )  # the mirror leaves other source files (.3mf) off Buddy printers
 
     def __init__(
         self,
