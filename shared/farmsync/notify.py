@@ -79,7 +79,12 @@ def secret_parts(url: str) -> list[str]:
     found = [url, url.rstrip("/")]
     if parts.path and parts.path != "/":
         found.append(parts.path)
-        found.extend(segment for segment in parts.path.split("/") if len(segment) >= 8)
+        segments = [segment for segment in parts.path.split("/") if segment]
+        found.extend(
+            segment
+            for index, segment in enumerate(segments)
+            if len(segment) >= 6 and (index == len(segments) - 1 or any(c.isdigit() for c in segment))
+        )
     if parts.query:
         found.append(parts.query)
     try:
@@ -92,9 +97,13 @@ def secret_parts(url: str) -> list[str]:
 
 
 def where(url: str) -> str:
-    """What a log line may say about the target: scheme and host only."""
+    """What a log line may say about the target: scheme, host and port (never user, path or query)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}/…"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{parts.hostname or '?'}{port}/…"
 
 
 _httpx_filtered = False
