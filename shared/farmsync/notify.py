@@ -20,11 +20,12 @@ WARNING naming only the URL's scheme and host, since the rest of it (an ntfy top
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -174,7 +175,7 @@ async def post(settings: Settings, event: Event) -> None:
             response = await client.post(url, **request_for(settings.notify_style.value, event))
     except httpx.TimeoutException:
         raise NotifyFailed(f"{where(url)} timed out after {settings.notify_timeout_seconds:g} s") from None
-    except httpx.HTTPError as exc:
+    except Exception as exc:  # any failure, named by its type only: its text may quote the URL
         raise NotifyFailed(f"{where(url)} could not be reached ({type(exc).__name__})") from None
     if not 200 <= response.status_code < 300:
         raise NotifyFailed(f"{where(url)} answered HTTP {response.status_code}")
@@ -266,6 +267,21 @@ def _clip(text: str | None, limit: int = TEXT_LIMIT) -> str:
 # --- the three events ----------------------------------------------------------------------------------------
 
 
+def never_raises(function: Callable[..., Awaitable[Outcome]]) -> Callable[..., Awaitable[Outcome]]:
+    """The sync that found an event must not fail because telling someone about it did."""
+
+    @functools.wraps(function)
+    async def wrapper(*args: Any, **kwargs: Any) -> Outcome:
+        try:
+            return await function(*args, **kwargs)
+        except Exception as exc:
+            action(log, "notifications skipped", logging.WARNING, error=type(exc).__name__)
+            return Outcome()
+
+    return wrapper
+
+
+@never_raises
 async def parked_prints(settings: Settings, store: AsyncStore, names: dict[str, str | None]) -> Outcome:
     """Every parked print in the store (``names``: print names by ``run:12`` this run saw) not notified yet."""
     if not enabled(settings, "parked"):
@@ -305,6 +321,7 @@ def conflict_key(conflict: Any) -> str:
     return f"conflict:{conflict.key}:{digest}"
 
 
+@never_raises
 async def spool_conflicts(settings: Settings, store: AsyncStore, conflicts: Iterable[Any]) -> Outcome:
     """Each filament conflict (:class:`farmsync.filament.match.Conflict`) not notified yet."""
     if not enabled(settings, "conflict"):
@@ -323,6 +340,7 @@ async def spool_conflicts(settings: Settings, store: AsyncStore, conflicts: Iter
     return await deliver(settings, store, events)
 
 
+@never_raises
 async def gcode_failures(settings: Settings, store: AsyncStore, printers: Iterable[Any]) -> Outcome:
     """Printers whose G-code run failed (``status == "failed"``): once per run of consecutive failures.
 
