@@ -260,8 +260,10 @@ async def send_test(settings: Settings) -> dict[str, Any]:
 
 
 def _clip(text: str | None, limit: int = TEXT_LIMIT) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """One line of at most ``limit`` characters (an upstream error may span lines)."""
+    from farmsync.clients.inventree import truncate  # here, not at import: services import this module
+
+    return truncate(" ".join((text or "").split()), limit)
 
 
 # --- the three events ----------------------------------------------------------------------------------------

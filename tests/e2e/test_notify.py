@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from farmsync.sim.scenarios import scenario_by_name
 from farmsync.sim.server import SimFarm
 from farmsync.store import State, Store
 from farmsync.web.serve import create_app
+from tests.emulator import free_port
 from tests.fixtures.farm import farm_settings
 from tests.fixtures.log_scan import register_test_secret
 from tests.fixtures.sim import WebhookReceiver
@@ -42,10 +42,7 @@ def url_of(receiver: WebhookReceiver) -> str:
 
 
 def closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/alerts/{SECRET}"
+    return f"http://127.0.0.1:{free_port()}/alerts/{SECRET}"
 
 
 @pytest.fixture
