@@ -31,6 +31,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "filament": "farmsync.commands:filament_command",
     "status": "farmsync.commands:status_command",
     "validate": "farmsync.commands:validate_command",
+    "notify": "farmsync.notify_cli:notify_command",
     "gcode": "farmsync.gcode.cli:gcode",
     "sim": "farmsync.sim.cli:sim",
     "demo": "farmsync.demo:demo",

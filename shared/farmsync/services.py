@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from farmsync.logs import configure as configure_logs
 from farmsync.logs import register_secrets
+from farmsync.notify import secret_parts
 from farmsync.settings import Settings, get_settings
 from farmsync.store import AsyncStore, Store, open_store
 
@@ -51,6 +52,7 @@ class Services:
                 settings.inventree_token.get_secret_value(),
                 settings.service_api_token.get_secret_value(),
                 settings.webhook_shared_secret.get_secret_value(),
+                *secret_parts(settings.notify_url.get_secret_value()),
             ]
         )
 

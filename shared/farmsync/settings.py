@@ -43,13 +43,28 @@ class BatchSource(StrEnum):
     TRAY_UUID = "tray_uuid"
 
 
+class NotifyStyle(StrEnum):
+    NTFY = "ntfy"  # text body, Title/Priority/Tags headers
+    HOMEASSISTANT = "homeassistant"  # JSON to a Home Assistant webhook trigger
+    SLACK = "slack"  # JSON {"text": ...}: Slack, Mattermost, Discord's /slack endpoint
+
+
+NOTIFY_EVENTS = ("parked", "conflict", "gcode_failed")
+
+
 class LogFormat(StrEnum):
     AUTO = "auto"  # JSON when not on a terminal (Cloud Logging, systemd), text on a terminal
     JSON = "json"
     TEXT = "text"
 
 
-SECRET_FIELDS = ("bambuddy_api_key", "inventree_token", "service_api_token", "webhook_shared_secret")
+SECRET_FIELDS = (
+    "bambuddy_api_key",
+    "inventree_token",
+    "service_api_token",
+    "webhook_shared_secret",
+    "notify_url",
+)
 
 
 class Settings(BaseSettings):
@@ -147,8 +162,17 @@ class Settings(BaseSettings):
     port: int = Field(8088, ge=1, le=65535)
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = Field("INFO", pattern=r"^(?i:debug|info|warning|error)$")
+    metrics_public: bool = False
 
-    @field_validator("part_key_fields", "filament_usage_success_statuses", "gcode_suffixes", mode="before")
+    # --- New: notifications (the URL is a secret: ntfy topics and webhook ids are the credential) -------------
+    notify_url: SecretStr = SecretStr("")
+    notify_style: NotifyStyle = NotifyStyle.NTFY
+    notify_events: CommaList = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+    notify_timeout_seconds: float = Field(5.0, gt=0, le=60)
+
+    @field_validator(
+        "part_key_fields", "filament_usage_success_statuses", "gcode_suffixes", "notify_events", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -181,6 +205,22 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected PREFIX:LOCATION_ID pairs like B1:93, got entry {entry!r}")
             mapping[prefix.strip()] = int(location)
         return mapping
+
+    @field_validator("notify_events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(NOTIFY_EVENTS))
+        if unknown:
+            raise ValueError(f"expected events from {','.join(NOTIFY_EVENTS)}, got {','.join(unknown)}")
+        return value
+
+    @field_validator("notify_url")
+    @classmethod
+    def _notify_url(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value().strip()
+        if text and not text.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")  # never echo it: it carries a token
+        return SecretStr(text)
 
     @field_validator("bambuddy_base_url", "inventree_base_url", "inventree_web_url")
     @classmethod

@@ -325,6 +325,11 @@ def test_gateway_routes_the_predecessor_paths_to_the_targets(gateway: Gateway, s
             run = client.post(f"{path}?dry_run=true", headers=SERVICE)
             assert run.status_code == 200 and run.json()["dry_run"] is True, (path, run.text)
         assert client.post("/sync/gcode", headers=SERVICE).status_code == 200
+        # the api target's own counters, in Prometheus' text format
+        scraped = client.get("/metrics", headers=SERVICE)
+        assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+        assert 'farmsync_upstream_requests_total{method="GET",system="bambuddy"}' in scraped.text
+        assert 'farmsync_run_duration_seconds_count{kind="filament"} 4.0' in scraped.text
 
     # a webhook secret sent as ?secret= stays out of the access log (it logs $uri, not the request line)
     access = gateway.access_log.read_text()

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from farmsync import metrics
 from farmsync.errors import (
     UpstreamError,
     UpstreamTransportError,
@@ -243,11 +244,13 @@ class HttpClient:
                 status = response.status_code
                 if status < 400 or status in expect:
                     return response
+                metrics.upstream_error(self.system, str(status))
                 try:
                     await response.aread()  # the error text, and the connection back to the pool
                 finally:
                     await response.aclose()
             except httpx.TransportError as exc:
+                metrics.upstream_error(self.system, "transport")
                 error = UpstreamTransportError(self.system, method, where, _describe_transport_error(exc))
                 if attempt < (policy.attempts if _never_sent(exc) else tries):
                     await self._sleep(policy.delay(attempt))

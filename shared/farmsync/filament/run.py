@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from farmsync import metrics, notify
 from farmsync.clients.http import COUNTERS
 from farmsync.errors import FarmsyncError, InputError
 from farmsync.filament.context import FilamentSync, Hook
@@ -104,8 +105,11 @@ async def run_filament(
     report.seconds = round(time.monotonic() - started, 3)
     report.bambuddy_requests = COUNTERS.total("bambuddy") - before[0]
     report.inventree_requests = COUNTERS.total("inventree") - before[1]
+    metrics.run_duration("filament", report.seconds)
     if not dry:
         await remember(services, report)
+        # a dry run writes nothing anywhere, the store's notified marks included
+        await notify.spool_conflicts(settings, services.store, report.conflicts)
     action(
         log,
         "filament run finished",

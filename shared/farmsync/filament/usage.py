@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from farmsync import metrics
 from farmsync.clients.bambuddy_models import UsageRecord
 from farmsync.clients.inventree_models import StockAdjustment, StockItem
 from farmsync.errors import FarmsyncError, LeaseLost, UpstreamNotFound
@@ -247,6 +248,8 @@ async def usage_row(ctx: FilamentSync, row: UsageRecord) -> UsageLine:
     _fill(line, result)
     if result.get("outcome") == "charged" and not result.get("recovered"):
         line.outcome = Outcome.APPLIED
+        spool = ctx.spools.get(row.spool_id)
+        metrics.grams_subtracted(line.charged_grams, spool.material if spool else None)
     else:
         line.outcome = Outcome.UNCHANGED if result.get("recovered") else Outcome.SKIPPED
     action(

@@ -13,9 +13,11 @@ the time it first was) through later deferrals and dry runs, until a real run re
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
+from farmsync import metrics, notify
 from farmsync.errors import StoreError
 from farmsync.gcode.backends.base import PrinterBackend
 from farmsync.gcode.config import PrinterConfig, load_printers
@@ -95,6 +97,7 @@ async def run_gcode(
     ConfigError when GCODE_SOURCE_DIR is unset or printers.yml is invalid (the router answers 503).
     """
     settings = services.settings
+    started = time.monotonic()
     printers = await asyncio.to_thread(load_farm, settings)
     assert settings.gcode_source_dir is not None  # load_farm required it
     options = mirror_options(settings, dry_run=dry_run)
@@ -120,11 +123,14 @@ async def run_gcode(
             )
         finally:
             await guard.aclose()
+    metrics.run_duration("gcode", time.monotonic() - started)
+    count_files(report)
     try:
         await record_status(services, report, trigger=trigger)
     except StoreError as exc:  # the run itself happened: report it, say the status page missed it
         log.warning("gcode status not recorded: %s", exc)
         report.notes.append(f"status not recorded in the store: {exc}")
+    await notify.gcode_failures(settings, services.store, report.printers)
     action(
         log,
         "gcode run finished",
@@ -134,6 +140,22 @@ async def run_gcode(
         exit_code=report.exit_code,
     )
     return report
+
+
+def count_files(report: GcodeReport) -> None:
+    """Files and bytes per printer for /metrics: uploaded (new or replaced), deleted, failed writes."""
+    if report.dry_run:
+        return
+    for printer in report.printers:
+        if isinstance(printer, PullPrinterReport):
+            metrics.gcode_files(printer.name, "failed", len(printer.failures))
+            continue
+        uploaded = printer.count(op="upload", result=ActionResult.OK) + printer.count(
+            op="replace", result=ActionResult.OK
+        )
+        metrics.gcode_files(printer.name, "uploaded", uploaded, printer.bytes_uploaded)
+        metrics.gcode_files(printer.name, "deleted", printer.count(op="delete", result=ActionResult.OK))
+        metrics.gcode_files(printer.name, "failed", len(printer.failures))
 
 
 async def run_scheduled(services: Services) -> GcodeReport:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from farmsync import metrics
 from farmsync.errors import FarmsyncError, LeaseLost, UpstreamNotFound, UpstreamValidation
 from farmsync.logs import action, get_logger
 from farmsync.prints import keys
@@ -166,6 +167,7 @@ class PrintSync:
             record = await self.store.release(claim, str(exc), max_attempts=self.settings.sync_max_attempts)
             report.outcome = ItemOutcome.PARKED if record.state == "parked" else ItemOutcome.FAILED
             report.error, report.retry_at = str(exc), retry_time(record.not_before)
+            metrics.print_outcome(report.outcome.value)
             action(
                 log,
                 "print sync failed",
@@ -178,6 +180,7 @@ class PrintSync:
             )
             return report
         report.outcome = ItemOutcome.SYNCED
+        metrics.print_outcome("synced")
         action(
             log,
             "print synced",

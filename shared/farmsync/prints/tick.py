@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from farmsync import metrics, notify
 from farmsync.clients.bambuddy import PRINT_LOG_MAX_LIMIT
 from farmsync.clients.http import COUNTERS
 from farmsync.errors import InputError, UpstreamNotFound
@@ -226,7 +227,7 @@ async def tick(
     )
     if mode == "archive" and sync.settings.sync_unit == "run":
         report.notes.append("Bambuddy has no print log: synced per archive (SYNC_UNIT=archive behaviour)")
-    _finish(report, before)
+    await _finish(sync, report, before)
     return report
 
 
@@ -288,7 +289,7 @@ async def backfill(
     )
     if retry_now:
         report.notes.append(f"retried now: {len(waiting)} print(s) that were waiting after a failure")
-    _finish(report, before)
+    await _finish(sync, report, before)
     return report
 
 
@@ -328,7 +329,7 @@ async def sync_archive(sync: PrintSync, archive_id: int, *, force: bool = False)
         units = [archive_unit(archive)]
     results = [await sync.sync_unit(u, force=force, retry_parked=True) for u in units]
     report = RunReport(mode="archive", unit=mode, items=results, seconds=round(time.monotonic() - started, 3))
-    _finish(report, before)
+    await _finish(sync, report, before)
     return report
 
 
@@ -350,8 +351,13 @@ def note_held(report: RunReport) -> None:
         report.notes.append("held prints are picked up by the first tick after their claim runs out")
 
 
-def _finish(report: RunReport, before: tuple[int, int]) -> None:
+RUN_KINDS = {"backfill": "backfill", "archive": "print_archive"}
+
+
+async def _finish(sync: PrintSync, report: RunReport, before: tuple[int, int]) -> None:
+    """Notes, request counts, the log line and metrics; then tell an operator about parked prints."""
     note_held(report)
+    metrics.run_duration(RUN_KINDS.get(report.mode, "print_tick"), report.seconds)
     report.bambuddy_requests = COUNTERS.total("bambuddy") - before[0]
     report.inventree_requests = COUNTERS.total("inventree") - before[1]
     totals = report.totals()
@@ -366,3 +372,5 @@ def _finish(report: RunReport, before: tuple[int, int]) -> None:
         inventree_requests=report.inventree_requests,
         **{k: v for k, v in totals.items() if v},
     )
+    names = {item.key: item.name for item in report.items}
+    await notify.parked_prints(sync.settings, sync.store, names)

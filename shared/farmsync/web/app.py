@@ -30,10 +30,17 @@ def lazy(target: str) -> Callable[[Call], Awaitable[Any]]:
     return handler
 
 
+OPENED_BY_SETTING = {"/metrics": "metrics_public"}
+"""Service routes a setting may open to anyone (a Prometheus scraper on a trusted network)."""
+
+
 async def authorize(route: Route, call: Call) -> None:
     if route.auth == "none":
         return
     settings = get_services().settings
+    opener = OPENED_BY_SETTING.get(route.path)
+    if opener and getattr(settings, opener):
+        return
     if route.auth == "webhook":
         require_webhook_secret(call.headers, call.query, settings.webhook_shared_secret.get_secret_value())
     else:
@@ -133,6 +140,20 @@ ROUTES: list[Route] = [
         ),
     ),
     Route("GET", "/", lazy("farmsync.web.dashboard:page"), "none", "The dashboard (HTML)."),
+    Route(
+        "GET",
+        "/metrics",
+        lazy(f"{W}:metrics"),
+        "service",
+        "Prometheus metrics of this process (open without a token when METRICS_PUBLIC=true).",
+    ),
+    Route(
+        "POST",
+        "/notify/test",
+        lazy(f"{W}:notify_test"),
+        "service",
+        "Send a test notification to NOTIFY_URL now.",
+    ),
 ]
 
 MANUAL_PATHS = {r.path for r in ROUTES if r.auth == "service"} | {"/health", "/openapi.json"}

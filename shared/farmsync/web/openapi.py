@@ -81,6 +81,8 @@ def _operation(route: Route) -> dict[str, Any]:
             content = (
                 {"text/html": {"schema": {"type": "string"}}}
                 if route.path == "/"
+                else {"text/plain": {"schema": {"type": "string"}}}
+                if route.path == "/metrics"
                 else {"application/json": {"schema": {"type": "object"}}}
             )
         else:

@@ -1,4 +1,4 @@
-"""Routes that belong to no one feature: health, the OpenAPI description, and /validate."""
+"""Routes that belong to no one feature: health, the OpenAPI description, /validate, /metrics, /notify/test."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from farmsync import __version__
 from farmsync.errors import StoreError
@@ -46,3 +46,25 @@ async def validate(call: Call) -> Any:
 
     report = await run_validation(get_services())
     return report, (200 if report["ok"] else 502)
+
+
+async def metrics(call: Call) -> Any:
+    """Prometheus text: what this process counted (see farmsync.metrics), and whether the store answers."""
+    from farmsync.metrics import exposition
+
+    services = get_services()
+    try:
+        await services.store.check()
+        store_up = True
+    except StoreError:
+        store_up = False
+    body, content_type = exposition(store_up=store_up)
+    return Response(body, media_type=content_type)
+
+
+async def notify_test(call: Call) -> Any:
+    """Send one test notification to NOTIFY_URL now (409 when it is not set; the body says if it arrived)."""
+    from farmsync.notify import send_test
+
+    result = await send_test(get_services().settings)
+    return result, (200 if result["sent"] else 502)
