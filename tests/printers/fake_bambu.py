@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -39,6 +40,7 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from paho.mqtt.enums import CallbackAPIVersion
 from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
@@ -176,10 +178,24 @@ class _DataChannel(TLS_DTPHandler):
         super().close()
 
 
+class _CardFS(AbstractedFS):
+    """pyftpdlib's ``chdir`` moves the whole process's working directory, and the FTP server runs in a thread of
+    the test process: a printer's card folder deleted after a test left pytest in a folder that no longer
+    existed. This one checks the folder and keeps the FTP session's own cwd only."""
+
+    def chdir(self, path: str) -> None:
+        if not os.path.isdir(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        if not os.access(path, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+        self.cwd = self.fs2ftp(path)
+
+
 class _Control(TLS_FTPHandler):
     """Control connection: TLS at once, vsftpd's banner, the printer's quirks. ``fake`` is set per printer."""
 
     fake: FakeBambu
+    abstracted_fs = _CardFS
     banner = "(vsFTPd 3.0.3)"
     dtp_handler = _DataChannel
     tls_control_required = True
