@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from farmsync.clients.timeutil import parse_utc
@@ -75,8 +75,8 @@ class Window:
 
     @property
     def label(self) -> str | None:
-        """How reports show the cursor: its time (naive UTC ISO, like Bambuddy's own timestamps)."""
-        return self.time.replace(tzinfo=None).isoformat() if self.time else None
+        """How reports show the cursor: its time, ISO 8601 in UTC with the zone (as every time in farmsync JSON)."""
+        return self.time.astimezone(UTC).isoformat() if self.time else None
 
 
 def advance(
