@@ -212,6 +212,34 @@ def merge_entry(
         "last_synced_at": at
         if printer.status is PrinterOutcome.SYNCED and not dry_run
         else previous.get("last_synced_at"),
+        **file_counts(previous, printer, dry_run=dry_run),
+    }
+
+
+def file_counts(
+    previous: dict[str, Any], printer: PrinterReport | PullPrinterReport, *, dry_run: bool
+) -> dict[str, Any]:
+    """For the page: files in step, to upload and to delete (with a few names), and the running transfer totals.
+
+    A dry run's planned actions are what is still to do; after a real run, what failed still is."""
+    if isinstance(printer, PullPrinterReport) or printer.status is PrinterOutcome.DEFERRED:
+        keep = ("in_step", "to_upload", "to_delete", "pending_files", "bytes_total", "files_total")
+        return {k: previous[k] for k in keep if k in previous}
+    open_result = ActionResult.PLANNED if dry_run else ActionResult.FAILED
+    uploads = [a for a in printer.actions if a.op in ("upload", "replace") and a.result is open_result]
+    deletes = [a for a in printer.actions if a.op in ("delete", "delete_folder") and a.result is open_result]
+    done = (
+        []
+        if dry_run
+        else [a for a in printer.actions if a.op in ("upload", "replace") and a.result is ActionResult.OK]
+    )
+    return {
+        "in_step": printer.count(op="skip") + len(done),
+        "to_upload": len(uploads),
+        "to_delete": len(deletes),
+        "pending_files": [a.path for a in (uploads + deletes)[:10]],
+        "bytes_total": int(previous.get("bytes_total") or 0) + (0 if dry_run else printer.bytes_uploaded),
+        "files_total": int(previous.get("files_total") or 0) + len(done),
     }
 
 
