@@ -14,9 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from farmsync.errors import FarmsyncError, InputError
+from farmsync.errors import AuthRequired, FarmsyncError, InputError
 from farmsync.logs import action, get_logger
 from farmsync.services import Services, get_services
 from farmsync.web import session
@@ -30,6 +30,7 @@ def back(call: Call, services: Services, sess: session.Session | None, anchor: s
     response = RedirectResponse(f"/{anchor}", status_code=303)
     response.headers["Set-Cookie"] = session.cookie(call, services.settings, sess)
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Type"] = "text/plain; charset=utf-8"
     return response
 
 
@@ -168,7 +169,7 @@ async def thumbnail(call: Call) -> Response:
     services = get_services()
     sess = session.load(call, services.settings)
     if not session.allowed(call, services.settings, sess):
-        return Response(status_code=401)
+        raise AuthRequired("sign in first", field="X-Service-Token", expected="the SERVICE_API_TOKEN value")
     ipn = str(call.path_params["ipn"])[:200]
     kept = await services.store.get_value(THUMB_NS, ipn) or {}
     try:
@@ -176,7 +177,7 @@ async def thumbnail(call: Call) -> Response:
     except (binascii.Error, ValueError):
         data = b""
     if not data:
-        return Response(status_code=404)
+        return JSONResponse({"error": "farmsync keeps no thumbnail for this part", "status": 404}, 404)
     return Response(
         data,
         media_type=str(kept.get("type") or "image/png"),

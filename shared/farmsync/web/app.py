@@ -56,15 +56,45 @@ SECRET = Param("secret", "string", "The webhook secret, for callers that cannot 
 A = "farmsync.web.actions"
 PAGE = "The operator page's form (session + CSRF, or X-Service-Token): "
 PAGE_ROUTES = [  # the page checks its own session (farmsync.web.session), so the router lets them through
-    Route("POST", "/login", lazy(f"{A}:login"), "none", PAGE + "sign in with the service token."),
-    Route("POST", "/logout", lazy(f"{A}:logout"), "none", PAGE + "sign out."),
-    Route("POST", "/page/prints/retry", lazy(f"{A}:retry"), "none", PAGE + "retry a failed print."),
     Route(
-        "POST", "/page/filament/apply", lazy(f"{A}:apply_filament"), "none", PAGE + "apply the plan shown."
+        "POST", "/login", lazy(f"{A}:login"), "none", PAGE + "sign in with the service token.", body="form"
     ),
-    Route("POST", "/page/filament/plan", lazy(f"{A}:filament_plan"), "none", PAGE + "check filament again."),
-    Route("POST", "/page/gcode/preview", lazy(f"{A}:gcode_preview"), "none", PAGE + "preview a G-code sync."),
-    Route("POST", "/page/gcode/apply", lazy(f"{A}:gcode_apply"), "none", PAGE + "apply the previewed sync."),
+    Route("POST", "/logout", lazy(f"{A}:logout"), "none", PAGE + "sign out.", body="form"),
+    Route(
+        "POST", "/page/prints/retry", lazy(f"{A}:retry"), "none", PAGE + "retry a failed print.", body="form"
+    ),
+    Route(
+        "POST",
+        "/page/filament/apply",
+        lazy(f"{A}:apply_filament"),
+        "none",
+        PAGE + "apply the plan shown.",
+        body="form",
+    ),
+    Route(
+        "POST",
+        "/page/filament/plan",
+        lazy(f"{A}:filament_plan"),
+        "none",
+        PAGE + "check filament again.",
+        body="form",
+    ),
+    Route(
+        "POST",
+        "/page/gcode/preview",
+        lazy(f"{A}:gcode_preview"),
+        "none",
+        PAGE + "preview a G-code sync.",
+        body="form",
+    ),
+    Route(
+        "POST",
+        "/page/gcode/apply",
+        lazy(f"{A}:gcode_apply"),
+        "none",
+        PAGE + "apply the previewed sync.",
+        body="form",
+    ),
     Route(
         "GET", "/page/thumb/{ipn}", lazy(f"{A}:thumbnail"), "none", "A print's thumbnail kept by farmsync."
     ),
