@@ -88,6 +88,10 @@ def test_sign_in_keeps_a_strict_http_only_cookie_and_sign_out_ends_it(page_farm:
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and PAGE_TOKEN not in cookie
         page = client.get("/")
         assert all(s in page.text for s in SECTIONS) and PAGE_TOKEN not in page.text
+        signed = client.cookies["farmsync_session"]
+        forged = signed[:-4] + ("AAAA" if not signed.endswith("AAAA") else "BBBB")  # a bad signature
+        with httpx.Client(base_url=page_farm.url, cookies={"farmsync_session": forged}) as other:
+            assert 'action="/login"' in other.get("/").text  # a cookie changed by hand is no session
         out = client.post("/logout", data={"csrf": csrf_of(page.text)})
         assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
         assert 'action="/login"' in client.get("/").text
