@@ -12,7 +12,7 @@ import base64
 from typing import Any
 
 from farmsync.clients.inventree import stock_web_url
-from farmsync.errors import FarmsyncError
+from farmsync.errors import FarmsyncError, StoreError
 from farmsync.prints import keys
 from farmsync.store import AsyncStore
 
@@ -83,6 +83,9 @@ async def page_fields(
 
 async def remember_failure(store: AsyncStore, unit: Any) -> None:
     """A failed print's name and printer, so the page can say which print failed without asking Bambuddy."""
-    await store.put_value(
-        INFO_NS, unit.label, {"name": unit.name, "printer": unit.printer, "archive": unit.archive_id}
-    )
+    try:
+        await store.put_value(
+            INFO_NS, unit.label, {"name": unit.name, "printer": unit.printer, "archive": unit.archive_id}
+        )
+    except StoreError:  # the failure itself is recorded; only the page's label for it is missing
+        return
