@@ -221,6 +221,7 @@ def test_sign_in_read_every_section_and_press_every_button(page_farm: PageFarm, 
     assert browser.script("return document.querySelectorAll('section h2').length") == 1  # sign in only
     browser.type("#token", PAGE_TOKEN)
     browser.click(".login button")
+    browser.wait_for_text("section h2", "Prints")
     watch.check()
     page = browser.script(
         """
@@ -295,6 +296,7 @@ def test_sign_in_read_every_section_and_press_every_button(page_farm: PageFarm, 
     print(f"phone screenshot: {phone}")
 
     browser.click("header button")  # sign out
+    browser.wait_for_text("section h2", "Sign in")  # a click's navigation may finish after click returns
     assert browser.script("return document.querySelectorAll('#token').length") == 1
     watch.check()
     assert watch.requests > 5  # the performance log does see the page's requests
@@ -313,6 +315,7 @@ def test_a_hostile_print_name_is_shown_as_text(page_farm: PageFarm, browser: Web
     browser.open(f"{page_farm.url}/")
     browser.type("#token", PAGE_TOKEN)
     browser.click(".login button")
+    browser.wait_for_text("section h2", "Prints")
     assert name in browser.script("return document.querySelector('.prints .name').textContent")
     assert browser.script("return document.title") == "farmsync"
     watch.check()

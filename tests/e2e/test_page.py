@@ -106,14 +106,25 @@ def test_every_button_needs_the_session_and_its_csrf_token(page_farm: PageFarm) 
     buttons += ["/page/gcode/apply", "/logout"]
     writes_before = len(page_farm.farm.inventree.log.writes()) + len(page_farm.farm.bambuddy.log.writes())
     for path in buttons:
-        anonymous = httpx.post(f"{page_farm.url}{path}", data={"archive": "1", "digest": "x"})
+        anonymous = httpx.post(
+            f"{page_farm.url}{path}", data={"archive": "1", "digest": "x", "printer": "Klipper"}
+        )
         assert anonymous.status_code == 401, (path, anonymous.text)
     with signed_in(page_farm) as client:
         for path in buttons:
-            forged = client.post(path, data={"archive": "1", "digest": "x", "csrf": "forged"})
+            forged = client.post(
+                path, data={"archive": "1", "digest": "x", "printer": "Klipper", "csrf": "forged"}
+            )
             assert forged.status_code == 403 and forged.json()["field"] == "csrf", (path, forged.text)
-        bad = client.post("/page/prints/retry", data={"archive": "x1", "csrf": csrf_of(client.get("/").text)})
+        csrf = csrf_of(client.get("/").text)
+        bad = client.post("/page/prints/retry", data={"archive": "x1", "csrf": csrf})
         assert bad.status_code == 422 and bad.json()["field"] == "archive"
+        nobody = client.post("/page/gcode/preview", data={"printer": "Nobody", "csrf": csrf})
+        assert nobody.status_code == 422 and nobody.json()["field"] == "printer"
+        unseen = client.post("/page/gcode/apply", data={"printer": "Klipper", "csrf": csrf})
+        assert unseen.status_code == 303  # applying what was never previewed: refused, and the page says so
+        assert "preview the G-code sync of Klipper first" in client.get("/").text
+        assert not (page_farm.printer.gcodes / "benchy.gcode").exists()
     after = len(page_farm.farm.inventree.log.writes()) + len(page_farm.farm.bambuddy.log.writes())
     assert after == writes_before
 
@@ -157,6 +168,6 @@ def test_without_a_token_the_page_says_anyone_can_use_it(open_page: PageFarm) ->
         assert all(s in page.text for s in SECTIONS) and "Sign out" not in page.text
         forged = client.post("/page/gcode/preview", data={"csrf": "forged"})
         assert forged.status_code == 403  # CSRF still holds without a token
-        preview = client.post("/page/gcode/preview", data={"csrf": csrf_of(page.text)})
+        preview = client.post("/page/gcode/preview", data={"printer": "Klipper", "csrf": csrf_of(page.text)})
         assert preview.status_code == 303
         assert "G-code preview: Klipper" in client.get("/").text

@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import MutableMapping
 from typing import Any
 
-from farmsync.errors import StoreError
+from farmsync.errors import InputError, StoreError
 from farmsync.gcode.backends.base import PrinterBackend
 from farmsync.gcode.config import PrinterConfig, load_printers
 from farmsync.gcode.engine import BackendFactory, MirrorOptions, run_mirror
@@ -88,13 +88,24 @@ async def run_gcode(
     dry_run: bool | None = None,
     pull: bool | None = None,
     trigger: str = "tick",
+    only: str | None = None,
 ) -> GcodeReport:
     """One mirror (or pull) run over every printer of the printers file, recorded for the status page.
 
-    ConfigError when GCODE_SOURCE_DIR is unset or printers.yml is invalid (the router answers 503).
+    ConfigError when GCODE_SOURCE_DIR is unset or printers.yml is invalid (the router answers 503). ``only``
+    names one printer of the file (the operator page's per-printer button); another name is a 422.
     """
     settings = services.settings
     printers = await asyncio.to_thread(load_farm, settings)
+    if only is not None:
+        printers = [p for p in printers if p.name == only]
+        if not printers:
+            raise InputError(
+                f"no printer named {only[:60]!r} in the printers file",
+                field="printer",
+                expected="the name of a printer in GCODE_PRINTERS_FILE",
+                status_code=422,
+            )
     assert settings.gcode_source_dir is not None  # load_farm required it
     options = mirror_options(settings, dry_run=dry_run)
     store = services.sync_store

@@ -130,11 +130,21 @@ def gcode_words(report: Any) -> str:
     return "; ".join(f"{p.name}: {summary(p, dry_run=report.dry_run)[0]}" for p in report.printers)
 
 
+def printer_field(fields: dict[str, str]) -> str:
+    name = fields.get("printer", "").strip()
+    if not name or len(name) > 200:
+        raise InputError(
+            "form field 'printer' must name a printer", field="printer", expected="a printer's name"
+        )
+    return name
+
+
 async def _preview(services: Services, fields: dict[str, str], sess: session.Session) -> str:
     from farmsync.gcode.routes import run_gcode
 
-    report = await run_gcode(services, dry_run=True, pull=False, trigger="page-preview")
-    sess.preview_at = time.time()
+    name = printer_field(fields)
+    report = await run_gcode(services, dry_run=True, pull=False, trigger="page-preview", only=name)
+    sess.preview_at, sess.preview_printer = time.time(), name
     return "G-code preview: " + (gcode_words(report) or "no printers")
 
 
@@ -146,15 +156,16 @@ async def _gcode_apply(services: Services, fields: dict[str, str], sess: session
     from farmsync.gcode.routes import run_gcode
     from farmsync.web.dashboard import PREVIEW_VALID_SECONDS
 
-    if not session.recent(sess.preview_at, PREVIEW_VALID_SECONDS):
+    name = printer_field(fields)
+    if not session.recent(sess.preview_at, PREVIEW_VALID_SECONDS) or sess.preview_printer != name:
         raise InputError(
-            "preview the G-code sync first (the preview is valid for 15 minutes)",
+            f"preview the G-code sync of {name} first (a preview is valid for 15 minutes)",
             field="preview",
-            expected="a preview made from this page",
+            expected="a preview of this printer made from this page",
             status_code=409,
         )
-    report = await run_gcode(services, dry_run=False, pull=False, trigger="page")
-    sess.preview_at = None
+    report = await run_gcode(services, dry_run=False, pull=False, trigger="page", only=name)
+    sess.preview_at = sess.preview_printer = None
     return "G-code synced: " + (gcode_words(report) or "no printers")
 
 

@@ -259,7 +259,9 @@ async def page(call: Call) -> Response:
         gcode_on=settings.gcode_source_dir is not None,
         gcode=gcode,
         gcode_error=gcode_error,
-        preview_ready=session.recent(sess.preview_at, PREVIEW_VALID_SECONDS),
+        preview_printer=sess.preview_printer
+        if session.recent(sess.preview_at, PREVIEW_VALID_SECONDS)
+        else None,
         charts=chart,
         chart_error=chart_error,
     )

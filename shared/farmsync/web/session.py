@@ -38,6 +38,7 @@ class Session:
     flash: str | None = None
     flash_kind: str = "ok"
     preview_at: float | None = None  # when this session last previewed a G-code sync
+    preview_printer: str | None = None  # ... of which printer
     changed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -47,6 +48,7 @@ class Session:
             "flash": self.flash,
             "kind": self.flash_kind,
             "preview": self.preview_at,
+            "printer": self.preview_printer,
         }
 
     def say(self, text: str, kind: str = "ok") -> None:
@@ -89,6 +91,7 @@ def load(call: Call, settings: Settings) -> Session:
                 flash=data.get("flash") if isinstance(data.get("flash"), str) else None,
                 flash_kind=str(data.get("kind") or "ok"),
                 preview_at=float(preview) if isinstance(preview, int | float) else None,
+                preview_printer=data.get("printer") if isinstance(data.get("printer"), str) else None,
             )
     return Session(changed=True)
 
