@@ -289,6 +289,8 @@ def test_sign_in_read_every_section_and_press_every_button(page_farm: PageFarm, 
     assert "2 in step · 0 to upload · 0 to delete" in gcode and "synced" in gcode
     watch.check()
 
+    print(f"after the buttons: {screenshot(browser, 'page-desktop-after', 1280)}")
+
     # A phone: everything fits 390 px, nothing scrolls sideways
     phone = screenshot(browser, "page-390px", 390)
     overflow = browser.script("return document.documentElement.scrollWidth - window.innerWidth")

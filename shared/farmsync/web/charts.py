@@ -68,9 +68,11 @@ def stacked_days(title: str, days: list[dt.date], series: dict[str, dict[dt.date
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
                 f'fill="{PALETTE[n % len(PALETTE)]}"><title>{escape(label)}</title></rect>'
             )
-        if i % 7 == len(days) % 7 - 1 or i == len(days) - 1:
+        last = i == len(days) - 1
+        if last or (i % 7 == 0 and i < len(days) - 4):  # every week, and today at the right edge
+            anchor, at = ("end", x + slot * 0.7) if last else ("middle", x + slot * 0.35)
             parts.append(
-                f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - 6}" class="tick" text-anchor="middle">'
+                f'<text x="{at:.1f}" y="{HEIGHT - 6}" class="tick" text-anchor="{anchor}">'
                 f"{day.strftime('%d %b')}</text>"
             )
     parts.append("</svg>")
