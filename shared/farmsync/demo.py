@@ -162,6 +162,7 @@ async def timed(
 async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> list[Step]:
     import httpx
 
+    from farmsync.filament.page import refresh_snapshot
     from farmsync.filament.run import run_filament
     from farmsync.gcode.routes import run_gcode
     from farmsync.prints import tick as ticks
@@ -206,6 +207,7 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
 
     async def filament_apply() -> tuple[bool, str]:
         report = await run_filament(services, dry_run=False)
+        await refresh_snapshot(services, report)  # what the operator's page shows, as the scheduler does
         data = jsonable(report)
         return not data.get("errors"), f"{len(data.get('writes', []))} writes applied" + (
             f"; errors: {data['errors']}" if data.get("errors") else ""
@@ -224,9 +226,17 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
         return data.get("exit_code", 1) == 0, "; ".join(parts)
 
     async def dashboard() -> tuple[bool, str]:
-        async with httpx.AsyncClient(timeout=30) as client:
-            page = await client.get(f"{app.url}/")
-        return page.status_code == 200 and "farmsync" in page.text, f"the page answers {page.status_code}"
+        """Sign in to the operator's page as a person would and see every section filled from the store."""
+        async with httpx.AsyncClient(base_url=app.url, timeout=30) as client:
+            await client.post("/login", data={"token": DEMO_SERVICE_TOKEN})
+            page = await client.get("/")
+        sections = ("Prints → InvenTree", "Filament", "G-code on printers", "Last 30 days")
+        ok = (
+            page.status_code == 200
+            and all(s in page.text for s in sections)
+            and 'table class="spools"' in page.text
+        )
+        return ok, f"{app.url}/ answers {page.status_code}" + ("" if ok else " without every section")
 
     await timed("backfill prints → InvenTree", backfill, steps, out)
     await timed("new print via Bambuddy webhook", webhook, steps, out)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from farmsync.filament import routes
+from farmsync.filament.page import record_snapshot
 from farmsync.filament.report import Outcome
 from farmsync.filament.run import run_filament
 from farmsync.filament.status import filament_status
@@ -24,7 +25,6 @@ from farmsync.services import Services, set_services
 from farmsync.settings import Settings, load_settings
 from farmsync.sim.server import SimFarm
 from farmsync.store import State, Store
-from farmsync.web import dashboard
 from tests.fixtures.filament import make_call as call
 from tests.fixtures.store import ManualClock, open_spec
 
@@ -352,9 +352,11 @@ async def test_usage_twice_with_the_store_wiped_in_between(
         assert all(lines[uid].finished for uid in ours) and again.usage.cursor_after == max(state.usage)
         assert lines[after["id"]].outcome is Outcome.SKIPPED and lines[after["id"]].depleted
         assert depleted == [tag] and tag not in [v.tag_uid for v in status.missing_in_inventree]
-        page = await dashboard.filament_section(services_for())
-        name = f"Depleted (used up in InvenTree): {state.spools[3]['material']}"
-        assert "1 depleted" in page and name in page and tag in page
+        page = await record_snapshot(services_for())  # what the operator's page shows
+        shown = [s for s in page["spools"] if s["state"] == "depleted"]
+        assert page["counts"]["depleted"] == 1 and len(shown) == 1
+        assert shown[0]["name"].startswith(state.spools[3]["material"]) and tag in shown[0]["name"]
+        assert shown[0]["reason"].startswith("ran out")
     else:  # below 450 nothing in InvenTree remembers the item: its rows wait, and are never charged twice
         assert all(lines[uid].outcome is Outcome.PENDING for uid in ours)
     third = await run_filament(wiped, steps=["usage"])
@@ -396,8 +398,9 @@ async def test_failed_runs_write_partial_usage_and_the_grams_left_out_are_report
     status = await filament_status(services)
     assert {e.spool_id: e.grams for e in status.usage_left_out} == per_spool
     assert f"{sum(per_spool.values()):g} g" in (status.usage_left_out_note or "")
-    page = await dashboard.filament_section(services)
-    assert "FILAMENT_USAGE_SUCCESS_STATUSES" in page
+    page = await record_snapshot(services)
+    assert "FILAMENT_USAGE_SUCCESS_STATUSES" in page["left_out_note"]
+    assert {e["grams"] for e in page["left_out"]} == set(per_spool.values())
     await run_filament(services, steps=["usage"])
     before = quantities(farm)
     counted = services_for(filament_usage_success_statuses="completed,failed,aborted,cancelled")

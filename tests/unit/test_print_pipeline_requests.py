@@ -204,12 +204,17 @@ async def test_existing_batch_is_adopted_not_created(services: Services, httpx_m
         },
     )
     httpx_mock.add_response(method="PATCH", url=f"{BAMBUDDY}/archives/42", json=ARCHIVE)
+    # the part has its image already: the operator page's thumbnail is read once, for the part's first print
+    httpx_mock.add_response(
+        url=f"{BAMBUDDY}/archives/42/thumbnail", content=PNG, headers={"Content-Type": "image/png"}
+    )
     sync = PrintSync(services.settings, services.store, services.bambuddy(), services.inventree())
 
     report = await sync.sync_unit(unit(7))
 
     assert report.outcome == "synced" and report.stock_item == 55 and "stock:found-existing" in report.writes
     assert bodies(httpx_mock, "POST", "/api/stock/") == []
+    assert services.sync_store.get_value("page-thumb", IPN)["type"] == "image/png"
 
 
 async def test_upstream_failure_is_released_for_a_retry(services: Services, httpx_mock: HTTPXMock) -> None:

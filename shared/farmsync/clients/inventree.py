@@ -597,6 +597,14 @@ def part_web_url(web_base: str, pk: int, api_version: int | None) -> str:
     return f"{base}/part/{int(pk)}/"
 
 
+def stock_web_url(web_base: str, pk: int, api_version: int | None) -> str:
+    """The page a person opens for stock item ``pk`` (the same rule as :func:`part_web_url`)."""
+    base = web_base.rstrip("/")
+    if api_version is not None and api_version >= WEB_PREFIX_API:
+        return f"{base}/web/stock/item/{int(pk)}/"
+    return f"{base}/stock/item/{int(pk)}/"
+
+
 def status_code(status: Any) -> int:
     """A stock status as the JSON integer InvenTree honours (strings and bools are refused here)."""
     if isinstance(status, bool) or not isinstance(status, int):

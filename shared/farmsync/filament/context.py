@@ -151,6 +151,11 @@ class FilamentSync:
             self._locations[pk] = check
         return self._locations[pk]
 
+    def location_name(self, pk: int) -> str | None:
+        """A location's path as people know it, when this run has checked it already (no request)."""
+        check = self._locations.get(pk)
+        return check.name if check else None
+
     # --- keeping the view current ------------------------------------------------------------------------------
     def removed(self, pk: int, left: float, *, gone: bool) -> None:
         """A removal was made (or planned) leaving ``left`` stock units; ``gone``: the item was depleted."""

@@ -175,7 +175,7 @@ async def move(ctx: FilamentSync, line: MoveLine, pk: int, location: int, notes:
             "POST",
             "/api/stock/transfer/",
             transfer_body(pk, item.quantity, location, notes),
-            f"move batch {line.batch} to location {location}",
+            f"move batch {line.batch} to {ctx.location_name(location) or f'location {location}'}",
         )
         await ctx.executor.run(write)
     except FarmsyncError as exc:

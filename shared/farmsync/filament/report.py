@@ -167,6 +167,7 @@ class SpoolView(BaseModel):
     spool_id: int | None = None
     material: str | None = None
     color_name: str | None = None
+    rgba: str | None = None  # RRGGBBAA, for the page's swatch
     tag_uid: str | None = None
     tray_uuid: str | None = None
     archived: bool = False

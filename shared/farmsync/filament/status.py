@@ -37,6 +37,7 @@ def view(item: StockItem | None, spool: Spool | None) -> SpoolView:
         out.inventree_grams = grams_of(item)
     if spool is not None:
         out.spool_id, out.material, out.color_name = spool.id, spool.material, spool.color_name
+        out.rgba = spool.rgba
         out.tag_uid, out.tray_uuid, out.archived = spool.tag_uid, spool.tray_uuid, spool.is_archived
         out.bambuddy_remaining_grams = round(spool.remaining_grams, 3)
     if out.inventree_grams is not None and out.bambuddy_remaining_grams is not None:

@@ -18,7 +18,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from farmsync import metrics, notify
-from farmsync.errors import StoreError
+from farmsync.errors import InputError, StoreError
 from farmsync.gcode.backends.base import PrinterBackend
 from farmsync.gcode.config import PrinterConfig, load_printers
 from farmsync.gcode.engine import BackendFactory, MirrorOptions, run_mirror
@@ -91,14 +91,25 @@ async def run_gcode(
     dry_run: bool | None = None,
     pull: bool | None = None,
     trigger: str = "tick",
+    only: str | None = None,
 ) -> GcodeReport:
     """One mirror (or pull) run over every printer of the printers file, recorded for the status page.
 
-    ConfigError when GCODE_SOURCE_DIR is unset or printers.yml is invalid (the router answers 503).
+    ConfigError when GCODE_SOURCE_DIR is unset or printers.yml is invalid (the router answers 503). ``only``
+    names one printer of the file (the operator page's per-printer button); another name is a 422.
     """
     settings = services.settings
     started = time.monotonic()
     printers = await asyncio.to_thread(load_farm, settings)
+    if only is not None:
+        printers = [p for p in printers if p.name == only]
+        if not printers:
+            raise InputError(
+                f"no printer named {only[:60]!r} in the printers file",
+                field="printer",
+                expected="the name of a printer in GCODE_PRINTERS_FILE",
+                status_code=422,
+            )
     assert settings.gcode_source_dir is not None  # load_farm required it
     options = mirror_options(settings, dry_run=dry_run)
     store = services.sync_store
@@ -235,6 +246,34 @@ def merge_entry(
         "last_synced_at": at
         if printer.status is PrinterOutcome.SYNCED and not dry_run
         else previous.get("last_synced_at"),
+        **file_counts(previous, printer, dry_run=dry_run),
+    }
+
+
+def file_counts(
+    previous: dict[str, Any], printer: PrinterReport | PullPrinterReport, *, dry_run: bool
+) -> dict[str, Any]:
+    """For the page: files in step, to upload and to delete (with a few names), and the running transfer totals.
+
+    A dry run's planned actions are what is still to do; after a real run, what failed still is."""
+    if isinstance(printer, PullPrinterReport) or printer.status is PrinterOutcome.DEFERRED:
+        keep = ("in_step", "to_upload", "to_delete", "pending_files", "bytes_total", "files_total")
+        return {k: previous[k] for k in keep if k in previous}
+    open_result = ActionResult.PLANNED if dry_run else ActionResult.FAILED
+    uploads = [a for a in printer.actions if a.op in ("upload", "replace") and a.result is open_result]
+    deletes = [a for a in printer.actions if a.op in ("delete", "delete_folder") and a.result is open_result]
+    done = (
+        []
+        if dry_run
+        else [a for a in printer.actions if a.op in ("upload", "replace") and a.result is ActionResult.OK]
+    )
+    return {
+        "in_step": printer.count(op="skip") + len(done),
+        "to_upload": len(uploads),
+        "to_delete": len(deletes),
+        "pending_files": [a.path for a in (uploads + deletes)[:10]],
+        "bytes_total": int(previous.get("bytes_total") or 0) + (0 if dry_run else printer.bytes_uploaded),
+        "files_total": int(previous.get("files_total") or 0) + len(done),
     }
 
 

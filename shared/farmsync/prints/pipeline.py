@@ -27,7 +27,7 @@ from typing import Any
 from farmsync import metrics
 from farmsync.errors import FarmsyncError, LeaseLost, UpstreamNotFound, UpstreamValidation
 from farmsync.logs import action, get_logger
-from farmsync.prints import keys
+from farmsync.prints import keys, page
 from farmsync.prints.report import ItemOutcome, ItemReport, retry_time
 from farmsync.settings import Settings
 from farmsync.store import AsyncStore, Claim, Outcome
@@ -66,6 +66,7 @@ class Unit:
     status: str | None
     printer: str | None = None
     name: str | None = None  # the print's name, for people
+    finished_at: float | None = None  # when the print ended (epoch seconds), for the page
 
     @property
     def label(self) -> str:
@@ -76,8 +77,17 @@ def run_unit(entry: Any) -> Unit:
     """A print-log row as a unit (run mode)."""
     archive_id = entry.archive_id
     batch = keys.run_batch(archive_id, entry.id) if archive_id is not None else None
+    ended = entry.completed_at or entry.started_at
     return Unit(
-        "run", str(entry.id), archive_id, entry.id, batch, entry.status, entry.printer_name, entry.print_name
+        "run",
+        str(entry.id),
+        archive_id,
+        entry.id,
+        batch,
+        entry.status,
+        entry.printer_name,
+        entry.print_name,
+        ended.timestamp() if ended else None,
     )
 
 
@@ -165,6 +175,7 @@ class PrintSync:
             return report
         except (FarmsyncError, OSError) as exc:
             record = await self.store.release(claim, str(exc), max_attempts=self.settings.sync_max_attempts)
+            await page.remember_failure(self.store, unit)
             report.outcome = ItemOutcome.PARKED if record.state == "parked" else ItemOutcome.FAILED
             report.error, report.retry_at = str(exc), retry_time(record.not_before)
             metrics.print_outcome(report.outcome.value)
@@ -264,6 +275,7 @@ class PrintSync:
             "batch": unit.batch,
             "archive": unit.archive_id,
             "run": unit.run_id,
+            **await page.page_fields(self, unit, archive, part_pk, ipn, report.stock_item),
         }
 
     # --- archive ------------------------------------------------------------------------------------------------------
@@ -483,6 +495,7 @@ class PrintSync:
         thumbnail = await self.bambuddy.thumbnail(archive.id)
         if thumbnail is None:
             return False
+        await page.keep_thumbnail(self.store, ipn, thumbnail)
         await self.inventree.upload_part_image(
             part_pk, thumbnail.data, f"{ipn}.{thumbnail.extension}", content_type=thumbnail.content_type
         )

@@ -60,6 +60,53 @@ BUDGET = Param("budget_seconds", "integer", "Stop starting new prints after this
 RETRY = Param("retry", "string", "now: retry prints waiting after a failure without waiting.")
 SECRET = Param("secret", "string", "The webhook secret, for callers that cannot send it as a header.")
 
+A = "farmsync.web.actions"
+PAGE = "The operator page's form (session + CSRF, or X-Service-Token): "
+PAGE_ROUTES = [  # the page checks its own session (farmsync.web.session), so the router lets them through
+    Route(
+        "POST", "/login", lazy(f"{A}:login"), "none", PAGE + "sign in with the service token.", body="form"
+    ),
+    Route("POST", "/logout", lazy(f"{A}:logout"), "none", PAGE + "sign out.", body="form"),
+    Route(
+        "POST", "/page/prints/retry", lazy(f"{A}:retry"), "none", PAGE + "retry a failed print.", body="form"
+    ),
+    Route(
+        "POST",
+        "/page/filament/apply",
+        lazy(f"{A}:apply_filament"),
+        "none",
+        PAGE + "apply the plan shown.",
+        body="form",
+    ),
+    Route(
+        "POST",
+        "/page/filament/plan",
+        lazy(f"{A}:filament_plan"),
+        "none",
+        PAGE + "check filament again.",
+        body="form",
+    ),
+    Route(
+        "POST",
+        "/page/gcode/preview",
+        lazy(f"{A}:gcode_preview"),
+        "none",
+        PAGE + "preview a G-code sync.",
+        body="form",
+    ),
+    Route(
+        "POST",
+        "/page/gcode/apply",
+        lazy(f"{A}:gcode_apply"),
+        "none",
+        PAGE + "apply the previewed sync.",
+        body="form",
+    ),
+    Route(
+        "GET", "/page/thumb/{ipn}", lazy(f"{A}:thumbnail"), "none", "A print's thumbnail kept by farmsync."
+    ),
+]
+
 ROUTES: list[Route] = [
     Route(
         "GET", "/health", lazy(f"{W}:health"), "none", "Liveness: the process answers and the store opens."
@@ -139,7 +186,14 @@ ROUTES: list[Route] = [
             Param("pull", "boolean", "Copy printer-only files into the master instead of deleting them."),
         ),
     ),
-    Route("GET", "/", lazy("farmsync.web.dashboard:page"), "none", "The dashboard (HTML)."),
+    Route(
+        "GET",
+        "/",
+        lazy("farmsync.web.dashboard:page"),
+        "none",
+        "The operator's page (HTML; signs in itself).",
+    ),
+    *PAGE_ROUTES,
     Route(
         "GET",
         "/metrics",

@@ -1,217 +1,275 @@
-"""``GET /``: a small server-rendered page of what farmsync is doing. No front-end build, no script.
+"""``GET /``: the operator's page, drawn from what the last runs recorded in the store.
 
-Each section reads the same functions as the JSON routes and shows "not configured" instead of failing when its
-feature is off, so the page works on any deployment. Every value is HTML-escaped.
+Viewing it makes no request to Bambuddy, InvenTree or a printer: prints carry their names and links in their
+done records (farmsync.prints.page), filament keeps a snapshot with its plan (farmsync.filament.page), and the
+G-code mirror keeps each printer's last result (farmsync.gcode.routes). Jinja2 renders it with autoescape; the
+buttons are forms (farmsync.web.actions), so the page works without JavaScript.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from html import escape
+import secrets
+from collections import defaultdict
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from starlette.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.responses import HTMLResponse, Response
 
 from farmsync import __version__
 from farmsync.errors import FarmsyncError
 from farmsync.human import parse_time
 from farmsync.logs import get_logger
 from farmsync.services import Services, get_services
+from farmsync.store import State
+from farmsync.web import charts, session
 from farmsync.web.call import Call
-from farmsync.web.router import jsonable
 
 log = get_logger("web")
+PRINTS_SHOWN = 30
+PRINTS_READ = 500  # done records read per namespace for the list and the 30-day chart
+CHART_DAYS = 30
 
 
-EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("farmsync.web", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["ago"] = ago
+    env.filters["exact"] = exact
+    env.filters["grams"] = lambda v: "" if v is None else f"{float(v):,.0f} g"
+    env.filters["size"] = charts.size_text
+    env.filters["colour"] = colour
+    return env
 
 
-def when(value: float | str | None) -> str:
-    """Epoch seconds or ISO 8601 (the status JSON's times) as a UTC time."""
+def exact(value: float | str | None) -> str:
+    """Epoch seconds (the store) or ISO 8601 (status JSON) as a UTC time."""
     moment = parse_time(value) if value else None
     if moment is None:
         return "never"
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def table(headers: list[str], rows: list[list[str]], empty: str) -> str:
-    """Cells are already-escaped HTML fragments; headers are plain text."""
-    if not rows:
-        return f'<p class="empty">{escape(empty)}</p>'
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+def ago(value: float | str | None, now: float | None = None) -> str:
+    """ "3 min ago", "2 h ago", "5 days ago" (or "never")."""
+    moment = parse_time(value) if value else None
+    if moment is None:
+        return "never"
+    seconds = (now or dt.datetime.now(dt.UTC).timestamp()) - moment.timestamp()
+    if seconds < 0:
+        return "just now" if seconds > -60 else "in the future"
+    for size, unit in ((86400, "day"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''} ago"
+    return "just now"
 
 
-def badge(text: str, kind: str) -> str:
-    return f'<span class="badge {escape(kind)}">{escape(text)}</span>'
+def colour(rgba: str | None) -> str | None:
+    """``#rrggbb`` from Bambuddy's RRGGBBAA, or None when it is not a colour (never echoed raw into CSS)."""
+    value = (rgba or "").lstrip("#")[:6]
+    if len(value) == 6 and all(c in "0123456789abcdefABCDEF" for c in value):
+        return f"#{value.lower()}"
+    return None
 
 
-async def prints_section(services: Services) -> str:
+def render(name: str, **context: Any) -> str:
+    css = resources.files("farmsync.web").joinpath("templates/dashboard.css").read_text(encoding="utf-8")
+    return environment().get_template(name).render(css=css, version=__version__, **context)
+
+
+def html_response(call: Call, text: str, sess: session.Session, nonce: str, status: int = 200) -> Response:
+    """The page with a strict policy: scripts only with this view's nonce, every fetch to farmsync itself."""
+    policy = (
+        "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+        f"script-src 'nonce-{nonce}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    response = HTMLResponse(
+        text,
+        status_code=status,
+        headers={
+            "Content-Security-Policy": policy,
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+    if sess.changed:
+        response.headers["Set-Cookie"] = session.cookie(call, get_services().settings, sess)
+    return response
+
+
+# --- what the sections read (the store only) --------------------------------------------------------------------
+
+
+async def prints_data(services: Services) -> dict[str, Any]:
+    from farmsync.prints.page import INFO_NS
     from farmsync.prints.routes import print_status
 
+    store = services.store
     status = await print_status(services)
-    counts = status.get("runs") or status.get("archives") or {}
-    runs = [r for r in (status.get("last_tick"), status.get("last_backfill")) if r]
-    last = max(runs, key=lambda r: parse_time(r.get("at")) or EPOCH) if runs else {}
-    cards = [
-        ("synced", str(counts.get("done", 0))),
-        ("pending retry", str(counts.get("failed", 0))),
-        ("parked", str(counts.get("parked", 0))),
-        (
-            "cursor",
-            escape(
-                ", ".join(f"{k} {v.get('time') or v.get('id')}" for k, v in status["cursor"].items())
-                or "none"
-            ),
-        ),
-        ("last run", escape(when(last.get("at")))),
+    done = [
+        *await store.list("run", State.DONE, PRINTS_READ),
+        *await store.list("archive", State.DONE, PRINTS_READ),
     ]
-    card_html = "".join(
-        f'<div class="card"><div class="n">{v}</div><div>{escape(k)}</div></div>' for k, v in cards
-    )
-    recent = [
-        [
-            escape(r["key"]),
-            escape(str(r.get("archive") or "")),
-            escape(str(r.get("part") or "")),
-            escape(str(r.get("stock_item") or r.get("skipped") or "")),
-            escape(when(r.get("at"))),
-        ]
-        for r in status["recent"]
-    ]
-    failures = [
-        [
-            escape(f["key"]),
-            str(f["attempts"]),
-            escape(f.get("error") or ""),
-            badge("parked", "bad") if f in status["parked"] else badge("retrying", "warn"),
-        ]
-        for f in status["pending"] + status["parked"]
-    ]
-    return (
-        f'<div class="cards">{card_html}</div><h3>Recent prints</h3>'
-        + table(["unit", "archive", "part", "stock item", "when"], recent, "No prints synced yet.")
-        + "<h3>Failures and parked prints</h3>"
-        + table(["unit", "attempts", "last error", "state"], failures, "No failures.")
-    )
-
-
-def swatch(rgba: str | None) -> str:
-    colour = (rgba or "").lstrip("#")[:6]
-    if len(colour) != 6 or any(c not in "0123456789abcdefABCDEF" for c in colour):
-        return '<span class="swatch none"></span>'
-    return f'<span class="swatch" style="background:#{colour}"></span>'
-
-
-def grams_bar(left: float | None, label: float | None) -> str:
-    if left is None:
-        return ""
-    full = label or 1000.0
-    pct = max(0.0, min(100.0, 100.0 * left / full))
-    return (
-        f'<div class="bar"><div style="width:{pct:.0f}%"></div></div><span class="grams">{left:.0f} g</span>'
-    )
-
-
-def spool_name(view: dict[str, Any]) -> str:
-    """A spool as people know it: material and colour, with its tag to tell two alike apart."""
-    words = " ".join(str(view[k]) for k in ("material", "color_name") if view.get(k)) or "spool"
-    tag = view.get("tag_uid") or view.get("tray_uuid")
-    return f"{words} ({tag})" if tag else words
-
-
-async def filament_section(services: Services) -> str:
-    if not services.settings.filament_tracking_enabled:
-        return '<p class="empty">Filament tracking is off (FILAMENT_TRACKING_ENABLED=false).</p>'
-    from farmsync.filament.status import filament_status
-
-    status = jsonable(await filament_status(services))
     rows = []
-    for slot in sorted(status.get("loaded", []), key=lambda s: (str(s.get("printer")), str(s.get("slot")))):
-        spool = (
-            swatch(slot.get("rgba"))
-            + " "
-            + escape(" ".join(str(v) for v in (slot.get("material"), slot.get("color_name")) if v))
-        )
+    for record in done:
+        result = record.result or {}
+        if result.get("skipped"):
+            continue
         rows.append(
-            [
-                escape(str(slot.get("printer") or slot.get("printer_id"))),
-                escape(str(slot.get("slot", ""))),
-                spool,
-                escape(str(slot.get("batch") or "unmatched")),
-                grams_bar(slot.get("grams_left"), slot.get("label_weight")),
-            ]
+            {
+                **result,
+                "key": f"{record.namespace}:{record.key}",
+                "at": result.get("finished_at") or record.updated_at,
+            }
         )
-    summary = (
-        f"{len(status.get('matched', []))} matched, "
-        f"{len(status.get('missing_in_bambuddy', []))} missing in Bambuddy, "
-        f"{len(status.get('missing_in_inventree', []))} missing in InvenTree, "
-        f"{len(status.get('depleted', []))} depleted, "
-        f"{len(status.get('conflicts', []))} conflicts, {len(status.get('pending_usage', []))} usage rows pending"
-    )
-    notes = [summary]
-    if status.get("depleted"):
-        names = (spool_name(v) for v in status["depleted"])
-        notes.append("Depleted (used up in InvenTree): " + ", ".join(names))
-    if status.get("usage_left_out_note"):
-        notes.append(str(status["usage_left_out_note"]))
-    return "".join(f"<p>{escape(n)}</p>" for n in notes) + table(
-        ["printer", "slot", "spool", "batch", "left"], rows, "No spools are loaded."
-    )
+    rows.sort(key=lambda r: -(r["at"] or 0))
+    failures = []
+    for entry in status["pending"] + status["parked"]:
+        namespace, _, key = entry["key"].partition(":")
+        info = await store.get_value(INFO_NS, entry["key"]) or {}
+        archive = info.get("archive") or (int(key) if namespace == "archive" and key.isdigit() else None)
+        failures.append(
+            {
+                **entry,
+                "name": info.get("name") or f"print {key}",
+                "printer": info.get("printer"),
+                "archive": archive,
+                "parked": entry in status["parked"],
+            }
+        )
+    counts = status.get("runs") or status.get("archives") or {}
+    last = [r for r in (status.get("last_tick"), status.get("last_backfill")) if r]
+    return {
+        "rows": rows[:PRINTS_SHOWN],
+        "all": rows,
+        "failures": failures,
+        "counts": counts,
+        "last_run": max(last, key=lambda r: r.get("at") or 0) if last else None,
+    }
 
 
-async def gcode_section(services: Services) -> str:
-    if services.settings.gcode_source_dir is None:
-        return '<p class="empty">G-code mirror is not configured (GCODE_SOURCE_DIR).</p>'
+async def filament_data(services: Services) -> dict[str, Any] | None:
+    from farmsync.filament.page import SNAPSHOT_KEY
+    from farmsync.filament.run import META_NS
+
+    return await services.store.get_value(META_NS, SNAPSHOT_KEY)
+
+
+async def gcode_data(services: Services) -> dict[str, Any]:
     from farmsync.gcode.routes import gcode_status
 
-    status = jsonable(await gcode_status(services))
-    rows = []
-    kinds = {"synced": "ok", "dry_run": "warn", "deferred": "warn", "failed": "bad"}
-    labels = {"dry_run": "dry run", "deferred": "busy: deferred"}
-    for printer in status.get("printers", []):
-        state = str(printer.get("status", ""))
-        rows.append(
-            [
-                escape(str(printer.get("name", ""))),
-                escape(str(printer.get("kind", ""))),
-                badge(labels.get(state, state), kinds.get(state, "warn")),
-                escape(str(printer.get("summary", ""))),
-                escape(when(printer.get("at"))),
-                escape(str(printer.get("error") or "")),
-            ]
+    return await gcode_status(services)
+
+
+async def usage_by_day(
+    services: Services, snapshot: dict[str, Any] | None
+) -> dict[str, dict[dt.date, float]]:
+    """Grams subtracted per day and material, from the usage rows' done records (material by batch)."""
+    from farmsync.filament.usage import USAGE_NS
+
+    material = {
+        s.get("batch"): s.get("material") for s in (snapshot or {}).get("spools", []) if s.get("batch")
+    }
+    series: dict[str, dict[dt.date, float]] = defaultdict(lambda: defaultdict(float))
+    for record in await services.store.list(USAGE_NS, State.DONE, PRINTS_READ):
+        result = record.result or {}
+        grams = result.get("charged_grams", result.get("grams"))
+        if not isinstance(grams, int | float) or grams <= 0:
+            continue
+        name = material.get(result.get("batch")) or "unknown material"
+        series[str(name)][charts.day_of(record.updated_at)] += float(grams)
+    return dict(sorted(series.items()))
+
+
+async def chart_markup(
+    services: Services, prints: dict[str, Any], snapshot: dict[str, Any] | None, gcode: dict[str, Any]
+) -> dict[str, str]:
+    days = charts.days_back(dt.datetime.now(dt.UTC).date(), CHART_DAYS)
+    per_day: dict[dt.date, float] = defaultdict(float)
+    for row in prints["all"]:
+        if row.get("at"):
+            per_day[charts.day_of(row["at"])] += 1
+    grams = await usage_by_day(services, snapshot)
+    transfers = [
+        (
+            str(p.get("name")),
+            float(p.get("bytes_total") or 0),
+            charts.size_text(float(p.get("bytes_total") or 0)) + f", {p.get('files_total') or 0} files",
         )
-    return table(["printer", "kind", "state", "actions", "when", "error"], rows, "No G-code run yet.")
-
-
-async def section(title: str, builder: Any, services: Services) -> str:
-    try:
-        body = await builder(services)
-    except FarmsyncError as exc:
-        body = f'<p class="error">{escape(str(exc))}</p>'
-    except Exception as exc:  # one broken section must not take the page down
-        log.error("dashboard section failed", exc_info=exc)
-        body = '<p class="error">This section could not be rendered; see the logs.</p>'
-    return f"<section><h2>{escape(title)}</h2>{body}</section>"
-
-
-async def page(call: Call) -> HTMLResponse:
-    services = get_services()
-    sections = [
-        await section("Prints → InvenTree", prints_section, services),
-        await section("Filament", filament_section, services),
-        await section("G-code on printers", gcode_section, services),
+        for p in gcode.get("printers", [])
     ]
-    css = resources.files("farmsync.web").joinpath("templates/dashboard.css").read_text(encoding="utf-8")
-    html = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>farmsync</title>'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta http-equiv="refresh" content="30"><link rel="icon" href="data:,">'
-        f"<style>{css}</style></head><body>"
-        f"<header><h1>farmsync</h1><span>v{escape(__version__)} · store "
-        f"{escape(services.settings.store_backend.value)} · {escape(when(dt.datetime.now(dt.UTC).timestamp()))}"
-        f"</span></header><main>{''.join(sections)}</main></body></html>"
+    return {
+        "prints": charts.stacked_days("Prints per day", days, {"": per_day}, "prints"),
+        "grams": charts.stacked_days("Grams per day by material", days, grams, "g"),
+        "gcode": charts.horizontal("G-code transferred per printer", transfers),
+    }
+
+
+async def guarded(name: str, reader: Any, *args: Any) -> tuple[Any, str | None]:
+    """One section's data, or the error in words: one broken section must not take the page down."""
+    try:
+        return await reader(*args), None
+    except FarmsyncError as exc:
+        return None, str(exc)
+    except Exception as exc:
+        log.error("page section failed", exc_info=exc, extra={"fields": {"section": name}})
+        return None, "This section could not be read; see the logs."
+
+
+async def page(call: Call) -> Response:
+    services = get_services()
+    settings = services.settings
+    sess = session.load(call, settings)
+    nonce = secrets.token_urlsafe(16)
+    if not session.allowed(call, settings, sess):
+        flash, kind = sess.take_flash()
+        text = render("login.html", nonce=nonce, flash=flash, flash_kind=kind)
+        return html_response(call, text, sess, nonce)
+    prints, prints_error = await guarded("prints", prints_data, services)
+    snapshot, filament_error = (None, None)
+    if settings.filament_tracking_enabled:
+        snapshot, filament_error = await guarded("filament", filament_data, services)
+    gcode, gcode_error = ({"printers": []}, None)
+    if settings.gcode_source_dir is not None:
+        gcode, gcode_error = await guarded("gcode", gcode_data, services)
+    chart, chart_error = await guarded(
+        "charts", chart_markup, services, prints or {"all": []}, snapshot, gcode or {"printers": []}
     )
-    return HTMLResponse(html)
+    flash, kind = sess.take_flash()
+    text = render(
+        "page.html",
+        nonce=nonce,
+        csrf=sess.csrf,
+        flash=flash,
+        flash_kind=kind,
+        open_access=not session.token_of(settings),
+        signed_in=sess.signed_in,
+        store=settings.store_backend.value,
+        now=dt.datetime.now(dt.UTC).timestamp(),
+        prints=prints,
+        prints_error=prints_error,
+        filament_on=settings.filament_tracking_enabled,
+        filament=snapshot,
+        filament_error=filament_error,
+        gcode_on=settings.gcode_source_dir is not None,
+        gcode=gcode,
+        gcode_error=gcode_error,
+        preview_printer=sess.preview_printer
+        if session.recent(sess.preview_at, PREVIEW_VALID_SECONDS)
+        else None,
+        charts=chart,
+        chart_error=chart_error,
+    )
+    return html_response(call, text, sess, nonce)
+
+
+PREVIEW_VALID_SECONDS = 15 * 60

@@ -31,6 +31,8 @@ ERROR = {
 
 STATUS_TEXT = {
     "200": "Done; the body reports what happened.",
+    "303": "The operator page's button was handled: back to the page, which says what happened.",
+    "403": "The operator page's form came without its CSRF token.",
     "400": "Malformed input (e.g. a body that is not JSON).",
     "401": "Missing or wrong token or secret.",
     "404": "No such route, or no such archive in Bambuddy (/sync/archive).",
@@ -42,6 +44,10 @@ STATUS_TEXT = {
     "502": "Bambuddy, InvenTree or a printer failed; the body names which.",
     "503": "farmsync is not configured for this, or its store is unavailable.",
 }
+
+
+PAGE_PREFIXES = ("/login", "/logout", "/page/")
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 
 
 def _path(route: Route) -> str:
@@ -73,18 +79,26 @@ def _operation(route: Route) -> dict[str, Any]:
         codes.append("422")
     if route.body:
         codes += ["400", "413", "415"]
-    if route.path not in ("/health", "/openapi.json", "/"):
+    if route.path not in ("/health", "/openapi.json", "/") and not route.path.startswith(PAGE_PREFIXES):
         codes += ["409", "502", "503"]
+    if route.body == "form":  # the operator page's buttons: a form, answered by a redirect back to the page
+        codes += ["303", "401", "403", "413", "415", "422", "502", "503"]
+    if route.path.startswith("/page/thumb/"):
+        codes.append("401")
     responses: dict[str, Any] = {}
     for code in sorted(set(codes)):
-        if code == "200":
+        if code == "200" and route.path.startswith("/page/thumb/"):
+            content = {kind: {"schema": {"type": "string", "format": "binary"}} for kind in IMAGE_TYPES}
+        elif code == "200":
             content = (
                 {"text/html": {"schema": {"type": "string"}}}
-                if route.path == "/"
+                if route.path == "/" or route.body == "form"  # a followed redirect lands on the page
                 else {"text/plain": {"schema": {"type": "string"}}}
                 if route.path == "/metrics"
                 else {"application/json": {"schema": {"type": "object"}}}
             )
+        elif code == "303":
+            content = {"text/plain": {"schema": {"type": "string"}}}
         else:
             content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
         responses[code] = {"description": STATUS_TEXT.get(code, ""), "content": content}
@@ -98,7 +112,16 @@ def _operation(route: Route) -> dict[str, Any]:
         operation["security"] = [{"serviceToken": []}, {}]
     elif route.auth == "webhook":
         operation["security"] = [{"webhookBearer": []}, {"webhookHeader": []}, {}]
-    if route.body:
+    if route.body == "form":
+        operation["requestBody"] = {
+            "required": False,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            },
+        }
+    elif route.body:
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
