@@ -1,5 +1,5 @@
 """``farmsync gcode`` (mirror and --pull) onto fake Bambu printers, alone and in a mixed farm with Buddy and
-Moonraker fakes, all on 127.0.0.1 in one run."""
+Moonraker fakes and a real OctoPrint, all on 127.0.0.1 in one run."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -16,6 +17,7 @@ from farmsync.gcode.cli import gcode
 from farmsync.sim.moonraker import FakeMoonraker
 from tests.fixtures.bambu import FakeBambuFactory
 from tests.printers.fake_bambu import FakeBambu, Pki
+from tests.printers.octoprint_server import OctoPrintServer
 
 WRITES = ("STOR", "DELE", "MKD", "RMD", "RNFR", "RNTO")
 SUFFIXES = ("--suffix", ".gcode", "--suffix", ".3mf", "--suffix", ".bgcode")
@@ -32,12 +34,16 @@ def printers_yml(
     ca: Path | None = None,
     buddies: dict[str, Any] | None = None,
     moonraker: FakeMoonraker | None = None,
+    octoprint: tuple[str, str, str] | None = None,
 ) -> Path:
     text = "".join(fake.printers_yml(name, ca_bundle=ca) for name, fake in bambus.items())
     for name, buddy in (buddies or {}).items():
         text += f"{name}:\n  printer_type: MK4\n  host: {buddy.url}\n  username: maker\n  password: {buddy.password}\n"
     if moonraker is not None:
         text += f"Voron:\n  kind: moonraker\n  host: {moonraker.url}\n  api_key: moonraker-key\n"
+    if octoprint is not None:
+        url, key, folder = octoprint
+        text += f"Octo:\n  kind: octoprint\n  host: {url}\n  api_key: {key}\n  destination: {folder}\n"
     path.write_text(text)
     return path
 
@@ -47,6 +53,16 @@ def run(tmp_path: Path, config: Path, master: Path, *args: str) -> tuple[int, di
     result = CliRunner().invoke(gcode, [*base, *args])
     assert result.exit_code in (0, 2), result.output
     return result.exit_code, json.loads(result.stdout)
+
+
+def _octo_paths(entries: list[dict[str, Any]]) -> list[str]:
+    found: list[str] = []
+    for entry in entries:
+        if entry.get("type") == "folder":
+            found += _octo_paths(entry.get("children") or [])
+        else:
+            found.append(entry["path"])
+    return found
 
 
 def by_printer(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -167,6 +183,7 @@ def test_mixed_farm_mirror_and_pull_in_one_run(
     fake_buddy: Callable[..., Any],
     fake_moonraker: FakeMoonraker,
     bambu_pki: Pki,
+    real_octoprint: OctoPrintServer,
 ) -> None:
     x1 = fake_bambu(push_interval=30.0)
     a1 = fake_bambu(model="A1", serial="03919A000000001", push_interval=30.0)
@@ -177,11 +194,12 @@ def test_mixed_farm_mirror_and_pull_in_one_run(
         ca=bambu_pki.ca_pem,
         buddies={"MK4": mk4},
         moonraker=fake_moonraker,
+        octoprint=(real_octoprint.url, real_octoprint.api_key, f"mixed-{tmp_path.name}"),
     )
     code, report = run(tmp_path, config, master, "-g")
     assert code == 0, report
     assert {p["name"]: p["status"] for p in report["printers"]} == dict.fromkeys(
-        ("B1-X1-CARBON", "B3-A1", "MK4", "Voron"), "synced"
+        ("B1-X1-CARBON", "B3-A1", "MK4", "Voron", "Octo"), "synced"
     )
     bambu_files = {"brackets/wall mount.gcode.3mf", "plate.3mf", "calibration/flow.gcode"}
     for fake in (x1, a1):
@@ -189,6 +207,17 @@ def test_mixed_farm_mirror_and_pull_in_one_run(
     # Buddy takes G-code only: the .3mf projects stay off it, its .bgcode goes on
     assert set(mk4.files) == {"calibration/flow.gcode", "for prusa/benchy.bgcode"}
     assert "calibration/flow.gcode" in fake_moonraker.files
+    # OctoPrint (stock) and Moonraker store machine code only: .3mf and .bgcode stay off them
+    assert {p for p in fake_moonraker.files if p.endswith((".3mf", ".bgcode"))} == set()
+    listing = httpx.get(
+        f"{real_octoprint.url}/api/files/local?recursive=true&force=true",
+        headers={"X-Api-Key": real_octoprint.api_key},
+        timeout=30,
+    ).json()
+    on_octo = {path for path in _octo_paths(listing["files"]) if path.startswith(f"mixed-{tmp_path.name}/")}
+    assert on_octo == {f"mixed-{tmp_path.name}/calibration/flow.gcode"}, on_octo
+    again_code, again = run(tmp_path, config, master, "-g")
+    assert again_code == 0 and all(a["op"] == "skip" for p in again["printers"] for a in p["actions"]), again
 
     # files made at the printers come back into the master in one pull
     a1.add_file("farmsync/from the A1.gcode.3mf", b"PK sliced on the A1")

@@ -48,6 +48,9 @@ class OctoPrintBackend(HttpBackend):
     """OctoPrint 1.x REST API with an application or user API key."""
 
     kind = Kind.OCTOPRINT
+    # A stock OctoPrint stores machine code only: .bgcode, .3mf and the like get 415 (printer-apis.md §3), so
+    # the mirror leaves them off it instead of failing every run.
+    accepts = (".g", ".gco", ".gcode")
 
     def __init__(
         self,
