@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -95,7 +96,8 @@ async def test_tick_advances_cursor_and_idle_tick_costs_one_request(sim_farm: Si
     services = farm_services()
     first = await ticks.tick(print_sync(services))
     # the cursor is a time: the newest run's created_at (every run before it is finished)
-    high = max(r["created_at"] for r in sim_farm.bambuddy.state.print_log.values()).isoformat()
+    newest = max(r["created_at"] for r in sim_farm.bambuddy.state.print_log.values())
+    high = newest.replace(tzinfo=newest.tzinfo or UTC).isoformat()  # ISO 8601 with the zone
     assert first.cursor_after == high and first.totals()["synced"] == len(completed_runs(sim_farm))
     sim_farm.bambuddy.log.clear()
     sim_farm.inventree.log.clear()

@@ -15,7 +15,7 @@ from typing import Any
 
 from farmsync.errors import FarmsyncError, InputError
 from farmsync.filament.report import FilamentReport, FilamentStatus, SpoolView
-from farmsync.filament.run import META_NS, enabled_steps, run_filament
+from farmsync.filament.run import META_NS, PLAN_TRIGGER, enabled_steps, run_filament
 from farmsync.filament.status import filament_status
 from farmsync.filament.writes import Write
 from farmsync.logs import action, get_logger
@@ -104,7 +104,7 @@ def plan_of(report: FilamentReport) -> dict[str, Any]:
 
 async def make_plan(services: Services) -> FilamentReport:
     """What a run of the enabled steps would write now (a dry run: nothing is written, the store included)."""
-    return await run_filament(services, dry_run=True, trigger="page-plan")
+    return await run_filament(services, dry_run=True, trigger=PLAN_TRIGGER)
 
 
 async def record_snapshot(services: Services, plan: FilamentReport | None = None) -> dict[str, Any]:

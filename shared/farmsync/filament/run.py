@@ -65,6 +65,10 @@ def filament_sync(services: Services, *, dry_run: bool, hook: Hook | None = None
     )
 
 
+PLAN_TRIGGER = "page-plan"
+"""The trigger of the dry run that refreshes the page's filament plan after every run."""
+
+
 async def run_filament(
     services: Services,
     *,
@@ -105,7 +109,8 @@ async def run_filament(
     report.seconds = round(time.monotonic() - started, 3)
     report.bambuddy_requests = COUNTERS.total("bambuddy") - before[0]
     report.inventree_requests = COUNTERS.total("inventree") - before[1]
-    metrics.run_duration("filament", report.seconds)
+    if trigger != PLAN_TRIGGER:  # the page's own plan refresh is bookkeeping, not a run an operator asked for
+        metrics.run_duration("filament", report.seconds)
     if not dry:
         await remember(services, report)
         # a dry run writes nothing anywhere, the store's notified marks included
