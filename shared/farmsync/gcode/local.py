@@ -38,10 +38,10 @@ def scan_local(
     Paths are made relative to ``relative_to`` (default: ``source``), which must be ``source`` or a parent of
     it. Unsafe names are reported in ``problems`` and left out, never raised.
 
-    Links (see :func:`link_problem`): a file link whose real path lies inside the master is mirrored as a regular
-    file under the link's name; links to folders are never followed (their files are mirrored once, under their
-    real path, and no loop is possible); anything whose real path lies outside the master is skipped and
-    reported, never read: ``ln -s ../.env master/env.gcode`` must not put the ``.env`` on every printer.
+    Links: a file link whose real path lies inside the master is mirrored as a regular file under the link's
+    name; links to folders are never followed (their files are mirrored once, under their real path, and no loop
+    is possible); anything whose real path lies outside the master is skipped and reported in ``problems``, never
+    read: ``ln -s ../.env master/env.gcode`` must not put the ``.env`` on every printer.
     """
     suffixes = tuple(suffixes)
     root = Path(source).expanduser()
@@ -67,9 +67,9 @@ def scan_local(
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error):  # never descends into a link
         here = Path(dirpath)
-        for name in [d for d in dirnames if not d.startswith(".") and (here / d).is_symlink()]:
+        for name in [d for d in dirnames if not d.startswith(".") and outside(here / d, root)]:
             rel = (here / name).relative_to(base_dir).as_posix()
-            problems.append(f"source folder {rel!r} skipped: {link_problem(here / name, root)}")
+            problems.append(f"source folder {rel!r} skipped: {LINK_OUT}")
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here / d).is_symlink())
         for name in sorted(filenames):
             if name.startswith(".") or not has_suffix(name, suffixes):
@@ -81,11 +81,10 @@ def scan_local(
                 problems.append(f"source file {rel!r} skipped: name {problem}")
                 continue
             if full.is_symlink():
-                real = Path(os.path.realpath(full))
-                if not real.is_relative_to(root) or real.is_dir():
-                    problems.append(f"source file {rel!r} skipped: {link_problem(full, root)}")
+                if outside(full, root):
+                    problems.append(f"source file {rel!r} skipped: {LINK_OUT}")
                     continue
-                full = real  # read the real file, so nothing re-resolves the link later
+                full = Path(os.path.realpath(full))  # read the real file: nothing re-resolves the link later
             try:
                 info = full.stat()
             except OSError as exc:
@@ -98,12 +97,12 @@ def scan_local(
     return LocalTree(files=tuple(files), base=base, problems=tuple(problems))
 
 
-def link_problem(link: Path, root: Path) -> str:
-    """Why the link ``link`` in the master folder ``root`` (resolved) is skipped, for the run's problems."""
-    real = Path(os.path.realpath(link))
-    if not real.is_relative_to(root):
-        return "a link to outside the master folder (not followed, never uploaded)"
-    return "a link to a folder (not followed; its files are mirrored under their real path)"
+LINK_OUT = "a link to outside the master folder (not followed, never uploaded)"
+
+
+def outside(path: Path, root: Path) -> bool:
+    """Whether ``path`` is a link whose real path lies outside the master folder ``root`` (resolved)."""
+    return path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(root)
 
 
 DIGEST_CACHE_FILE = "gcode-digests.json"
