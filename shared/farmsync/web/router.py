@@ -16,6 +16,7 @@ anything else                   500 with a reference id; the traceback goes to t
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import uuid
@@ -185,6 +186,11 @@ class Router:
             action(
                 log,
                 "request failed",
+                logging.ERROR
+                if isinstance(exc, StoreError)
+                else logging.WARNING
+                if isinstance(exc, ConfigError)
+                else logging.INFO,
                 method=request.method,
                 path=path,
                 status=response.status_code,
