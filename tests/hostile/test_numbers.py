@@ -7,8 +7,15 @@ is bounded instead and refused with a 422 naming the field and the range, after 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -185,3 +192,49 @@ async def test_far_numbers_on_every_single_route_target(
     assert_clean_answer(response)
     if name == "webhook" and where == "body":
         assert response.status_code in (400, 422), response.text[:300]
+
+
+def test_farmsync_serve_answers_huge_numbers_with_json(tmp_path: Path) -> None:
+    """The same through ``farmsync serve`` (uvicorn, real sockets): no plain-text 500, no reset."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "FARMSYNC_ENV_FILE": "/dev/null",
+        "SERVICE_API_TOKEN": SERVICE["X-Service-Token"],
+        "WEBHOOK_SHARED_SECRET": BEARER["Authorization"].split()[1],
+        "POLL_INTERVAL_SECONDS": "0",
+        "DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "farmsync.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
+        with httpx.Client(base_url=base, timeout=30) as http:
+            assert http.post(f"/sync/archive/{HUGE}").status_code == 401
+            refused(http.post(f"/sync/archive/{HUGE}", headers=SERVICE), "archive_id")
+            refused(
+                http.post(f"/sync/backfill?budget_seconds={'9' * 400}", headers=SERVICE),
+                "budget_seconds",
+            )
+            body = b'{"event": "test", "n": ' + HUGE.encode() + b"}"
+            hook = http.post(
+                "/webhooks/bambuddy", content=body, headers={**BEARER, "Content-Type": "application/json"}
+            )
+            refused(hook, "body.n")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
