@@ -7,9 +7,6 @@ about every token that is unset or still a placeholder (``.env.example`` ships `
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +17,13 @@ from farmsync.cli import cli
 from farmsync.errors import ConfigError
 from farmsync.security import is_loopback, is_placeholder
 from farmsync.services import set_services
-
-CLEAN_ENV_PREFIXES = ("SERVICE_API_TOKEN", "WEBHOOK_SHARED_SECRET", "ALLOW_OPEN_ACCESS", "FARMSYNC_", "HOST")
+from tests.fixtures.cli import run_farmsync
+from tests.fixtures.cli import write_env as write_env_file
 
 
 def write_env(tmp_path: Path, **values: str) -> Path:
-    path = tmp_path / "farm.env"
-    lines = {"DATA_DIR": str(tmp_path / "data"), "POLL_INTERVAL_SECONDS": "0", **values}
-    path.write_text("".join(f"{k}={v}\n" for k, v in lines.items()), encoding="utf-8")
-    return path
-
-
-def farmsync(env_file: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CLEAN_ENV_PREFIXES)}
-    return subprocess.run(
-        [sys.executable, "-m", "farmsync.cli", "--env-file", str(env_file), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
+    return write_env_file(
+        tmp_path / "farm.env", DATA_DIR=tmp_path / "data", POLL_INTERVAL_SECONDS=0, **values
     )
 
 
@@ -69,7 +53,7 @@ def test_serve_refuses_the_network_without_a_real_token(tmp_path: Path, token: s
     """The whole command: exit 1, one short line per problem. 192.0.2.10 (TEST-NET) is no address of this
     machine, so even the old behaviour could not have listened anywhere."""
     env = write_env(tmp_path, SERVICE_API_TOKEN=token)
-    result = farmsync(env, "serve", "--host", "192.0.2.10", "--port", "18087")
+    result = run_farmsync(env, "serve", "--host", "192.0.2.10", "--port", "18087")
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and "serving on" not in result.stderr
     assert "SERVICE_API_TOKEN" in result.stderr and "--allow-open-access" in result.stderr
@@ -106,17 +90,17 @@ def test_loopback_needs_no_token_but_is_warned_about(tmp_path: Path, monkeypatch
 
 def test_config_and_validate_warn_about_unset_and_placeholder_tokens(tmp_path: Path) -> None:
     env = write_env(tmp_path, SERVICE_API_TOKEN="change-me")
-    as_json = farmsync(env, "config", "--json")
+    as_json = run_farmsync(env, "config", "--json")
     assert as_json.returncode == 0 and json.loads(as_json.stdout)["SERVICE_API_TOKEN"] == "********"
     assert "warning: SERVICE_API_TOKEN is a placeholder" in as_json.stderr
     assert "warning: WEBHOOK_SHARED_SECRET is not set" in as_json.stderr
-    table = farmsync(env, "config")
+    table = run_farmsync(env, "config")
     assert "warning: SERVICE_API_TOKEN is a placeholder" in table.stderr
-    validate = farmsync(env, "validate", "--json")
+    validate = run_farmsync(env, "validate", "--json")
     checks = {c["check"]: c for c in json.loads(validate.stdout)["checks"]}
     assert checks["SERVICE_API_TOKEN"]["level"] == "warning", checks
     assert checks["WEBHOOK_SHARED_SECRET"]["level"] == "warning", checks
-    quiet = farmsync(
+    quiet = run_farmsync(
         write_env(tmp_path, SERVICE_API_TOKEN="real-token-5678", WEBHOOK_SHARED_SECRET="real-secret-5678"),
         "config",
         "--json",

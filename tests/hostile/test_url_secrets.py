@@ -7,9 +7,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -22,6 +19,7 @@ from farmsync.services import Services
 from farmsync.settings import load_settings
 from farmsync.sim.server import SimFarm
 from farmsync.store.sqlite import SqliteStore
+from tests.fixtures.cli import run_farmsync
 from tests.fixtures.log_scan import register_test_secret
 
 BAMBUDDY_PASSWORD = "bb-url-password-7531"
@@ -52,21 +50,9 @@ def env_file(sim_farm: SimFarm, tmp_path: Path) -> Path:
     return path
 
 
-def farmsync(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BAMBUDDY_", "INVENTREE_", "FARMSYNC_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "farmsync.cli", "--env-file", str(env_file), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("args", [("config", "--json"), ("config",), ("validate", "--json"), ("status",)])
 def test_the_commands_never_show_a_password_from_a_url(env_file: Path, args: tuple[str, ...]) -> None:
-    result = farmsync(env_file, *args)
+    result = run_farmsync(env_file, *args)
     shown = result.stdout + result.stderr
     assert "Traceback" not in shown, shown[-2000:]
     assert BAMBUDDY_PASSWORD not in shown and INVENTREE_TOKEN_IN_URL not in shown, shown

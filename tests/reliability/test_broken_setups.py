@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ import pytest
 
 from farmsync.services import Services, set_services
 from farmsync.settings import load_settings
+from tests.fixtures.cli import run_farmsync, settings_free_env
+from tests.fixtures.cli import write_env as write_env_file
 from tests.hostile.conftest import SERVICE, app_target, assert_clean_answer
 
 TOKENS = {"SERVICE_API_TOKEN": "svc-token-for-tests", "WEBHOOK_SHARED_SECRET": "hook-secret-for-tests"}
@@ -38,37 +39,18 @@ NO_GOOGLE = {
     "GCE_METADATA_HOST": "127.0.0.1:9",
     "GCE_METADATA_IP": "127.0.0.1:9",
 }
-CLEAN_PREFIXES = (
-    "FIRESTORE_",
-    "GOOGLE_",
-    "STORE_BACKEND",
-    "DATA_DIR",
-    "FARMSYNC_",
-    "CLOUDSDK_",
-    "SERVICE_API",
-)
 
 
-def child_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CLEAN_PREFIXES)}
-    return {**env, **NO_GOOGLE, "HOME": str(tmp_path), "CLOUDSDK_CONFIG": str(tmp_path / "gcloud")}
+def child_env(home: Path) -> dict[str, str]:
+    return settings_free_env(**NO_GOOGLE, HOME=str(home), CLOUDSDK_CONFIG=str(home / "gcloud"))
 
 
 def farmsync(env_file: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "farmsync.cli", "--env-file", str(env_file), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-        cwd=env.get("HOME"),
-    )
+    return run_farmsync(env_file, *args, env=env, cwd=Path(env["HOME"]))
 
 
 def write_env(path: Path, **values: Any) -> Path:
-    path.write_text("".join(f"{k}={v}\n" for k, v in {**TOKENS, **values}.items()), encoding="utf-8")
-    return path
+    return write_env_file(path, **TOKENS, **values)
 
 
 def one_line(result: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -187,13 +169,13 @@ async def test_an_unusable_data_dir_is_a_503_on_routes(app_with: Any, tmp_path: 
         await assert_unavailable(client, "DATA_DIR", words)
 
 
-def as_normal_user(argv: list[str]) -> list[str]:
-    """Run ``argv`` without root's power to write anywhere: tests run as root, and root's CAP_DAC_OVERRIDE
-    ignores file modes. setpriv (util-linux) drops it (and its relatives) from the bounding set, so the child
-    meets a read-only folder as a normal user would; as any other user nothing needs dropping."""
+def as_normal_user() -> list[str]:
+    """A prefix that runs a command without root's power to write anywhere: tests run as root, and root's
+    CAP_DAC_OVERRIDE ignores file modes. setpriv (util-linux) drops it (and its relatives) from the bounding set,
+    so the child meets a read-only folder as a normal user would; as any other user nothing needs dropping."""
     if os.geteuid() != 0:
-        return argv
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--", *argv]
+        return []
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
 
 
 def test_a_data_dir_this_user_cannot_write_is_one_line(tmp_path: Path) -> None:
@@ -206,12 +188,7 @@ def test_a_data_dir_this_user_cannot_write_is_one_line(tmp_path: Path) -> None:
         for data_dir, words in ((read_only, "cannot write in"), (read_only / "data", "cannot create")):
             env_file = write_env(tmp_path / "farm.env", DATA_DIR=data_dir)
             for args in (("validate",), ("status",)):
-                argv = as_normal_user(
-                    [sys.executable, "-m", "farmsync.cli", "--env-file", str(env_file), *args]
-                )
-                result = subprocess.run(
-                    argv, capture_output=True, text=True, timeout=120, env=child_env(tmp_path), check=False
-                )
+                result = run_farmsync(env_file, *args, env=child_env(tmp_path), prefix=as_normal_user())
                 one_line(result, "DATA_DIR", str(data_dir), words, "Permission denied")
     finally:
         read_only.chmod(0o755)
