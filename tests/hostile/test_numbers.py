@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from farmsync.services import Services
@@ -170,6 +170,27 @@ async def test_far_numbers_on_every_route(
         response = await http.request(method, template.replace("{n}", number), headers=headers)
     assert_clean_answer(response)
     assert response.status_code in (400, 404, 422), (template, response.status_code, response.text[:300])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
+@given(number=FAR)
+@settings(parent=HOSTILE, max_examples=4)
+async def test_far_numbers_anywhere_on_every_route(
+    targets: dict[str, httpx.AsyncClient], route: Any, number: str
+) -> None:
+    """Every route, numbers or not: a far number as an extra query parameter and in a JSON body is ignored or
+    refused, and in place of a path parameter (or appended to the path) it is a 404 or 422, never a 500."""
+    headers = {**SERVICE, **BEARER, "Content-Type": "application/json"}
+    path = route.path.replace("{archive_id:int}", number)
+    content = ('{"event": "test", "n": ' + number + "}").encode() if route.method == "POST" else None
+    answer = await targets["app"].request(
+        route.method, path, params={"n": number}, content=content, headers=headers
+    )
+    assert_clean_answer(answer)
+    appended = await targets["app"].request(route.method, path.rstrip("/") + "/" + number, headers=headers)
+    assert_clean_answer(appended)
+    assert appended.status_code in (404, 405, 422), (path, appended.status_code, appended.text[:200])
 
 
 @pytest.mark.slow
