@@ -57,8 +57,10 @@ class Call:
             status_code=422,
         )
 
-    def integer(self, name: str, default: int | None = None, *, minimum: int, maximum: int) -> int | None:
-        """An integer query parameter within bounds, else a 422 naming it and the range."""
+    def integer(
+        self, name: str, default: int | None = None, *, minimum: int = -INT64_MAX, maximum: int = INT64_MAX
+    ) -> int | None:
+        """An integer query parameter within bounds (64-bit unless narrower), else a 422 naming it and the range."""
         raw = self.query.get(name)
         if raw is None or raw == "":
             return default
