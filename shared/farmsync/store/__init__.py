@@ -16,6 +16,8 @@ from farmsync.store.base import AsyncStore, Claim, Counts, Cursor, Outcome, Reco
 if TYPE_CHECKING:
     from farmsync.settings import Settings
 
+EMULATOR_VARIABLE = "FIRESTORE_EMULATOR_HOST"
+
 __all__ = ["AsyncStore", "Claim", "Counts", "Cursor", "Outcome", "Record", "State", "Store", "open_store"]
 
 
@@ -28,9 +30,8 @@ def open_store(settings: Settings) -> Store:
     """
     if settings.store_backend == "firestore":
         if settings.firestore_emulator_host and not os.environ.get(EMULATOR_VARIABLE):
-            os.environ[EMULATOR_VARIABLE] = (
-                settings.firestore_emulator_host
-            )  # from .env: the client reads env
+            # written in .env: the Google client reads only the environment (which wins when both are set)
+            os.environ[EMULATOR_VARIABLE] = settings.firestore_emulator_host
         from farmsync.store.firestore import FirestoreStore
 
         return FirestoreStore(
@@ -45,9 +46,6 @@ def open_store(settings: Settings) -> Store:
         return SqliteStore(settings.sqlite_path)
     except StoreError as exc:  # e.g. a sync.sqlite3 this user may not open
         raise ConfigError(f"DATA_DIR: {exc}") from None
-
-
-EMULATOR_VARIABLE = "FIRESTORE_EMULATOR_HOST"
 
 
 def usable_data_dir(path: Path) -> None:
