@@ -259,3 +259,14 @@ def test_farmsync_serve_answers_huge_numbers_with_json(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("raw", ["１２", "٣", "0", "-1", HUGE, " 7", ""])
+def test_the_page_forms_archive_field_takes_only_ascii_ids(raw: str) -> None:
+    from farmsync.errors import InputError
+    from farmsync.web.actions import archive_field
+
+    with pytest.raises(InputError) as refused_:
+        archive_field({"archive": raw})
+    assert refused_.value.status_code == 422 and refused_.value.field == "archive"
+    assert archive_field({"archive": "12"}) == 12
