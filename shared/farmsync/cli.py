@@ -118,8 +118,12 @@ def warn_unknown_settings(ctx: click.Context, env_file: str | None) -> None:
 @click.pass_context
 def config(ctx: click.Context, as_json: bool) -> None:
     """Print the resolved settings with secrets masked (exit 1 when any setting is invalid)."""
+    from farmsync.security import token_warnings
+
     settings = load_settings_for(ctx)
     values = settings.masked()
+    for line in token_warnings(settings):
+        click.echo(f"warning: {line}", err=True)
     if as_json:
         click.echo(json.dumps(values, indent=2, default=str))
         return

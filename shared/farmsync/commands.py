@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from farmsync.cli import EXIT_PARTIAL, load_settings_for
+from farmsync.errors import ConfigError
 from farmsync.human import counts_text, report_console
 from farmsync.services import Services, set_services
 from farmsync.web.router import jsonable
@@ -28,6 +29,7 @@ def make_services(ctx: click.Context, **overrides: Any) -> Services:
     settings = load_settings_for(ctx, **overrides)
     configure(settings.log_format, "WARNING" if settings.log_level.upper() == "INFO" else settings.log_level)
     services = Services(settings)
+    services.sync_store  # noqa: B018 - an unusable DATA_DIR or store: one line and exit 1, before any work
     set_services(services)
     return services
 
@@ -157,21 +159,36 @@ def finish_print(data: dict[str, Any]) -> None:
 )
 @click.option("--port", type=int, default=None, help="Port (default: PORT setting, 8088).")
 @click.option("--no-schedule", is_flag=True, help="Serve routes only; run no ticks in this process.")
+@click.option(
+    "--allow-open-access",
+    is_flag=True,
+    help="Serve on a non-loopback address without SERVICE_API_TOKEN (setting ALLOW_OPEN_ACCESS).",
+)
 @click.pass_context
-def serve_command(ctx: click.Context, host: str, port: int | None, no_schedule: bool) -> None:
+def serve_command(
+    ctx: click.Context, host: str, port: int | None, no_schedule: bool, allow_open_access: bool
+) -> None:
     """Every route on one port plus the scheduler (POLL_INTERVAL_SECONDS, SYNC_ON_STARTUP)."""
     from farmsync.logs import configure
-    from farmsync.web.serve import serve
+    from farmsync.security import open_bind_refusal, token_warnings
+    from farmsync.web.serve import listen, serve
 
     settings = load_settings_for(ctx)
     configure(settings.log_format, settings.log_level)
+    refusal = open_bind_refusal(settings, host, allow_open=allow_open_access)
+    if refusal:
+        raise ConfigError(refusal)
+    for line in token_warnings(settings):
+        click.echo(f"warning: {line}", err=True)
     services = Services(settings)
+    services.sync_store  # noqa: B018 - an unusable DATA_DIR or store is a configuration error before listening
+    sock = listen(host, port or settings.port)
     click.echo(
         f"farmsync serving on http://{host}:{port or settings.port} "
         f"(store: {settings.store_backend.value}, poll every {settings.poll_interval_seconds} s)",
         err=True,
     )
-    serve(services, host, port or settings.port, schedule=not no_schedule)
+    serve(services, sock, schedule=not no_schedule)
 
 
 @click.command("tick")

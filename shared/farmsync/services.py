@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from farmsync.logs import configure as configure_logs
 from farmsync.logs import register_secrets
 from farmsync.notify import secret_parts
-from farmsync.settings import Settings, get_settings
+from farmsync.security import url_secrets
+from farmsync.settings import URL_FIELDS, Settings, get_settings
 from farmsync.store import AsyncStore, Store, open_store
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class Services:
                 settings.service_api_token.get_secret_value(),
                 settings.webhook_shared_secret.get_secret_value(),
                 *secret_parts(settings.notify_url.get_secret_value()),
+                *(secret for name in URL_FIELDS for secret in url_secrets(getattr(settings, name))),
             ]
         )
 

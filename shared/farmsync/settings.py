@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from farmsync.errors import ConfigError
+from farmsync.security import mask_url, strip_credentials
 
 ENV_FILE_VARIABLE = "FARMSYNC_ENV_FILE"
 
@@ -65,6 +66,8 @@ SECRET_FIELDS = (
     "webhook_shared_secret",
     "notify_url",
 )
+URL_FIELDS = ("bambuddy_base_url", "inventree_base_url", "inventree_web_url")
+"""URLs may carry ``user:password@``: shown only through :func:`farmsync.security.mask_url`."""
 
 
 class Settings(BaseSettings):
@@ -146,6 +149,7 @@ class Settings(BaseSettings):
     )
     firestore_database: str = "(default)"
     firestore_collection_prefix: str = Field("farmsync", pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    firestore_emulator_host: str = ""  # honoured from .env too; the environment's value wins
 
     # --- New: G-code mirror ------------------------------------------------------------------------------------------
     gcode_printers_file: Path = Path("printers.yml")
@@ -160,6 +164,7 @@ class Settings(BaseSettings):
 
     # --- New: service --------------------------------------------------------------------------------------------------
     port: int = Field(8088, ge=1, le=65535)
+    allow_open_access: bool = False  # serve without a service token on a non-loopback address
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = Field("INFO", pattern=r"^(?i:debug|info|warning|error)$")
     metrics_public: bool = False
@@ -222,12 +227,12 @@ class Settings(BaseSettings):
             raise ValueError("expected an http:// or https:// URL")  # never echo it: it carries a token
         return SecretStr(text)
 
-    @field_validator("bambuddy_base_url", "inventree_base_url", "inventree_web_url")
+    @field_validator(*URL_FIELDS)
     @classmethod
     def _http_url(cls, value: str) -> str:
         value = value.strip()
         if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+            raise ValueError(f"expected an http:// or https:// URL, got {mask_url(value)!r}")
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -246,8 +251,9 @@ class Settings(BaseSettings):
 
     @property
     def inventree_browser_url(self) -> str:
-        """Base for part links written into Bambuddy: INVENTREE_WEB_URL, else the server root."""
-        return (self.inventree_web_url or self.inventree_root_url).rstrip("/")
+        """Base for part links written into Bambuddy: INVENTREE_WEB_URL, else the server root, never with the
+        credentials a URL may carry (people open these links; the archive is not a place for passwords)."""
+        return strip_credentials(self.inventree_web_url or self.inventree_root_url).rstrip("/")
 
     @property
     def sqlite_path(self) -> Path:
@@ -294,6 +300,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********" if value.get_secret_value() else ""
+            elif name in URL_FIELDS:
+                value = mask_url(value)
             elif isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, StrEnum):
@@ -311,6 +319,8 @@ def _explain(error: dict[str, Any]) -> str:
         return f"{name}: {message}"
     message = message[:1].lower() + message[1:]
     raw = error.get("input")
+    if loc and loc[0] in URL_FIELDS and isinstance(raw, str):
+        raw = mask_url(raw)
     if raw is None or isinstance(raw, dict) or error.get("type") == "missing" or "got " in message:
         return f"{name}: {message}"
     return f"{name}: {message} (got {raw!r})"

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from farmsync.clients.bambuddy import WRITE_SCOPE_NAMES
-from farmsync.errors import ConfigError, FarmsyncError, UpstreamError, UpstreamNotFound
+from farmsync.errors import ConfigError, StoreError, UpstreamError, UpstreamNotFound
+from farmsync.security import token_warnings
 from farmsync.services import Services
 
 
@@ -132,10 +133,14 @@ async def bambu_printer_checks(checks: Checks, printers_file: Path, *, settings:
 async def run_validation(services: Services) -> dict[str, Any]:
     settings = services.settings
     checks = Checks()
+    for line in token_warnings(settings):
+        checks.add(line.split(" ", 1)[0], "warning", line)
     try:
         await services.store.check()
         checks.add("store", "ok", f"{settings.store_backend.value} store answers")
-    except FarmsyncError as exc:
+    except (
+        StoreError
+    ) as exc:  # a ConfigError (no credentials, unusable DATA_DIR) is not a check: exit 1 / 503
         checks.add("store", "error", str(exc))
 
     if settings.bambuddy_base_url:

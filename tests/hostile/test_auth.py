@@ -188,3 +188,16 @@ def test_webhook_check_compares_every_offered_value(monkeypatch: pytest.MonkeyPa
     headers = {"x-sync-secret": WEBHOOK_SECRET, "authorization": "Bearer nope"}
     auth.require_webhook_secret(headers, {"secret": "nope2"}, WEBHOOK_SECRET)
     assert compared == [WEBHOOK_SECRET, "nope", "nope2"]
+
+
+def test_the_api_description_documents_every_way_to_send_the_webhook_secret() -> None:
+    """Bambuddy may only manage ``?secret=``: the description lists it as a way in, not only as a parameter."""
+    from farmsync.web.openapi import build
+
+    document = build()
+    schemes = document["components"]["securitySchemes"]
+    operation = document["paths"]["/webhooks/bambuddy"]["post"]
+    ways = {name for requirement in operation["security"] for name in requirement}
+    query = [name for name, s in schemes.items() if s.get("in") == "query" and s.get("name") == "secret"]
+    assert query and query[0] in ways, (schemes, operation["security"])
+    assert "?secret=" in document["info"]["description"]

@@ -3,7 +3,8 @@
 Schemathesis reads ``/openapi.json`` from the running app and sends generated requests (valid and invalid
 parameters, bodies and path values) with valid credentials, so the handlers behind authentication are reached.
 Whatever it sends, the answer keeps the contract of :func:`assert_clean_answer` and matches the description
-(status codes and content types it declares).
+(status codes and content types it declares). Schemathesis keeps numbers near the bounds the description states;
+numbers far beyond 64 bits, on every route and every function target, are fuzzed in ``test_numbers.py``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
     | st.integers()
+    | st.integers(min_value=-(10**300), max_value=10**300)  # far past 64 bits: a 422 naming where, not a 500
     | st.floats(allow_nan=False)
     | st.text(max_size=40)
     | st.sampled_from(["print_complete", "print_failed", "print_stopped", "test", ""]),
@@ -64,7 +65,8 @@ async def test_any_json_value(client: httpx.AsyncClient, payload: Any) -> None:
     response = await post(client, json.dumps(payload).encode(), "application/json")
     assert_clean_answer(response)
     if not isinstance(payload, dict):
-        assert response.status_code == 422 and response.json()["field"] == "body"
+        # not an object; or a number out of range inside it, named where it is ("body[0]")
+        assert response.status_code == 422 and response.json()["field"].startswith("body")
 
 
 @pytest.mark.slow

@@ -75,11 +75,14 @@ def test_scan_reports_unsafe_names_instead_of_crashing(tmp_path):
     assert len(tree.problems) == 1 and "backslash" in tree.problems[0]
 
 
-def test_scan_follows_file_symlinks_not_folder_symlinks(tmp_path):
+def test_scan_follows_file_links_inside_the_master_only(tmp_path):
     write_tree(tmp_path, {"src/real.gcode": "1", "outside/o.gcode": "2"})
-    os.symlink(tmp_path / "outside/o.gcode", tmp_path / "src/link.gcode")
+    os.symlink(tmp_path / "src/real.gcode", tmp_path / "src/link.gcode")
+    os.symlink(tmp_path / "outside/o.gcode", tmp_path / "src/out.gcode")
     os.symlink(tmp_path / "outside", tmp_path / "src/linkdir")
-    assert [f.rel for f in scan_local(tmp_path / "src").files] == ["link.gcode", "real.gcode"]
+    tree = scan_local(tmp_path / "src")
+    assert [f.rel for f in tree.files] == ["link.gcode", "real.gcode"]
+    assert len(tree.problems) == 2  # out.gcode and linkdir (tests/hostile/test_master_links.py has the rest)
 
 
 def test_digest_cache_hashes_each_file_once_for_both_algorithms(tmp_path):

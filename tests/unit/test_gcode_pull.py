@@ -237,7 +237,12 @@ async def test_traversal_names_are_rejected_and_nothing_lands_outside_the_master
     assert list(outside.iterdir()) == []
     assert downloads(ash) == ["fine.gcode"]
     assert (master / "fine.gcode").read_bytes() == b"G1 fine\n"
-    assert report.exit_code == 0  # rejected names are listed; they do not fail the run
+    assert report.problems == [
+        "source folder 'link' skipped: a link to outside the master folder (not followed, never uploaded)"
+    ]
+    assert (
+        report.exit_code == 2
+    )  # rejected names are listed and do not fail the run; the link out of the master does
 
 
 async def test_destination_and_relative_to_map_printer_paths_into_the_source(tmp_path):

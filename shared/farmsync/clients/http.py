@@ -32,6 +32,7 @@ from farmsync.errors import (
     error_for_status,
     format_field_errors,
 )
+from farmsync.security import url_secrets
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -120,7 +121,7 @@ class HttpClient:
         self.retry = retry
         self.counters = counters
         self._sleep = sleep
-        self._secrets = _secrets_of(headers or {}, secrets)
+        self._secrets = _secrets_of(headers or {}, [*secrets, *url_secrets(base_url)])
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers=dict(headers or {}),

@@ -36,8 +36,12 @@ def scan_local(
     """Every non-hidden file under ``source`` whose name ends in one of ``suffixes`` (case-insensitive).
 
     Paths are made relative to ``relative_to`` (default: ``source``), which must be ``source`` or a parent of
-    it. Symlinked files are followed; symlinked folders are not (no loops). Unsafe names are reported in
-    ``problems`` and left out, never raised.
+    it. Unsafe names are reported in ``problems`` and left out, never raised.
+
+    Links: a file link whose real path lies inside the master is mirrored as a regular file under the link's
+    name; links to folders are never followed (their files are mirrored once, under their real path, and no loop
+    is possible); anything whose real path lies outside the master is skipped and reported in ``problems``, never
+    read: ``ln -s ../.env master/env.gcode`` must not put the ``.env`` on every printer.
     """
     suffixes = tuple(suffixes)
     root = Path(source).expanduser()
@@ -61,17 +65,26 @@ def scan_local(
     def walk_error(error: OSError) -> None:
         problems.append(f"cannot read {error.filename!r}: {error.strerror}")
 
-    for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error):  # never descends into a link
+        here = Path(dirpath)
+        for name in [d for d in dirnames if not d.startswith(".") and outside(here / d, root)]:
+            rel = (here / name).relative_to(base_dir).as_posix()
+            problems.append(f"source folder {rel!r} skipped: {LINK_OUT}")
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here / d).is_symlink())
         for name in sorted(filenames):
             if name.startswith(".") or not has_suffix(name, suffixes):
                 continue
-            full = Path(dirpath) / name
+            full = here / name
             rel = full.relative_to(base_dir).as_posix()
             problem = path_problem(rel)
             if problem:
                 problems.append(f"source file {rel!r} skipped: name {problem}")
                 continue
+            if full.is_symlink():
+                if outside(full, root):
+                    problems.append(f"source file {rel!r} skipped: {LINK_OUT}")
+                    continue
+                full = Path(os.path.realpath(full))  # read the real file: nothing re-resolves the link later
             try:
                 info = full.stat()
             except OSError as exc:
@@ -82,6 +95,14 @@ def scan_local(
             files.append(LocalFile(rel, full, info.st_size, info.st_mtime, info.st_mtime_ns))
     files.sort(key=lambda f: f.rel)
     return LocalTree(files=tuple(files), base=base, problems=tuple(problems))
+
+
+LINK_OUT = "a link to outside the master folder (not followed, never uploaded)"
+
+
+def outside(path: Path, root: Path) -> bool:
+    """Whether ``path`` is a link whose real path lies outside the master folder ``root`` (resolved)."""
+    return path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(root)
 
 
 DIGEST_CACHE_FILE = "gcode-digests.json"

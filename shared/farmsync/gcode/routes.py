@@ -139,7 +139,7 @@ async def run_gcode(
     try:
         await record_status(services, report, trigger=trigger)
     except StoreError as exc:  # the run itself happened: report it, say the status page missed it
-        log.warning("gcode status not recorded: %s", exc)
+        log.error("gcode status not recorded: %s", exc)
         report.notes.append(f"status not recorded in the store: {exc}")
     await notify.gcode_failures(settings, services.store, report.printers)
     action(

@@ -91,8 +91,10 @@ async def tick(call: Call) -> Any:
 
 
 async def backfill(call: Call) -> Any:
-    max_archives = call.integer("max_archives", minimum=1)
-    budget = call.integer("budget_seconds", minimum=1)
+    from farmsync.web.app import BUDGET, MAX_ARCHIVES  # the bounds the API description states
+
+    max_archives = MAX_ARCHIVES.read_integer(call)
+    budget = BUDGET.read_integer(call)
     retry = call.choice("retry", ("now",))
     services = get_services()
     report = await ticks.backfill(

@@ -17,6 +17,7 @@ import concurrent.futures
 import contextvars
 import dataclasses
 import functools
+import logging
 import threading
 import time
 import uuid
@@ -26,6 +27,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from farmsync.errors import LeaseLost, StoreError
+from farmsync.logs import action, get_logger
+
+log = get_logger("store")
 Clock = Callable[[], float]
 
 
@@ -251,7 +256,13 @@ class AsyncStore:
             with self._lock:
                 self._inflight.add(future)
             future.add_done_callback(self._forget)
-            return await asyncio.wrap_future(future)
+            try:
+                return await asyncio.wrap_future(future)
+            except LeaseLost:
+                raise  # a race another worker won: an outcome, not a failure of the store
+            except StoreError as exc:
+                action(log, "store failed", logging.ERROR, call=name, error=str(exc)[:300])
+                raise
 
         return call
 

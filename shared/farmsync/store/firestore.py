@@ -19,11 +19,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import google.auth.exceptions
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from farmsync.errors import LeaseLost, StoreError
+from farmsync.errors import ConfigError, LeaseLost, StoreError
 from farmsync.store.base import (
     EPHEMERAL_KEY_NAMESPACES,
     EPHEMERAL_RETENTION_SECONDS,
@@ -48,6 +49,11 @@ RPC: dict[str, Any] = {"retry": None, "timeout": 10.0}
 """Every Firestore call: no client-side retry (its default retries UNAVAILABLE for up to 300 s, which made a
 tick hang through a store outage) and a timeout; :meth:`FirestoreStore._call` retries transient errors itself."""
 
+NO_CREDENTIALS = (
+    "STORE_BACKEND=firestore: no Google credentials found: set GOOGLE_APPLICATION_CREDENTIALS, run "
+    "`gcloud auth application-default login`, or set FIRESTORE_EMULATOR_HOST (environment or .env)"
+)
+
 
 class FirestoreStore(Store):
     """Store in three collections: ``<prefix>_keys``, ``<prefix>_cursors`` and ``<prefix>_values``."""
@@ -61,7 +67,10 @@ class FirestoreStore(Store):
         client: firestore.Client | None = None,
     ) -> None:
         super().__init__(clock)
-        self.client = client or firestore.Client(project=project, database=database)
+        try:
+            self.client = client or firestore.Client(project=project, database=database)
+        except google.auth.exceptions.DefaultCredentialsError:
+            raise ConfigError(NO_CREDENTIALS) from None
         self.prefix = prefix
         self._keys = self.client.collection(f"{prefix}_keys")
         self._cursors = self.client.collection(f"{prefix}_cursors")

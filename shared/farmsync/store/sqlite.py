@@ -8,6 +8,7 @@ transaction, so the read-check-write of a claim cannot interleave with another p
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -77,8 +78,26 @@ class SqliteStore(Store):
         self._lock = threading.Lock()
         try:
             self._connection().executescript(SCHEMA)  # executescript manages its own transaction
-        except sqlite3.Error as exc:
+            self._identity = self._file_identity()
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"sqlite store {self.path}: cannot open: {exc}") from None
+
+    def _file_identity(self) -> tuple[int, int]:
+        info = os.stat(self.path)
+        return info.st_dev, info.st_ino
+
+    def _still_there(self) -> None:
+        """Refuse to work on a file that was deleted or replaced while open: SQLite would go on writing into the
+        unlinked file, and every claim and done mark made from then on would be lost with it."""
+        try:
+            same = self._file_identity() == self._identity
+        except OSError:
+            same = False
+        if not same:
+            raise StoreError(
+                f"sqlite store {self.path}: the file was deleted or replaced while farmsync was running; "
+                "restart farmsync to open it again"
+            )
 
     # --- plumbing --------------------------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -97,6 +116,7 @@ class SqliteStore(Store):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._still_there()
         db = self._connection()
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -111,6 +131,7 @@ class SqliteStore(Store):
             db.execute("COMMIT")
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        self._still_there()
         try:
             return self._connection().execute(sql, params).fetchall()
         except sqlite3.Error as exc:

@@ -20,7 +20,8 @@ from farmsync.errors import AuthRequired, FarmsyncError, InputError
 from farmsync.logs import action, get_logger
 from farmsync.services import Services, get_services
 from farmsync.web import session
-from farmsync.web.call import Call
+from farmsync.web.call import Call, bounded_integer
+from farmsync.web.router import PATH_INT_MAX, PATH_INT_MIN
 
 log = get_logger("web")
 Press = Callable[[Services, dict[str, str], session.Session], Awaitable[str]]
@@ -69,15 +70,10 @@ async def press(call: Call, anchor: str, work: Press) -> Response:
 
 
 def archive_field(fields: dict[str, str]) -> int:
-    raw = fields.get("archive", "")
-    if not raw.isdigit() or len(raw) > 12:
-        raise InputError(
-            f"form field 'archive' must be an archive id, got {raw[:40]!r}",
-            field="archive",
-            expected="a positive integer",
-            status_code=422,
-        )
-    return int(raw)
+    """The form's archive id: ASCII digits within the bounds of a path id (``isdigit`` takes full-width ones)."""
+    return bounded_integer(
+        fields.get("archive", ""), "archive", PATH_INT_MIN, PATH_INT_MAX, where="form field"
+    )
 
 
 async def _retry(services: Services, fields: dict[str, str], sess: session.Session) -> str:

@@ -55,8 +55,8 @@ G = "farmsync.gcode.routes"
 W = "farmsync.web.routes"
 
 FORCE = Param("force", "boolean", "Refresh parameters, image and link of an already synced print.")
-MAX_ARCHIVES = Param("max_archives", "integer", "Stop after this many prints were synced.", 1)
-BUDGET = Param("budget_seconds", "integer", "Stop starting new prints after this many seconds.", 1)
+MAX_ARCHIVES = Param("max_archives", "integer", "Stop after this many prints were synced.", 1, 1_000_000)
+BUDGET = Param("budget_seconds", "integer", "Stop starting new prints after this many seconds.", 1, 86_400)
 RETRY = Param("retry", "string", "now: retry prints waiting after a failure without waiting.")
 SECRET = Param("secret", "string", "The webhook secret, for callers that cannot send it as a header.")
 

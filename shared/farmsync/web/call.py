@@ -7,6 +7,8 @@ nothing a caller sends can turn into a 500.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,9 @@ from starlette.requests import Request
 from farmsync.errors import InputError
 
 MAX_BODY_BYTES = 1024 * 1024
+INT64_MAX = 2**63 - 1
+"""The largest number farmsync accepts anywhere a caller sends one (ids are 64-bit in Bambuddy and InvenTree)."""
+_ASCII_INTEGER = re.compile(r"-?[0-9]+")
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
@@ -53,34 +58,13 @@ class Call:
         )
 
     def integer(
-        self, name: str, default: int | None = None, *, minimum: int | None = None, maximum: int | None = None
+        self, name: str, default: int | None = None, *, minimum: int = -INT64_MAX, maximum: int = INT64_MAX
     ) -> int | None:
-        """An integer query parameter within bounds, else a 422 naming it."""
+        """An integer query parameter within bounds (64-bit unless narrower), else a 422 naming it and the range."""
         raw = self.query.get(name)
         if raw is None or raw == "":
             return default
-        expected = (
-            "an integer"
-            + (f" >= {minimum}" if minimum is not None else "")
-            + (f" <= {maximum}" if maximum is not None else "")
-        )
-        try:
-            value = int(raw)
-        except ValueError:
-            raise InputError(
-                f"query parameter {name!r} must be {expected}, got {raw[:40]!r}",
-                field=name,
-                expected=expected,
-                status_code=422,
-            ) from None
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            raise InputError(
-                f"query parameter {name!r} must be {expected}, got {value}",
-                field=name,
-                expected=expected,
-                status_code=422,
-            )
-        return value
+        return bounded_integer(raw, name, minimum, maximum, where="query parameter")
 
     def choice(self, name: str, options: tuple[str, ...], default: str | None = None) -> str | None:
         raw = self.query.get(name)
@@ -100,7 +84,7 @@ class Call:
         if self._body is not None:
             return self._body
         declared = self.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        if declared and _ASCII_INTEGER.fullmatch(declared) and _over(declared, limit):
             raise InputError(
                 f"body is larger than {limit} bytes",
                 field="body",
@@ -137,7 +121,9 @@ class Call:
                 status_code=415,
             )
         try:
-            return json.loads(raw)
+            value = json.loads(
+                raw, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant
+            )
         except (ValueError, UnicodeDecodeError) as exc:
             raise InputError(
                 f"body is not valid JSON: {str(exc)[:120]}", field="body", expected="a JSON document"
@@ -146,3 +132,83 @@ class Call:
             raise InputError(
                 "body is nested too deeply", field="body", expected="a JSON document of ordinary depth"
             ) from None
+        refuse_out_of_range(value)
+        return value
+
+
+def integer_range(minimum: int, maximum: int) -> str:
+    return f"an integer from {minimum} to {maximum}"
+
+
+def bounded_integer(raw: str, name: str, minimum: int, maximum: int, *, where: str) -> int:
+    """``raw`` as an integer in ``[minimum, maximum]``, else a 422 naming ``name`` and the range.
+
+    Only ASCII digits count (``int()`` would also take full-width digits, ``_`` and spaces), and the length is
+    checked before converting, so 5,000 digits are refused instead of reaching Python's 4,300-digit limit.
+    """
+    expected = integer_range(minimum, maximum)
+    if not _ASCII_INTEGER.fullmatch(raw):
+        raise InputError(
+            f"{where} {name!r} must be {expected}, got {raw[:40]!r}",
+            field=name,
+            expected=expected,
+            status_code=422,
+        )
+    if _over(raw.lstrip("-"), max(abs(minimum), abs(maximum))) or not minimum <= int(raw) <= maximum:
+        shown = raw if len(raw) <= 40 else f"a number of {len(raw.lstrip('-'))} digits"
+        raise InputError(
+            f"{where} {name!r} must be {expected}, got {shown}",
+            field=name,
+            expected=expected,
+            status_code=422,
+        )
+    return int(raw)
+
+
+def _over(digits: str, limit: int) -> bool:
+    """Whether the ASCII digit string ``digits`` exceeds ``limit``, without converting a huge one."""
+    digits = digits.lstrip("0") or "0"
+    return len(digits) > len(str(limit)) or int(digits) > limit
+
+
+class _OutOfRange:
+    """A JSON number beyond what farmsync accepts, kept in place so the refusal can say where it was."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _json_int(text: str) -> int | _OutOfRange:
+    return _OutOfRange(text) if _over(text.lstrip("-"), INT64_MAX) else int(text)
+
+
+def _json_float(text: str) -> float | _OutOfRange:
+    value = float(text)
+    return value if math.isfinite(value) else _OutOfRange(text)
+
+
+def _json_constant(text: str) -> _OutOfRange:
+    return _OutOfRange(text)  # NaN, Infinity, -Infinity: not JSON numbers
+
+
+def refuse_out_of_range(value: Any) -> None:
+    """A 422 naming the first number in a parsed body outside 64-bit integers or finite floats.
+
+    Walks with its own stack: a body may nest as deep as the JSON parser allows, deeper than recursion here could.
+    """
+    stack: list[tuple[str, Any]] = [("body", value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, _OutOfRange):
+            shown = item.text if len(item.text) <= 40 else f"a number of {len(item.text)} characters"
+            expected = f"a finite number; an integer from {-INT64_MAX} to {INT64_MAX}"
+            raise InputError(
+                f"{where[:120]} must be {expected}, got {shown}",
+                field=where[:120],
+                expected=expected,
+                status_code=422,
+            )
+        if isinstance(item, dict):
+            stack.extend((f"{where}.{key}", child) for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((f"{where}[{i}]", child) for i, child in reversed(list(enumerate(item))))

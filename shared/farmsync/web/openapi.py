@@ -14,7 +14,7 @@ from typing import Any
 
 from farmsync import __version__
 from farmsync.web.app import ROUTES
-from farmsync.web.router import Route
+from farmsync.web.router import PATH_INT_MAX, PATH_INT_MIN, Route
 
 OUTPUT = Path(__file__).with_name("openapi.json")
 
@@ -26,6 +26,7 @@ ERROR = {
         "status": {"type": "integer"},
         "field": {"type": "string", "description": "The input that was refused."},
         "expected": {"type": "string", "description": "What that input should have been."},
+        "system": {"type": "string", "description": "The upstream system that failed or has no such object."},
     },
 }
 
@@ -35,7 +36,8 @@ STATUS_TEXT = {
     "403": "The operator page's form came without its CSRF token.",
     "400": "Malformed input (e.g. a body that is not JSON).",
     "401": "Missing or wrong token or secret.",
-    "404": "No such route, or no such archive in Bambuddy (/sync/archive).",
+    "404": "No such route, or no such object in Bambuddy, InvenTree or a printer (an archive for "
+    "/sync/archive); the body names which.",
     "405": "Method not allowed on this path.",
     "409": "The feature is switched off in the settings.",
     "413": "Body too large (the webhook takes up to 8 MiB; other routes 1 MiB).",
@@ -57,12 +59,18 @@ def _path(route: Route) -> str:
 def _operation(route: Route) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = []
     for name, kind in re.findall(r"{(\w+)(?::(\w+))?}", route.path):
-        schema: dict[str, Any] = {"type": "integer", "minimum": 1} if kind == "int" else {"type": "string"}
+        schema: dict[str, Any] = (
+            {"type": "integer", "minimum": PATH_INT_MIN, "maximum": PATH_INT_MAX}
+            if kind == "int"
+            else {"type": "string"}
+        )
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     for param in route.params:
         schema = {"type": param.kind}
         if param.minimum is not None:
             schema["minimum"] = param.minimum
+        if param.maximum is not None:
+            schema["maximum"] = param.maximum
         parameters.append(
             {
                 "name": param.name,
@@ -111,7 +119,7 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.auth == "service":
         operation["security"] = [{"serviceToken": []}, {}]
     elif route.auth == "webhook":
-        operation["security"] = [{"webhookBearer": []}, {"webhookHeader": []}, {}]
+        operation["security"] = [{"webhookBearer": []}, {"webhookHeader": []}, {"webhookQuery": []}, {}]
     if route.body == "form":
         operation["requestBody"] = {
             "required": False,
@@ -139,8 +147,10 @@ def build() -> dict[str, Any]:
             "title": "farmsync",
             "version": __version__,
             "description": "Bambuddy prints to InvenTree stock, filament spools, and G-code on printers. "
-            "Manual routes need X-Service-Token when SERVICE_API_TOKEN is set; the empty "
-            "security alternative applies when it is not.",
+            "Manual routes need X-Service-Token when SERVICE_API_TOKEN is set; the webhook needs "
+            "WEBHOOK_SHARED_SECRET when set, as Authorization: Bearer, X-Sync-Secret or ?secret= (the "
+            "query parameter is for callers that cannot send headers; it may end up in access logs). The "
+            "empty security alternative applies when the token or secret is not set.",
         },
         "paths": paths,
         "components": {
@@ -149,6 +159,7 @@ def build() -> dict[str, Any]:
                 "serviceToken": {"type": "apiKey", "in": "header", "name": "X-Service-Token"},
                 "webhookBearer": {"type": "http", "scheme": "bearer"},
                 "webhookHeader": {"type": "apiKey", "in": "header", "name": "X-Sync-Secret"},
+                "webhookQuery": {"type": "apiKey", "in": "query", "name": "secret"},
             },
         },
     }

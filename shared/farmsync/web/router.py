@@ -5,6 +5,7 @@ The function targets (``app``, ``api``, ``webhook`` ...) and ``farmsync serve`` 
 
 ==============================  ======================================================
 InputError (and AuthRequired)   its own status (400/401/413/415/422), field + expected
+UpstreamNotFound                404, naming the system, method and path (an id the caller gave may not exist)
 UpstreamError                   502, naming the system, method and path
 ConfigError                     503, one line per problem (the service is not set up)
 StoreError                      503 (try again)
@@ -15,6 +16,7 @@ anything else                   500 with a reference id; the traceback goes to t
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import uuid
@@ -26,9 +28,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
 
-from farmsync.errors import ConfigError, InputError, StoreError, UpstreamError
+from farmsync.errors import ConfigError, InputError, StoreError, UpstreamError, UpstreamNotFound
 from farmsync.logs import action, get_logger, trace_context, trace_from_headers
-from farmsync.web.call import Call
+from farmsync.web.call import INT64_MAX, Call, bounded_integer
 
 Auth = Literal["none", "service", "webhook"]
 Handler = Callable[[Call], Awaitable[Any]]
@@ -62,6 +64,12 @@ class Param:
     kind: Literal["boolean", "integer", "string"]
     description: str
     minimum: int | None = None
+    maximum: int | None = None
+
+    def read_integer(self, call: Call) -> int | None:
+        """This integer parameter from ``call``, within the bounds the API description states (else a 422)."""
+        assert self.kind == "integer" and self.minimum is not None and self.maximum is not None
+        return call.integer(self.name, minimum=self.minimum, maximum=self.maximum)
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,18 @@ class Route:
         return re.compile("^" + _PARAM.sub(group, self.path.rstrip("/") or "/") + "/?$")
 
     def convert(self, params: dict[str, str]) -> dict[str, Any]:
+        """Typed path parameters; an ``int`` one outside 1..INT64_MAX is a 422 naming it (InputError)."""
         kinds = {name: kind or "str" for name, kind in _PARAM.findall(self.path)}
-        return {k: int(v) if kinds.get(k) == "int" else v for k, v in params.items()}
+        return {
+            k: bounded_integer(v, k, PATH_INT_MIN, PATH_INT_MAX, where="path parameter")
+            if kinds.get(k) == "int"
+            else v
+            for k, v in params.items()
+        }
+
+
+PATH_INT_MIN, PATH_INT_MAX = 1, INT64_MAX
+"""Bounds of every ``{name:int}`` path parameter (ids in Bambuddy and InvenTree are positive 64-bit)."""
 
 
 Authorizer = Callable[[Route, Call], Awaitable[None]]
@@ -101,8 +119,9 @@ def error_response(exc: BaseException) -> JSONResponse:
             headers={"WWW-Authenticate": "Token"} if exc.status_code == 401 else None,
         )
     if isinstance(exc, UpstreamError):
-        body = {"error": str(exc), "status": 502, "system": exc.system, "upstream_status": exc.status}
-        return JSONResponse(body, status_code=502)
+        status = 404 if isinstance(exc, UpstreamNotFound) else 502
+        body = {"error": str(exc), "status": status, "system": exc.system, "upstream_status": exc.status}
+        return JSONResponse(body, status_code=status)
     if isinstance(exc, ConfigError):
         return JSONResponse(
             {"error": "farmsync is not configured for this", "problems": exc.problems, "status": 503},
@@ -123,15 +142,19 @@ class Router:
         self._compiled = [(route, route.pattern()) for route in routes]
         self._authorize = authorize
 
-    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, Any], list[str]]:
-        """The route for ``method path``, its parameters, and the methods the path allows (for 405)."""
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
+        """The route for ``method path``, its raw parameters, and the methods the path allows (for 405).
+
+        Parameters are converted after authentication (:meth:`Route.convert`), so a caller without credentials
+        learns nothing from them and a bad value is an ordinary 4xx.
+        """
         allowed: list[str] = []
         for route, pattern in self._compiled:
             found = pattern.match(path)
             if not found:
                 continue
             if route.method == method or (method == "HEAD" and route.method == "GET"):
-                return route, route.convert(found.groupdict()), []
+                return route, found.groupdict(), []
             allowed.append(route.method)
         return None, {}, allowed
 
@@ -152,16 +175,22 @@ class Router:
                     headers={"Allow": ", ".join(sorted(set(allowed)))},
                 )
             return JSONResponse({"error": f"no route {path}", "status": 404}, status_code=404)
-        call = Call(request, params)
+        call = Call(request)
         trace_context.set(trace_from_headers(request.headers, os.environ.get("GOOGLE_CLOUD_PROJECT")))
         try:
             await self._authorize(route, call)
+            call.path_params = route.convert(params)
             result = await route.handler(call)
         except Exception as exc:  # every error leaves as JSON, see the module docstring
             response = error_response(exc)
             action(
                 log,
                 "request failed",
+                logging.ERROR
+                if isinstance(exc, StoreError)
+                else logging.WARNING
+                if isinstance(exc, ConfigError)
+                else logging.INFO,
                 method=request.method,
                 path=path,
                 status=response.status_code,

@@ -10,23 +10,36 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from farmsync import __version__
-from farmsync.errors import StoreError
+from farmsync.errors import ConfigError, StoreError
 from farmsync.services import get_services
 from farmsync.web.call import Call
 
 
 async def health(call: Call) -> Any:
-    """Liveness without auth: the process answers and its store opens. Says nothing secret."""
+    """Liveness without auth: the process answers and its store works (``store_status`` ok or unavailable, 503
+    when unavailable: a store file deleted under a running process, a DATA_DIR it cannot use, Firestore without
+    credentials or unreachable). Says nothing secret."""
     services = get_services()
     body: dict[str, Any] = {
         "status": "ok",
         "version": __version__,
         "store": services.settings.store_backend.value,
+        "store_status": "ok",
     }
     try:
         await services.store.check()
-    except StoreError as exc:
-        return JSONResponse({**body, "status": "degraded", "error": str(exc)}, status_code=503)
+    except (StoreError, ConfigError) as exc:
+        problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+        return JSONResponse(
+            {
+                **body,
+                "status": "degraded",
+                "store_status": "unavailable",
+                "error": "; ".join(problems),
+                "problems": problems,
+            },
+            status_code=503,
+        )
     return body
 
 

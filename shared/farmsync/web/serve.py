@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from farmsync.errors import ConfigError
 from farmsync.logs import action, get_logger
 from farmsync.scheduler import Job, Scheduler
 from farmsync.services import Services, set_services
@@ -65,16 +68,38 @@ def create_app(services: Services, *, schedule: bool = True) -> Starlette:
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=METHODS)], lifespan=lifespan)
 
 
-def serve(services: Services, host: str, port: int, *, schedule: bool = True) -> None:
-    """Run until SIGINT/SIGTERM; uvicorn drives the graceful shutdown through the lifespan."""
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything says "serving": a taken port is one clear ConfigError
+    naming the port and how to choose another, not uvicorn's raw error after the announcement."""
+    how = "choose another with --port or PORT"
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host!r}: not an address to listen on ({exc.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # like uvicorn: restart over TIME_WAIT
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is in use: {how}") from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(f"port {port} on {host} needs privileges: {how}") from None
+        raise ConfigError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
+    return sock
+
+
+def serve(services: Services, sock: socket.socket, *, schedule: bool = True) -> None:
+    """Run on the bound ``sock`` until SIGINT/SIGTERM; uvicorn drives the graceful shutdown through the lifespan."""
     import uvicorn
 
     config = uvicorn.Config(
         create_app(services, schedule=schedule),
-        host=host,
-        port=port,
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=int(services.settings.tick_time_budget_seconds),
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
