@@ -54,9 +54,6 @@ class MoonrakerBackend(HttpBackend):
     """Moonraker's HTTP API with an optional API key (trusted clients need none)."""
 
     kind = Kind.MOONRAKER
-    # The gcodes root lists only G-code extensions (printer-apis.md §4; Moonraker's own list): anything else
-    # would be uploaded, never listed, and uploaded again on every run.
-    accepts = (".g", ".gco", ".gcode", ".nc", ".ufp")
 
     def __init__(
         self,
