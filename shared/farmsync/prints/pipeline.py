@@ -290,11 +290,14 @@ class PrintSync:
         *,
         force: bool,
         has_image: bool | None = None,
+        created: bool = False,
     ) -> dict[str, Any]:
-        """Parameters and image of a part (what the cache says is missing, or all when forced); cached after."""
+        """Parameters and image of a part (what the cache says is missing, or all when forced); cached after.
+
+        ``created``: the part was created just now, so it has no parameters to look up."""
         cache = {**cache, "pk": part_pk}
         if force or not cache.get("params"):
-            await self.set_parameters(part_pk, archive, report)
+            await self.set_parameters(part_pk, archive, report, created=created)
             cache["params"] = True
         if self.settings.sync_part_images and (force or not cache.get("image")):
             cache["image"] = await self.set_image(
@@ -329,9 +332,11 @@ class PrintSync:
             claim = await self.store.claim(PART_NS, ipn, lease_seconds=60, retry_parked=True)
             if claim.held:
                 try:
-                    pk, has_image = await self._lookup_or_create(archive, ipn)
+                    pk, has_image, created = await self._lookup_or_create(archive, ipn)
                     report.part = pk
-                    await self.prepare_part(pk, ipn, archive, report, {}, force=False, has_image=has_image)
+                    await self.prepare_part(
+                        pk, ipn, archive, report, {}, force=False, has_image=has_image, created=created
+                    )
                 except BaseException as exc:
                     if isinstance(exc, Exception):
                         await self.store.release(claim, str(exc), max_attempts=10_000, retry_after=0)
@@ -346,7 +351,12 @@ class PrintSync:
                 raise FarmsyncError(f"part {ipn} is being created by another worker for too long")
             await asyncio.sleep(0.05)
 
-    async def _lookup_or_create(self, archive: Any, ipn: str) -> tuple[int, bool]:
+    async def _lookup_or_create(self, archive: Any, ipn: str) -> tuple[int, bool, bool]:
+        """(part pk, it has an image, created now). Looks by IPN again before a create answered "locked" is
+        tried again."""
+        return await self.inventree.retry_locked(lambda: self._look_then_create(archive, ipn))
+
+    async def _look_then_create(self, archive: Any, ipn: str) -> tuple[int, bool, bool]:
         target = self.settings.inventree_part_category_id
         found = await self.inventree.parts_by_ipn(ipn)
         if found:
@@ -361,12 +371,12 @@ class PrintSync:
                     chosen=chosen.pk,
                     candidates=",".join(str(p.pk) for p in found),
                 )
-            return chosen.pk, chosen.image is not None
+            return chosen.pk, chosen.image is not None, False
         part = await self.inventree.create_part(
             keys.part_name(archive), ipn=ipn, description=keys.part_description(archive), category=target
         )
         action(log, "part created", ipn=ipn, part=part.pk, archive=archive.id)
-        return part.pk, part.image is not None
+        return part.pk, part.image is not None, True
 
     async def forget_part(self, ipn: str) -> None:
         """A cached part id InvenTree no longer knows: drop it so the next attempt looks again."""
@@ -376,7 +386,16 @@ class PrintSync:
     async def ensure_stock(
         self, unit: Unit, claim: Claim, archive: Any, part_pk: int, report: ItemReport
     ) -> int:
-        """The unit's StockItem: found by batch when an earlier attempt may have made it, else created."""
+        """The unit's StockItem: found by batch when an earlier attempt may have made it, else created.
+
+        A create answered ``database is locked`` is tried again, after looking by batch again."""
+        return await self.inventree.retry_locked(
+            lambda: self._look_then_create_stock(unit, claim, archive, part_pk, report)
+        )
+
+    async def _look_then_create_stock(
+        self, unit: Unit, claim: Claim, archive: Any, part_pk: int, report: ItemReport
+    ) -> int:
         assert unit.batch is not None
         # Look before writing, always: on a retry or takeover an earlier attempt may have created it, and a
         # store that lost its data (or a move from SQLite to Firestore) must not make a second item either.
@@ -437,12 +456,16 @@ class PrintSync:
 
     # --- parameters, image, link ---------------------------------------------------------------------------------------
     async def template(self, name: str) -> Any:
+        """A parameter template by name: the client remembers found ones for the process, this run remembers
+        a missing one (so a server without it is asked once per run, not once per part)."""
         async with self._once_lock:  # concurrent units share one lookup per template
             if name not in self._templates:
-                self._templates[name] = await self.inventree.find_parameter_template(name)
+                self._templates[name] = await self.inventree.parameter_template(name)
         return self._templates[name]
 
-    async def set_parameters(self, part_pk: int, archive: Any, report: ItemReport) -> None:
+    async def set_parameters(
+        self, part_pk: int, archive: Any, report: ItemReport, *, created: bool = False
+    ) -> None:
         values = {
             WEIGHT_TEMPLATE: archive.filament_used_grams,
             PRINT_TIME_TEMPLATE: archive.print_time_seconds,
@@ -454,7 +477,13 @@ class PrintSync:
             if template is None:
                 continue
             data = parameter_value(name, float(raw), getattr(template, "units", "") or "")
-            await self.inventree.upsert_part_parameter(part_pk, template, data)
+            try:
+                await self.inventree.upsert_part_parameter(part_pk, template, data, new_part=created)
+            except UpstreamValidation as exc:
+                if "template" in exc.errors:  # deleted or replaced since it was remembered: read it again
+                    self.inventree.forget_parameter_templates()
+                    self._templates.clear()
+                raise
             report.writes.append(f"parameter:{name}")
 
     async def set_image(
