@@ -165,3 +165,27 @@ async def test_the_http_client_keeps_to_the_limit_and_learns_from_answers() -> N
         assert limit.cuts == 1 and limit.allowed == 2 and limit.in_flight == 0
     finally:
         await client.aclose()
+
+
+async def test_queueing_never_becomes_the_norm() -> None:
+    """Answers slowed by queueing do not raise the fastest time, so the limit keeps backing off."""
+    clock = Clock()
+    limit = AdaptiveLimit(initial=32, backoff=0.7, clock=clock)
+    await answer(limit, clock, 0.04)
+    seen = []
+    for _ in range(12):
+        await fill(limit, clock, 0.1)  # 2.5x: the server is queueing what we send
+        seen.append(limit.allowed)
+    assert seen[:10] == sorted(seen[:10], reverse=True) and min(seen) == 1
+
+
+async def test_a_server_that_got_slower_for_good_is_learnt_at_the_minimum() -> None:
+    clock = Clock()
+    limit = AdaptiveLimit(initial=2, minimum=1, backoff=0.5, clock=clock)
+    await answer(limit, clock, 0.04)
+    for _ in range(3):
+        await answer(limit, clock, 0.2)  # 5x slower, even one at a time
+    cuts = limit.cuts
+    for _ in range(20):
+        await fill(limit, clock, 0.2)
+    assert limit.cuts == cuts and limit.allowed > 1  # the new pace is normal now: it grows again

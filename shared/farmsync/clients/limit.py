@@ -13,7 +13,9 @@ writes collide. So the client learns the server's capacity as TCP does:
 
 Round trips are compared per kind (method and path with ids folded): a template read takes 17 ms where a part
 read takes 170 ms on the same server, and only a kind's own history says whether it got slower. The fastest
-time drifts up slowly, so a server that became slower for good is not read as queueing for ever.
+time drifts up slowly with answers inside the tolerance (never with queued ones, or queueing would become the
+norm), and an answer that is slow while the limit is at its minimum is taken as the server's new pace: nothing
+of ours queues there, so the server itself got slower.
 
 The clock is injectable so the rules are tested without waiting.
 """
@@ -27,7 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-DRIFT = 0.01
+DRIFT = 0.002
 """How far the fastest round trip of a kind moves toward a slower answer (so it can follow a slower server)."""
 
 
@@ -45,7 +47,7 @@ class AdaptiveLimit:
     def __init__(
         self,
         *,
-        initial: float = 8,
+        initial: float = 16,
         minimum: float = 1,
         maximum: float = 64,
         tolerance: float = 2.0,
@@ -104,9 +106,12 @@ class AdaptiveLimit:
         if not overloaded:
             if fastest is None or rtt < fastest:
                 self._fastest[kind] = rtt
-            else:
-                slow = rtt > fastest * self.tolerance
+            elif rtt <= fastest * self.tolerance:
                 self._fastest[kind] = fastest + (rtt - fastest) * DRIFT
+            elif self.limit <= self.minimum:
+                self._fastest[kind] = rtt  # slow with nothing of ours queued: the server's new pace
+            else:
+                slow = True
         if overloaded or slow:
             if ticket.sent >= self._last_cut:  # one cut per round trip, not one per answer of the same burst
                 self.limit = max(self.minimum, self.limit * self.backoff)
