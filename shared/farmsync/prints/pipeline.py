@@ -19,8 +19,9 @@ A failure releases the claim with backoff (parked after SYNC_MAX_ATTEMPTS). Noth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,9 @@ IN_PROGRESS = frozenset({"printing", "paused", "running", "pending", "queued"})
 HELD_REASON = "held by another worker's claim"
 WAITING_REASON = "waiting to retry after a failure"
 ARCHIVE_DELETED = "archive deleted in Bambuddy (it answers 404): nothing to sync"
+ARCHIVE_CACHE = 256
+"""Archives a PrintSync keeps after reading them (the most recently used): reprints close together share one
+read, and a backfill of a long print log does not hold every archive it has seen."""
 INVENTREE_LINK = re.compile(r"/(web|platform)?/?part/\d+/?(details)?/?$")
 
 
@@ -115,8 +119,8 @@ class PrintSync:
         self.hook = hook or (lambda step, unit: None)
         self._archives: dict[int, asyncio.Future[Any]] = {}
         self._templates: dict[str, Any] = {}
-        self._ipn_locks: dict[str, asyncio.Lock] = {}
-        self._link_locks: dict[int, asyncio.Lock] = {}
+        self._ipn_locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+        self._link_locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
         self._legacy: bool | None = None
         self._once_lock = asyncio.Lock()
 
@@ -265,9 +269,12 @@ class PrintSync:
 
     # --- archive ------------------------------------------------------------------------------------------------------
     async def archive(self, archive_id: int) -> Any:
-        """The archive, read once per PrintSync (reprints of one archive share it)."""
-        future = self._archives.get(archive_id)
-        if future is None:
+        """The archive, read once per PrintSync while it is among the last ARCHIVE_CACHE used (reprints of one
+        archive share it)."""
+        future = self._archives.pop(archive_id, None)
+        if future is not None:
+            self._archives[archive_id] = future  # most recently used last
+        else:
             future = asyncio.get_running_loop().create_future()
             self._archives[archive_id] = future
             try:
@@ -277,7 +284,15 @@ class PrintSync:
                 future.set_exception(exc)
                 future.exception()  # mark retrieved: the caller re-raises below
                 raise
+            self._forget_old_archives()
         return await future
+
+    def _forget_old_archives(self) -> None:
+        for key in list(self._archives):
+            if len(self._archives) <= ARCHIVE_CACHE:
+                return
+            if self._archives[key].done():
+                del self._archives[key]
 
     # --- part --------------------------------------------------------------------------------------------------------
     async def prepare_part(
@@ -319,8 +334,7 @@ class PrintSync:
         cached = await self.store.get_value(PART_CACHE, ipn)
         if cached and cached.get("pk"):
             return int(cached["pk"]), ipn, False
-        lock = self._ipn_locks.setdefault(ipn, asyncio.Lock())
-        async with lock:
+        async with keyed_lock(self._ipn_locks, ipn):
             cached = await self.store.get_value(PART_CACHE, ipn)
             if cached and cached.get("pk"):
                 return int(cached["pk"]), ipn, False
@@ -518,7 +532,7 @@ class PrintSync:
     async def set_link(self, archive: Any, part_pk: int, report: ItemReport) -> None:
         """Point the archive at its part. Reprints of one archive share it: one PATCH per archive and run."""
         url = await self.inventree.part_web_url(part_pk)
-        async with self._link_locks.setdefault(archive.id, asyncio.Lock()):
+        async with keyed_lock(self._link_locks, archive.id):
             await self._set_link(await self.archive(archive.id), url, report)
 
     async def _set_link(self, archive: Any, url: str, report: ItemReport) -> None:
@@ -542,6 +556,23 @@ class PrintSync:
     def is_inventree_link(self, url: str) -> bool:
         bases = {self.settings.inventree_browser_url, self.settings.inventree_root_url}
         return any(b and url.startswith(b) for b in bases) or bool(INVENTREE_LINK.search(url))
+
+
+@contextlib.asynccontextmanager
+async def keyed_lock(locks: dict[Hashable, tuple[asyncio.Lock, int]], key: Hashable) -> AsyncIterator[None]:
+    """Hold the lock of ``key``; the entry goes once nobody holds or waits for it (a long backfill would
+    otherwise keep one lock per part and archive it ever saw)."""
+    lock, users = locks.get(key) or (asyncio.Lock(), 0)
+    locks[key] = (lock, users + 1)
+    try:
+        async with lock:
+            yield
+    finally:
+        lock, users = locks[key]
+        if users <= 1:
+            del locks[key]
+        else:
+            locks[key] = (lock, users - 1)
 
 
 def parameter_value(name: str, value: float, units: str) -> str:
