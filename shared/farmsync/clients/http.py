@@ -38,7 +38,7 @@ from farmsync.errors import (
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 OVERLOAD_STATUSES = frozenset({429, 500, 502, 503, 504})
-"""Answers that tell an adaptive limit the server has too much to do (``database is locked`` is a 500)."""
+"""Answers that tell an adaptive limit the server has too much to do (but see :func:`_collision`)."""
 ID_SEGMENT = re.compile(r"/\d+(?=/|$)")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "proxy-authorization"})
@@ -279,6 +279,8 @@ class HttpClient:
                     await response.aread()  # the error text, and the connection back to the pool
                 finally:
                     await response.aclose()
+                if overloaded and _collision(response):
+                    overloaded = False
             return response
         except httpx.TimeoutException:
             overloaded = True
@@ -398,6 +400,12 @@ def _secret_params(params: Mapping[str, Any] | None) -> frozenset[str]:
     return frozenset(
         str(value) for key, value in params.items() if key.lower() in SECRET_PARAMS and len(str(value)) >= 4
     )
+
+
+def _collision(response: httpx.Response) -> bool:
+    """SQLite's ``database is locked``: two writes in service met (the server answered at once). Fewer requests
+    in flight would not prevent it while two can be served, so it tells an adaptive limit nothing."""
+    return response.status_code == 500 and b"database is locked" in response.content[:200]
 
 
 def _never_sent(exc: httpx.TransportError) -> bool:

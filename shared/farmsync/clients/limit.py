@@ -7,9 +7,11 @@ writes collide. So the client learns the server's capacity as TCP does:
 
 - **grow while it keeps up**: each answer that came back fast while the limit was in use (half of it or
   more taken) adds ``1 / limit`` (about one more request in flight per round trip);
-- **back off on overload**: a 5xx/429 answer, a timeout, or a round trip slower than ``tolerance`` × the
-  fastest seen for the same kind of request (the server is queueing) multiplies the limit by ``backoff``, once
-  per round trip: answers to requests sent before the last cut do not cut again.
+- **back off on overload**: a 5xx/429 answer (SQLite's ``database is locked`` excepted: two writes in service
+  met, which fewer requests in flight would not prevent), a timeout, or recent round trips (a moving average, so one late
+  answer on a busy machine is not taken for queueing) slower than ``tolerance`` × the fastest seen for the same
+  kind of request (the server is queueing) multiplies the limit by ``backoff``, once per round trip: answers to
+  requests sent before the last cut do not cut again.
 
 Round trips are compared per kind (method and path with ids folded): a template read takes 17 ms where a part
 read takes 170 ms on the same server, and only a kind's own history says whether it got slower. The fastest
@@ -30,6 +32,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 DRIFT = 0.002
+SMOOTHING = 0.25
+"""Weight of the newest round trip in a kind's moving average."""
 """How far the fastest round trip of a kind moves toward a slower answer (so it can follow a slower server)."""
 
 
@@ -65,6 +69,7 @@ class AdaptiveLimit:
         self.in_flight = 0
         self.cuts = 0  # how often the limit was cut (for benchmarks and status pages)
         self._fastest: dict[str, float] = {}
+        self._recent: dict[str, float] = {}
         self._last_cut = -math.inf
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -104,12 +109,15 @@ class AdaptiveLimit:
         fastest = self._fastest.get(kind)
         slow = False
         if not overloaded:
+            recent = self._recent.get(kind, rtt)
+            recent = self._recent[kind] = recent + (rtt - recent) * SMOOTHING
             if fastest is None or rtt < fastest:
                 self._fastest[kind] = rtt
-            elif rtt <= fastest * self.tolerance:
-                self._fastest[kind] = fastest + (rtt - fastest) * DRIFT
+            elif recent <= fastest * self.tolerance:
+                if rtt <= fastest * self.tolerance:
+                    self._fastest[kind] = fastest + (rtt - fastest) * DRIFT
             elif self.limit <= self.minimum:
-                self._fastest[kind] = rtt  # slow with nothing of ours queued: the server's new pace
+                self._fastest[kind] = recent  # slow with nothing of ours queued: the server's new pace
             else:
                 slow = True
         if overloaded or slow:
