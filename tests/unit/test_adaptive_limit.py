@@ -144,7 +144,7 @@ async def test_the_http_client_keeps_to_the_limit_and_learns_from_answers() -> N
     async def handler(request: httpx.Request) -> httpx.Response:
         busy["now"] += 1
         busy["peak"] = max(busy["peak"], busy["now"])
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # long enough that the first three are all inside, even on a busy machine
         busy["now"] -= 1
         if request.url.path == "/locked":
             return httpx.Response(500, json={"detail": "database is locked"})

@@ -284,10 +284,11 @@ class PrintSync:
                 future.set_exception(exc)
                 future.exception()  # mark retrieved: the caller re-raises below
                 raise
-            self._forget_old_archives()
+            self._forget_old_archives()  # now that this one is done too
         return await future
 
     def _forget_old_archives(self) -> None:
+        """Down to ARCHIVE_CACHE, least recently used first; a read still in flight stays (its own end trims)."""
         for key in list(self._archives):
             if len(self._archives) <= ARCHIVE_CACHE:
                 return
@@ -551,6 +552,7 @@ class PrintSync:
         future = asyncio.get_running_loop().create_future()
         future.set_result(updated)
         self._archives[archive.id] = future
+        self._forget_old_archives()
         report.writes.append("link")
 
     def is_inventree_link(self, url: str) -> bool:
