@@ -20,7 +20,16 @@ from typing import Any
 
 from bench.common import BENCH, OUT_DIR, ROOT, machine_info, parser, size_name
 
-BENCHMARKS = ("backfill", "gcode_sync", "gcode_master", "cold_start", "filament_usage", "webhook_storm")
+BENCHMARKS = (
+    "backfill",
+    "gcode_sync",
+    "gcode_master",
+    "cold_start",
+    "filament_usage",
+    "webhook_storm",
+    "capacity",
+    "long_log",
+)
 TIMEOUTS = {"full": 1800.0, "quick": 600.0, "tiny": 120.0}
 VERDICT = {True: "✅ pass", False: "❌ fail", None: "–"}
 

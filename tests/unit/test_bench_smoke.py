@@ -12,7 +12,17 @@ from typing import Any
 
 import pytest
 
-from bench import backfill, cold_start, filament_usage, gcode_master, gcode_sync, run_all, webhook_storm
+from bench import (
+    backfill,
+    capacity,
+    cold_start,
+    filament_usage,
+    gcode_master,
+    gcode_sync,
+    long_log,
+    run_all,
+    webhook_storm,
+)
 
 BENCHES = {
     "backfill": backfill,
@@ -21,6 +31,8 @@ BENCHES = {
     "filament_usage": filament_usage,
     "webhook_storm": webhook_storm,
     "gcode_master": gcode_master,
+    "capacity": capacity,
+    "long_log": long_log,
 }
 
 
@@ -81,6 +93,35 @@ def test_backfill_counts_each_kind_and_makes_stock_once(outputs: dict[str, dict[
     assert kinds["idle tick"]["synced"] == 0
     assert all(kinds[k]["synced"] == 1 for k in kinds if k != "idle tick")
     assert all(kinds[k]["print_log_reads"] == 1 for k in kinds)
+
+
+def test_backfill_new_part_stays_within_eight_inventree_requests(outputs: dict[str, dict[str, Any]]) -> None:
+    kinds = outputs["backfill"]["details"]["concurrent"]["kinds"]
+    assert kinds["new part"]["inventree"] <= 8
+    assert outputs["backfill"]["details"]["new_part_425"]["inventree"] <= 8
+    assert kinds["repeat part (reprint)"]["inventree"] == 2
+
+
+def test_capacity_runs_every_plan_against_the_limited_server(outputs: dict[str, dict[str, Any]]) -> None:
+    data = outputs["capacity"]
+    rows = data["table"]["rows"]
+    limited = [r for r in rows if r["server"].startswith("N=")]
+    assert [(r["run"].startswith("farmsync"), r["concurrency"]) for r in limited] == [
+        (True, backfill.DEFAULT_CONCURRENCY),
+        (True, capacity.HIGH),
+        (False, 1),
+        (False, backfill.DEFAULT_CONCURRENCY),
+        (False, capacity.HIGH),
+    ]
+    assert all(r["exactly_once"] and r["failed"] == 0 and r["prints"] > 0 for r in rows)
+    assert all(r["final_limit"] is None for r in limited if not r["run"].startswith("farmsync"))
+    assert data["details"]["server_limit_prints_per_second"] > 0
+
+
+def test_long_log_backfills_every_size_once(outputs: dict[str, dict[str, Any]]) -> None:
+    rows = outputs["long_log"]["table"]["rows"]
+    assert [r["runs"] for r in rows] == list(long_log.SIZES["tiny"])
+    assert all(r["exactly_once"] and r["not_synced"] == 0 and r["peak_rss_mb"] > 0 for r in rows)
 
 
 def test_gcode_sync_mirrors_with_every_tool_it_found(outputs: dict[str, dict[str, Any]]) -> None:

@@ -8,7 +8,9 @@ Every farmsync call to Bambuddy, InvenTree or a printer goes through :class:`Htt
   (the pipelines make writes safe with idempotency keys instead). The one exception: a write whose connection
   could not even be opened was provably not sent, so it is retried like a read;
 - tests and the simulator can swap the network with an ``httpx`` transport (the seam);
-- benchmarks and status pages can read per-system, per-method request counters.
+- benchmarks and status pages can read per-system, per-method request counters;
+- an optional :class:`~farmsync.clients.limit.AdaptiveLimit` keeps as many requests in flight as the server
+  keeps up with (InvenTree on SQLite serves two at a time).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import random
+import re
 import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -26,6 +29,7 @@ from typing import Any
 import httpx
 
 from farmsync import metrics
+from farmsync.clients.limit import AdaptiveLimit
 from farmsync.errors import (
     UpstreamError,
     UpstreamTransportError,
@@ -35,6 +39,9 @@ from farmsync.errors import (
 from farmsync.security import url_secrets
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+OVERLOAD_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""Answers that tell an adaptive limit the server has too much to do (but see :func:`_collision`)."""
+ID_SEGMENT = re.compile(r"/\d+(?=/|$)")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "proxy-authorization"})
 SECRET_PARAMS = frozenset({"token", "key", "api_key", "apikey", "access_token", "password", "secret"})
@@ -114,10 +121,12 @@ class HttpClient:
         secrets: Iterable[str] = (),
         verify: ssl.SSLContext | bool | None = None,
         credential: str | None = None,
+        limit: AdaptiveLimit | None = None,
     ) -> None:
         self.system = system
         self.credential = credential
         """The setting that holds the key sent (``INVENTREE_TOKEN``): a refusal names it, so the fix is obvious."""
+        self.limit = limit
         self.retry = retry
         self.counters = counters
         self._sleep = sleep
@@ -241,15 +250,11 @@ class HttpClient:
             )
             where = _wire_path(request.url)
             try:
-                response = await self._client.send(request, stream=stream)
+                response = await self._limited_send(request, method, where, stream=stream, expect=expect)
                 status = response.status_code
                 if status < 400 or status in expect:
                     return response
                 metrics.upstream_error(self.system, str(status))
-                try:
-                    await response.aread()  # the error text, and the connection back to the pool
-                finally:
-                    await response.aclose()
             except httpx.TransportError as exc:
                 metrics.upstream_error(self.system, "transport")
                 error = UpstreamTransportError(self.system, method, where, _describe_transport_error(exc))
@@ -267,6 +272,35 @@ class HttpClient:
                 None if SECRET_HEADERS & {h.lower() for h in headers or {}} else self.credential,
                 request.url,
             )
+
+    async def _limited_send(
+        self, request: httpx.Request, method: str, where: str, *, stream: bool, expect: tuple[int, ...]
+    ) -> httpx.Response:
+        """Send once, inside a slot of the adaptive limit if there is one; an error answer is read and closed.
+
+        The slot is held until the answer (or its headers, when streaming) is in, and tells the limit whether
+        the server kept up; waiting for a retry happens outside it."""
+        ticket = await self.limit.acquire() if self.limit is not None else None
+        overloaded = False
+        try:
+            response = await self._client.send(request, stream=stream)
+            overloaded = response.status_code in OVERLOAD_STATUSES
+            if response.status_code >= 400 and response.status_code not in expect:
+                try:
+                    await response.aread()  # the error text, and the connection back to the pool
+                finally:
+                    await response.aclose()
+                if overloaded and _collision(response):
+                    overloaded = False
+            return response
+        except httpx.TimeoutException:
+            overloaded = True
+            raise
+        finally:
+            if ticket is not None and self.limit is not None:
+                self.limit.release(
+                    ticket, f"{method} {ID_SEGMENT.sub('/{id}', where)}", overloaded=overloaded
+                )
 
     async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         """:meth:`request` and parse the JSON body (an UpstreamError if it is not JSON)."""
@@ -377,6 +411,12 @@ def _secret_params(params: Mapping[str, Any] | None) -> frozenset[str]:
     return frozenset(
         str(value) for key, value in params.items() if key.lower() in SECRET_PARAMS and len(str(value)) >= 4
     )
+
+
+def _collision(response: httpx.Response) -> bool:
+    """SQLite's ``database is locked``: two writes in service met (the server answered at once). Fewer requests
+    in flight would not prevent it while two can be served, so it tells an adaptive limit nothing."""
+    return response.status_code == 500 and b"database is locked" in response.content[:200]
 
 
 def _never_sent(exc: httpx.TransportError) -> bool:

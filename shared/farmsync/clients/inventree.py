@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import date
 from typing import Any, Literal, TypeVar
 
@@ -35,6 +35,7 @@ from farmsync.clients.inventree_models import (
     StockStatus,
     StockTrackingEntry,
 )
+from farmsync.clients.limit import AdaptiveLimit
 from farmsync.clients.parsing import parse_list, parse_one
 from farmsync.errors import (
     InputError,
@@ -56,8 +57,12 @@ REQUIRED_ROLES = {
     "stock_location": ("view",),
 }
 
+LOCKED_ATTEMPTS = 6
+"""How often a write answered ``database is locked`` is tried in all (with backoff between tries)."""
+
 Layout = Literal["legacy", "generic"]
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class InvenTreeClient:
@@ -65,6 +70,8 @@ class InvenTreeClient:
 
     ``base_url`` may be the site root or end in ``/api``; ``web_url`` (INVENTREE_WEB_URL) is where people open
     part pages when that differs from the API address (e.g. an internal API URL behind a public proxy).
+    ``limit`` caps the requests in flight; by default it adapts to what the server keeps up with (see
+    :mod:`farmsync.clients.limit`), None sends whatever the callers send.
     """
 
     def __init__(
@@ -78,8 +85,10 @@ class InvenTreeClient:
         retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Sleep | None = None,
         counters: RequestCounters = COUNTERS,
+        limit: AdaptiveLimit | Literal["adaptive"] | None = "adaptive",
     ) -> None:
         self.root = normalise_root(base_url)
+        self._sleep: Sleep = sleep or asyncio.sleep
         self.web_base = (web_url or "").strip().rstrip("/") or self.root
         token = token.strip()
         if token[:6].lower() == "token ":
@@ -98,12 +107,15 @@ class InvenTreeClient:
             counters=counters,
             credential="INVENTREE_TOKEN" if token else None,
             secrets=[token],
+            limit=AdaptiveLimit() if limit == "adaptive" else limit,
             **extra,
         )
         self._has_token = bool(token)
         self._info: ServerInfo | None = None
         self._info_lock = asyncio.Lock()
         self._layout: Layout | None = None
+        self._templates: dict[str, ParameterTemplate] = {}
+        self._templates_lock = asyncio.Lock()
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -184,6 +196,20 @@ class InvenTreeClient:
             problems=problems,
         )
 
+    async def retry_locked(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` again (after a backoff) while InvenTree answers ``500 database is locked``.
+
+        SQLite refused the write and rolled it back (inventree-api.md §6). ``attempt`` must be safe to repeat:
+        an idempotent write, or one that looks before it writes (stock by batch, part by IPN)."""
+        for tries in range(1, LOCKED_ATTEMPTS + 1):
+            try:
+                return await attempt()
+            except UpstreamError as exc:
+                if not is_locked(exc) or tries == LOCKED_ATTEMPTS:
+                    raise
+            await self._sleep(self.http.retry.delay(tries))
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # ------------------------------------------------------------------- parts
 
     async def parts_by_ipn(self, ipn: str, *, category: int | None = None) -> list[Part]:
@@ -242,7 +268,8 @@ class InvenTreeClient:
         a meaningful one (``BMB-<hash>.png``); it is reduced to safe characters here."""
         path = f"/api/part/{int(pk)}/"
         files = {"image": (safe_filename(filename, content_type), data, content_type)}
-        body = await self.http.request_json("PATCH", path, files=files)
+        # the same file again is harmless, so a locked answer is simply retried
+        body = await self.retry_locked(lambda: self.http.request_json("PATCH", path, files=files))
         return self._one(Part, body, "PATCH", path)
 
     async def get_category(self, pk: int) -> PartCategory:
@@ -452,6 +479,23 @@ class InvenTreeClient:
                 return template
         return None
 
+    async def parameter_template(self, name: str) -> ParameterTemplate | None:
+        """:meth:`find_parameter_template`, remembered for this client's life once found.
+
+        Every new part needs the same templates; reading them per part or per run cost 2 requests a part. A miss
+        is not remembered (someone may create the template later); call :meth:`forget_parameter_templates`
+        when the server refuses a remembered one."""
+        async with self._templates_lock:  # concurrent first callers share one lookup
+            found = self._templates.get(name)
+            if found is None:
+                found = await self.find_parameter_template(name)
+                if found is not None:
+                    self._templates[name] = found
+            return found
+
+    def forget_parameter_templates(self) -> None:
+        self._templates.clear()
+
     async def create_parameter_template(
         self, name: str, *, units: str = "", description: str = ""
     ) -> ParameterTemplate:
@@ -490,14 +534,31 @@ class InvenTreeClient:
         data: str | float | int,
         *,
         note: str | None = None,
+        new_part: bool = False,
     ) -> PartParameter:
         """Set one parameter of a part: PATCH the existing one, create it otherwise, never duplicate.
 
         Unchanged values are not written. A create that loses a race (400 "unique set") falls back to PATCH.
+        ``new_part``: the caller created the part just now, so it has no parameters and the lookup is skipped
+        (the create's unique check still stands behind it).
         """
         template_pk = template.pk if isinstance(template, ParameterTemplate) else int(template)
         text = parameter_text(data)
-        existing = await self._find_parameter(part, template_pk)
+        looked = not new_part
+
+        async def attempt() -> PartParameter:
+            # after a locked answer, look again before writing
+            nonlocal looked
+            found = await self._find_parameter(part, template_pk) if looked else None
+            looked = True
+            return await self._upsert_parameter(part, template_pk, found, text, note)
+
+        return await self.retry_locked(attempt)
+
+    async def _upsert_parameter(
+        self, part: int, template_pk: int, existing: PartParameter | None, text: str, note: str | None
+    ) -> PartParameter:
+        """Create the parameter (or PATCH ``existing``); see :meth:`upsert_part_parameter`."""
         if existing is None:
             try:
                 return await self._create_parameter(part, template_pk, text, note)
@@ -633,6 +694,16 @@ def parameter_text(value: str | float | int) -> str:
             return str(int(value))
         return repr(round(value, 6))
     return str(value).strip()
+
+
+def is_locked(exc: BaseException) -> bool:
+    """InvenTree on SQLite answered ``500 database is locked``: the write collided with another and was rolled
+    back (inventree-api.md §6)."""
+    return (
+        isinstance(exc, UpstreamError)
+        and exc.status == 500
+        and "database is locked" in (exc.detail or "").lower()
+    )
 
 
 def tracking_notes_match(entry_notes: str | None, notes: str) -> bool:

@@ -19,8 +19,9 @@ A failure releases the claim with backoff (parked after SYNC_MAX_ATTEMPTS). Noth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,9 @@ IN_PROGRESS = frozenset({"printing", "paused", "running", "pending", "queued"})
 HELD_REASON = "held by another worker's claim"
 WAITING_REASON = "waiting to retry after a failure"
 ARCHIVE_DELETED = "archive deleted in Bambuddy (it answers 404): nothing to sync"
+ARCHIVE_CACHE = 256
+"""Archives a PrintSync keeps after reading them (the most recently used): reprints close together share one
+read, and a backfill of a long print log does not hold every archive it has seen."""
 INVENTREE_LINK = re.compile(r"/(web|platform)?/?part/\d+/?(details)?/?$")
 
 
@@ -126,8 +130,8 @@ class PrintSync:
         self.hook = hook or (lambda step, unit: None)
         self._archives: dict[int, asyncio.Future[Any]] = {}
         self._templates: dict[str, Any] = {}
-        self._ipn_locks: dict[str, asyncio.Lock] = {}
-        self._link_locks: dict[int, asyncio.Lock] = {}
+        self._ipn_locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+        self._link_locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
         self._legacy: bool | None = None
         self._once_lock = asyncio.Lock()
 
@@ -280,9 +284,12 @@ class PrintSync:
 
     # --- archive ------------------------------------------------------------------------------------------------------
     async def archive(self, archive_id: int) -> Any:
-        """The archive, read once per PrintSync (reprints of one archive share it)."""
-        future = self._archives.get(archive_id)
-        if future is None:
+        """The archive, read once per PrintSync while it is among the last ARCHIVE_CACHE used (reprints of one
+        archive share it)."""
+        future = self._archives.pop(archive_id, None)
+        if future is not None:
+            self._archives[archive_id] = future  # most recently used last
+        else:
             future = asyncio.get_running_loop().create_future()
             self._archives[archive_id] = future
             try:
@@ -292,7 +299,16 @@ class PrintSync:
                 future.set_exception(exc)
                 future.exception()  # mark retrieved: the caller re-raises below
                 raise
+            self._forget_old_archives()  # now that this one is done too
         return await future
+
+    def _forget_old_archives(self) -> None:
+        """Down to ARCHIVE_CACHE, least recently used first; a read still in flight stays (its own end trims)."""
+        for key in list(self._archives):
+            if len(self._archives) <= ARCHIVE_CACHE:
+                return
+            if self._archives[key].done():
+                del self._archives[key]
 
     # --- part --------------------------------------------------------------------------------------------------------
     async def prepare_part(
@@ -305,11 +321,14 @@ class PrintSync:
         *,
         force: bool,
         has_image: bool | None = None,
+        created: bool = False,
     ) -> dict[str, Any]:
-        """Parameters and image of a part (what the cache says is missing, or all when forced); cached after."""
+        """Parameters and image of a part (what the cache says is missing, or all when forced); cached after.
+
+        ``created``: the part was created just now, so it has no parameters to look up."""
         cache = {**cache, "pk": part_pk}
         if force or not cache.get("params"):
-            await self.set_parameters(part_pk, archive, report)
+            await self.set_parameters(part_pk, archive, report, created=created)
             cache["params"] = True
         if self.settings.sync_part_images and (force or not cache.get("image")):
             cache["image"] = await self.set_image(
@@ -331,8 +350,7 @@ class PrintSync:
         cached = await self.store.get_value(PART_CACHE, ipn)
         if cached and cached.get("pk"):
             return int(cached["pk"]), ipn, False
-        lock = self._ipn_locks.setdefault(ipn, asyncio.Lock())
-        async with lock:
+        async with keyed_lock(self._ipn_locks, ipn):
             cached = await self.store.get_value(PART_CACHE, ipn)
             if cached and cached.get("pk"):
                 return int(cached["pk"]), ipn, False
@@ -344,9 +362,11 @@ class PrintSync:
             claim = await self.store.claim(PART_NS, ipn, lease_seconds=60, retry_parked=True)
             if claim.held:
                 try:
-                    pk, has_image = await self._lookup_or_create(archive, ipn)
+                    pk, has_image, created = await self._lookup_or_create(archive, ipn)
                     report.part = pk
-                    await self.prepare_part(pk, ipn, archive, report, {}, force=False, has_image=has_image)
+                    await self.prepare_part(
+                        pk, ipn, archive, report, {}, force=False, has_image=has_image, created=created
+                    )
                 except BaseException as exc:
                     if isinstance(exc, Exception):
                         await self.store.release(claim, str(exc), max_attempts=10_000, retry_after=0)
@@ -361,7 +381,12 @@ class PrintSync:
                 raise FarmsyncError(f"part {ipn} is being created by another worker for too long")
             await asyncio.sleep(0.05)
 
-    async def _lookup_or_create(self, archive: Any, ipn: str) -> tuple[int, bool]:
+    async def _lookup_or_create(self, archive: Any, ipn: str) -> tuple[int, bool, bool]:
+        """(part pk, it has an image, created now). Looks by IPN again before a create answered "locked" is
+        tried again."""
+        return await self.inventree.retry_locked(lambda: self._look_then_create(archive, ipn))
+
+    async def _look_then_create(self, archive: Any, ipn: str) -> tuple[int, bool, bool]:
         target = self.settings.inventree_part_category_id
         found = await self.inventree.parts_by_ipn(ipn)
         if found:
@@ -376,12 +401,12 @@ class PrintSync:
                     chosen=chosen.pk,
                     candidates=",".join(str(p.pk) for p in found),
                 )
-            return chosen.pk, chosen.image is not None
+            return chosen.pk, chosen.image is not None, False
         part = await self.inventree.create_part(
             keys.part_name(archive), ipn=ipn, description=keys.part_description(archive), category=target
         )
         action(log, "part created", ipn=ipn, part=part.pk, archive=archive.id)
-        return part.pk, part.image is not None
+        return part.pk, part.image is not None, True
 
     async def forget_part(self, ipn: str) -> None:
         """A cached part id InvenTree no longer knows: drop it so the next attempt looks again."""
@@ -391,7 +416,16 @@ class PrintSync:
     async def ensure_stock(
         self, unit: Unit, claim: Claim, archive: Any, part_pk: int, report: ItemReport
     ) -> int:
-        """The unit's StockItem: found by batch when an earlier attempt may have made it, else created."""
+        """The unit's StockItem: found by batch when an earlier attempt may have made it, else created.
+
+        A create answered ``database is locked`` is tried again, after looking by batch again."""
+        return await self.inventree.retry_locked(
+            lambda: self._look_then_create_stock(unit, claim, archive, part_pk, report)
+        )
+
+    async def _look_then_create_stock(
+        self, unit: Unit, claim: Claim, archive: Any, part_pk: int, report: ItemReport
+    ) -> int:
         assert unit.batch is not None
         # Look before writing, always: on a retry or takeover an earlier attempt may have created it, and a
         # store that lost its data (or a move from SQLite to Firestore) must not make a second item either.
@@ -452,12 +486,16 @@ class PrintSync:
 
     # --- parameters, image, link ---------------------------------------------------------------------------------------
     async def template(self, name: str) -> Any:
+        """A parameter template by name: the client remembers found ones for the process, this run remembers
+        a missing one (so a server without it is asked once per run, not once per part)."""
         async with self._once_lock:  # concurrent units share one lookup per template
             if name not in self._templates:
-                self._templates[name] = await self.inventree.find_parameter_template(name)
+                self._templates[name] = await self.inventree.parameter_template(name)
         return self._templates[name]
 
-    async def set_parameters(self, part_pk: int, archive: Any, report: ItemReport) -> None:
+    async def set_parameters(
+        self, part_pk: int, archive: Any, report: ItemReport, *, created: bool = False
+    ) -> None:
         values = {
             WEIGHT_TEMPLATE: archive.filament_used_grams,
             PRINT_TIME_TEMPLATE: archive.print_time_seconds,
@@ -469,7 +507,13 @@ class PrintSync:
             if template is None:
                 continue
             data = parameter_value(name, float(raw), getattr(template, "units", "") or "")
-            await self.inventree.upsert_part_parameter(part_pk, template, data)
+            try:
+                await self.inventree.upsert_part_parameter(part_pk, template, data, new_part=created)
+            except UpstreamValidation as exc:
+                if "template" in exc.errors:  # deleted or replaced since it was remembered: read it again
+                    self.inventree.forget_parameter_templates()
+                    self._templates.clear()
+                raise
             report.writes.append(f"parameter:{name}")
 
     async def set_image(
@@ -505,7 +549,7 @@ class PrintSync:
     async def set_link(self, archive: Any, part_pk: int, report: ItemReport) -> None:
         """Point the archive at its part. Reprints of one archive share it: one PATCH per archive and run."""
         url = await self.inventree.part_web_url(part_pk)
-        async with self._link_locks.setdefault(archive.id, asyncio.Lock()):
+        async with keyed_lock(self._link_locks, archive.id):
             await self._set_link(await self.archive(archive.id), url, report)
 
     async def _set_link(self, archive: Any, url: str, report: ItemReport) -> None:
@@ -524,11 +568,29 @@ class PrintSync:
         future = asyncio.get_running_loop().create_future()
         future.set_result(updated)
         self._archives[archive.id] = future
+        self._forget_old_archives()
         report.writes.append("link")
 
     def is_inventree_link(self, url: str) -> bool:
         bases = {self.settings.inventree_browser_url, self.settings.inventree_root_url}
         return any(b and url.startswith(b) for b in bases) or bool(INVENTREE_LINK.search(url))
+
+
+@contextlib.asynccontextmanager
+async def keyed_lock(locks: dict[Hashable, tuple[asyncio.Lock, int]], key: Hashable) -> AsyncIterator[None]:
+    """Hold the lock of ``key``; the entry goes once nobody holds or waits for it (a long backfill would
+    otherwise keep one lock per part and archive it ever saw)."""
+    lock, users = locks.get(key) or (asyncio.Lock(), 0)
+    locks[key] = (lock, users + 1)
+    try:
+        async with lock:
+            yield
+    finally:
+        lock, users = locks[key]
+        if users <= 1:
+            del locks[key]
+        else:
+            locks[key] = (lock, users - 1)
 
 
 def parameter_value(name: str, value: float, units: str) -> str:

@@ -54,6 +54,12 @@ class Knobs:
     ``fault_rate`` (0-1) is the chance that a request is faulted; the kind is drawn from ``fault_kinds``
     (weights). ``fault_timeout`` is the client timeout the timeout fault must outlast: the server waits
     ``fault_timeout + 1`` seconds (or until the client hangs up) before it handles the request.
+
+    Capacity (a server that is not infinitely wide, like InvenTree on 2 gunicorn workers and SQLite,
+    inventree-api.md §2.13, §6): at most ``capacity`` requests are in service at once (0: no limit), the rest
+    queue in arrival order; each holds its place ``service_ms``. A write spends the last ``write_lock_ms`` of
+    its service time holding SQLite's one writer lock; a write that reaches that point while another holds it
+    answers ``500 database is locked`` and changes nothing (only on servers with ``locked_writes``).
     """
 
     latency_ms: float = 0.0
@@ -61,6 +67,9 @@ class Knobs:
     fault_kinds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 1.0))
     fault_timeout: float = 5.0
     fault_seed: int = 0
+    capacity: int = 0
+    service_ms: float = 0.0
+    write_lock_ms: float = 0.0
     _rng: random.Random = field(init=False, repr=False, compare=False)
     _lock: threading.Lock = field(init=False, repr=False, compare=False, default_factory=threading.Lock)
 
@@ -71,6 +80,7 @@ class Knobs:
     def update(self, **changes: Any) -> Knobs:
         """Validate and apply ``changes``; a new ``fault_seed`` restarts the fault sequence."""
         unknown = set(changes) - {"latency_ms", "fault_rate", "fault_kinds", "fault_timeout", "fault_seed"}
+        unknown -= {"capacity", "service_ms", "write_lock_ms"}
         if unknown:
             raise ValueError(f"unknown knob(s): {', '.join(sorted(unknown))}")
         latency = float(changes.get("latency_ms", self.latency_ms))
@@ -80,8 +90,13 @@ class Knobs:
         if isinstance(kinds, (list, tuple, set)):
             kinds = dict.fromkeys(kinds, 1.0)
         kinds = {str(k): float(v) for k, v in dict(kinds).items()}
+        capacity = int(changes.get("capacity", self.capacity))
+        service = float(changes.get("service_ms", self.service_ms))
+        write_lock = float(changes.get("write_lock_ms", self.write_lock_ms))
         if latency < 0 or not 0.0 <= rate <= 1.0 or timeout < 0:
             raise ValueError("latency_ms and fault_timeout must be >= 0, fault_rate within 0..1")
+        if capacity < 0 or service < 0 or not 0 <= write_lock <= service:
+            raise ValueError("capacity and service_ms must be >= 0, write_lock_ms within 0..service_ms")
         if not kinds or set(kinds) - set(ALL_FAULT_KINDS) or any(w < 0 for w in kinds.values()):
             raise ValueError(f"fault_kinds must be weights for some of {ALL_FAULT_KINDS}")
         with self._lock:
@@ -91,6 +106,7 @@ class Knobs:
                 timeout,
                 kinds,
             )
+            self.capacity, self.service_ms, self.write_lock_ms = capacity, service, write_lock
             if "fault_seed" in changes:
                 self.fault_seed = int(changes["fault_seed"])
                 self._rng = random.Random(self.fault_seed)
@@ -113,6 +129,9 @@ class Knobs:
             "fault_kinds": dict(self.fault_kinds),
             "fault_timeout": self.fault_timeout,
             "fault_seed": self.fault_seed,
+            "capacity": self.capacity,
+            "service_ms": self.service_ms,
+            "write_lock_ms": self.write_lock_ms,
         }
 
 
@@ -203,6 +222,10 @@ class SimMiddleware:
         self.locked_writes = (
             locked_writes  # the ``locked`` fault applies (to writes only): InvenTree on SQLite
         )
+        self._in_service = 0
+        self.peak_in_service = 0  # the most requests ever in service at once (tests of the capacity model)
+        self._queue: list[asyncio.Future[None]] = []
+        self._writer_until = 0.0  # when the write holding the writer lock lets go (loop time)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -219,6 +242,15 @@ class SimMiddleware:
         fault = self.knobs.pick_fault()
         if fault == "locked" and not (self.locked_writes and scope["method"] not in SAFE_METHODS):
             fault = None
+        if fault is None and (self.knobs.capacity or self.knobs.service_ms):
+            await self._take_place()
+            try:
+                fault = await self._serve(scope["method"] not in SAFE_METHODS)
+                if fault is None:
+                    await self._handle(scope, receive, send, body, disconnected, started, fault)
+                    return
+            finally:
+                self._leave()
         if fault == "locked":
             self._record(scope, 500, started, fault)
             await JSON(LOCKED_BODY, status_code=500)(scope, receive, send)
@@ -231,7 +263,62 @@ class SimMiddleware:
             return
         if fault == "timeout" and not disconnected:
             disconnected = await self._wait_for_hangup(receive, self.knobs.fault_timeout + 1.0)
+        await self._handle(scope, receive, send, body, disconnected, started, fault)
 
+    async def _take_place(self) -> None:
+        """Wait, in arrival order, until fewer than ``capacity`` requests are in service."""
+        if self.knobs.capacity and (self._in_service >= self.knobs.capacity or self._queue):
+            waiter = asyncio.get_running_loop().create_future()
+            self._queue.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter in self._queue:
+                    self._queue.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self._in_service -= 1  # handed a place it will not use: pass it on
+                    self._next()
+                raise
+            return  # the place was handed over by _leave (already counted)
+        self._in_service += 1
+        self.peak_in_service = max(self.peak_in_service, self._in_service)
+
+    def _leave(self) -> None:
+        self._in_service -= 1
+        self._next()
+
+    def _next(self) -> None:
+        while self._queue and (not self.knobs.capacity or self._in_service < self.knobs.capacity):
+            waiter = self._queue.pop(0)
+            if not waiter.done():
+                self._in_service += 1
+                self.peak_in_service = max(self.peak_in_service, self._in_service)
+                waiter.set_result(None)
+
+    async def _serve(self, write: bool) -> str | None:
+        """Spend the service time; a write takes the writer lock for its last part, or answers "locked"."""
+        service = self.knobs.service_ms / 1000.0
+        lock = self.knobs.write_lock_ms / 1000.0 if write and self.locked_writes else 0.0
+        await asyncio.sleep(service - lock)
+        if lock:
+            now = asyncio.get_running_loop().time()
+            if now < self._writer_until:
+                return "locked"
+            self._writer_until = now + lock
+            await asyncio.sleep(lock)
+        return None
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        body: bytes,
+        disconnected: bool,
+        started: float,
+        fault: str | None,
+    ) -> None:
+        """Hand the request (its body already read) to the app; a ``drop`` fault cuts the answer short."""
         replayed = False
 
         async def replay() -> Message:
