@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, Target, finish, parser, ratio, size_name
+from bench.common import Result, Target, ratio, run_main
 from farmsync.prints import tick as ticks
 from farmsync.prints.routes import print_sync
 from farmsync.services import Services
@@ -332,9 +332,7 @@ def run(size: Size, *, quick: bool) -> Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    size = size_name(args)
-    return finish(run(SIZES[size], quick=size != "full"), args.out)
+    return run_main(__doc__, run, SIZES, argv)
 
 
 if __name__ == "__main__":

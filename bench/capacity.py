@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.backfill import DEFAULT_CONCURRENCY, completed_runs, scenario_for, stock_batches
 from bench.backfill import Size as BackfillSize
-from bench.common import Result, Target, finish, parser, size_name
+from bench.common import Result, Target, run_main
 from farmsync.prints import tick as ticks
 from farmsync.prints.routes import print_sync
 from farmsync.services import Services
@@ -210,9 +210,7 @@ def run(size: Size, *, quick: bool) -> Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    size = size_name(args)
-    return finish(run(SIZES[size], quick=size != "full"), args.out)
+    return run_main(__doc__, run, SIZES, argv)
 
 
 if __name__ == "__main__":

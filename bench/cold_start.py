@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH, ROOT, Result, Target, finish, median, parser, size_name
+from bench.common import BENCH, ROOT, Result, Target, median, run_main
 from farmsync.settings import load_settings
 
 NAME = "cold_start"
@@ -392,9 +392,7 @@ def _none() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    size = size_name(args)
-    return finish(run(SIZES[size], quick=size != "full"), args.out)
+    return run_main(__doc__, run, SIZES, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,6 +121,15 @@ def finish(result: Result, out: Path | None) -> int:
         print(f"{result.name}: {verdict} {target.name}: {target.value} (goal {target.goal})", file=sys.stderr)
     print(f"{result.name}: wrote {path}", file=sys.stderr)
     return 0
+
+
+def run_main(
+    doc: str | None, run: Callable[..., Result], sizes: Mapping[str, Any], argv: list[str] | None
+) -> int:
+    """The whole ``main`` of a benchmark without options of its own: parse --size/--quick/--out, run, write."""
+    args = parser((doc or "").splitlines()[0]).parse_args(argv)
+    size = size_name(args)
+    return finish(run(sizes[size], quick=size != "full"), args.out)
 
 
 def median(values: Sequence[float]) -> float:

@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 
-from bench.common import Result, Target, finish, parser, ratio, size_name
+from bench.common import Result, Target, ratio, run_main
 from farmsync.prints import routes as print_routes
 from farmsync.prints import tick as ticks
 from farmsync.services import Services, set_services
@@ -197,9 +197,7 @@ def run(size: Size, *, quick: bool) -> Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    size = size_name(args)
-    return finish(run(SIZES[size], quick=size != "full"), args.out)
+    return run_main(__doc__, run, SIZES, argv)
 
 
 if __name__ == "__main__":
