@@ -13,9 +13,7 @@ Print ticks on wiped stores (right after the kills, and once settled) must creat
 from __future__ import annotations
 
 import multiprocessing
-import os
 import random
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +26,7 @@ from farmsync.sim.server import SimFarm
 from farmsync.store import State, Store
 from tests.fixtures.log_scan import child_log_path
 from tests.fixtures.store import open_spec
-from tests.reliability.workers import crash_worker
+from tests.reliability.workers import crash_worker, kill_wave
 from tests.reliability.world import (
     FarmAddress,
     PrinterRig,
@@ -102,22 +100,8 @@ async def test_killed_workers_leave_a_state_later_rounds_finish(
                 )
                 for n in range(WORKERS)
             ]
-            for worker in workers:
-                worker.start()
-            for _ in workers:
-                ready.get(timeout=120)
-            started = time.monotonic()
-            for worker, delay in sorted(
-                zip(workers, (rng.uniform(0.3, 2.5) for _ in workers), strict=True), key=lambda p: p[1]
-            ):
-                time.sleep(max(0.0, started + delay - time.monotonic()))
-                assert worker.pid is not None
-                os.kill(worker.pid, signal.SIGKILL)
-            for worker in workers:
-                worker.join(30)
-                # died by the signal, not by an exception of its own (exit code 1) nor by finishing
-                assert worker.exitcode == -signal.SIGKILL, f"wave {wave}: worker exit code {worker.exitcode}"
-                killed += 1
+            kill_wave(workers, ready, rng, (0.3, 2.5), wave)
+            killed += len(workers)
             probe = open_spec(spec)
             for namespace in ("run", "filament-usage", "part", "filament-spool-create", "gcode-lock"):
                 interrupted += [f"{namespace}:{r.key}" for r in probe.list(namespace, State.CLAIMED, 100)]

@@ -11,10 +11,7 @@ the history, every spool's quantity exact.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import random
-import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from farmsync.store import Store
 from tests.fixtures.log_scan import child_log_path
 from tests.fixtures.store import ManualClock
 from tests.reliability.usage_loss import add_rows, usage_crash_worker, usage_reference, usage_round
+from tests.reliability.workers import kill_wave
 from tests.reliability.world import (
     FarmAddress,
     close_clients,
@@ -127,20 +125,7 @@ async def test_killed_usage_workers_and_a_lost_store_charge_nothing_twice(
             )
             for n in range(workers_per_wave)
         ]
-        for worker in workers:
-            worker.start()
-        for _ in workers:
-            ready.get(timeout=120)
-        started = time.monotonic()
-        for worker, delay in sorted(
-            zip(workers, (rng.uniform(0.2, 1.5) for _ in workers), strict=True), key=lambda p: p[1]
-        ):
-            time.sleep(max(0.0, started + delay - time.monotonic()))
-            assert worker.pid is not None
-            os.kill(worker.pid, signal.SIGKILL)
-        for worker in workers:
-            worker.join(30)
-            assert worker.exitcode == -signal.SIGKILL, f"wave {wave}: worker exit code {worker.exitcode}"
+        kill_wave(workers, ready, rng, (0.2, 1.5), wave)
     assert farm.inventree.log.count(method="POST", path="/api/stock/remove/") > 0, "the kills proved nothing"
 
     settings = settings_for(farm, tmp_path / "data", lease_seconds=2.0)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tests.reliability.world import FarmAddress
 
@@ -152,3 +153,32 @@ async def _concurrent(
         await client.aclose()
     await services.aclose()
     return list(results)
+
+
+class Startable(Protocol):
+    pid: int | None
+    exitcode: int | None
+
+    def start(self) -> None: ...
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+def kill_wave(
+    workers: list[Startable], ready: Any, rng: random.Random, delays: tuple[float, float], wave: int
+) -> None:
+    """Start the workers, wait until each says it is ready, SIGKILL each after a random delay, and check that
+    every one died by the signal (not by an exception of its own, exit code 1, nor by finishing)."""
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.get(timeout=120)
+    started = time.monotonic()
+    for worker, delay in sorted(
+        zip(workers, (rng.uniform(*delays) for _ in workers), strict=True), key=lambda p: p[1]
+    ):
+        time.sleep(max(0.0, started + delay - time.monotonic()))
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGKILL)
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == -signal.SIGKILL, f"wave {wave}: worker exit code {worker.exitcode}"
