@@ -9,7 +9,13 @@ from typing import Any
 
 from farmsync.filament.page import plan_digest
 from farmsync.filament.writes import Write
-from farmsync.prints.page import THUMB_MAX_BYTES, THUMB_NS, archive_web_url, keep_thumbnail
+from farmsync.prints.page import (
+    NO_THUMB_NS,
+    THUMB_MAX_BYTES,
+    THUMB_NS,
+    archive_web_url,
+    keep_thumbnail,
+)
 from farmsync.web import charts
 from farmsync.web.dashboard import ago, colour
 
@@ -69,13 +75,23 @@ class Values:
 
 async def test_only_small_plain_images_are_kept() -> None:
     store = Values()
-    assert await keep_thumbnail(store, "small", Thumb(b"\x89PNG" + b"0" * 100, "image/png"))  # type: ignore[arg-type]
+    assert await keep_thumbnail(store, "small", 1, Thumb(b"\x89PNG" + b"0" * 100, "image/png"))  # type: ignore[arg-type]
     assert store.values[(THUMB_NS, "small")]["type"] == "image/png"
     big = Thumb(b"\x89PNG" + b"0" * THUMB_MAX_BYTES, "image/png")
-    assert not await keep_thumbnail(store, "big", big)  # type: ignore[arg-type]
-    assert "data" not in store.values[(THUMB_NS, "big")]
-    assert not await keep_thumbnail(store, "svg", Thumb(b"<svg/>", "image/svg+xml"))  # type: ignore[arg-type]
-    assert "data" not in store.values[(THUMB_NS, "svg")]
+    assert not await keep_thumbnail(store, "big", 2, big)  # type: ignore[arg-type]
+    assert (THUMB_NS, "big") not in store.values and "none" in store.values[(NO_THUMB_NS, "2")]
+    assert not await keep_thumbnail(store, "svg", 3, Thumb(b"<svg/>", "image/svg+xml"))  # type: ignore[arg-type]
+    assert (THUMB_NS, "svg") not in store.values and "none" in store.values[(NO_THUMB_NS, "3")]
+
+
+async def test_a_run_without_a_picture_never_hides_another_runs_picture_of_the_same_part() -> None:
+    # Found by CI: two runs of one part synced at once, the second archive's picture too large; its "none" landed
+    # after the first run's picture, and the page's <img> for the part answered 404.
+    store = Values()
+    assert await keep_thumbnail(store, "BMB-1", 10, Thumb(b"\x89PNG" + b"0" * 100, "image/png"))  # type: ignore[arg-type]
+    big = Thumb(b"\x89PNG" + b"0" * THUMB_MAX_BYTES, "image/png")
+    assert not await keep_thumbnail(store, "BMB-1", 11, big)  # type: ignore[arg-type]
+    assert store.values[(THUMB_NS, "BMB-1")]["data"]
 
 
 def test_the_plan_digest_is_the_set_of_writes() -> None:

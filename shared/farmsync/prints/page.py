@@ -16,7 +16,10 @@ from farmsync.errors import FarmsyncError, StoreError
 from farmsync.prints import keys
 from farmsync.store import AsyncStore
 
-THUMB_NS = "page-thumb"  # IPN -> {"type": content type, "data": base64} or {"none": reason}
+THUMB_NS = "page-thumb"  # IPN -> {"type": content type, "data": base64}
+NO_THUMB_NS = (
+    "page-thumb-none"  # archive id -> {"none": reason}: that archive has no picture the page can keep
+)
 INFO_NS = "page-print"  # unit label -> {"name", "printer", "archive"} of a print that failed
 THUMB_MAX_BYTES = 16 * 1024
 THUMB_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
@@ -32,14 +35,18 @@ def archive_web_url(bambuddy_base_url: str, archive_id: int) -> str:
     return f"{root}/archives/{int(archive_id)}"
 
 
-async def keep_thumbnail(store: AsyncStore, ipn: str, thumbnail: Any) -> bool:
-    """Store an archive's thumbnail for the page when it is small and a plain image; True when kept."""
+async def keep_thumbnail(store: AsyncStore, ipn: str, archive_id: int, thumbnail: Any) -> bool:
+    """Store an archive's thumbnail for the page when it is small and a plain image; True when kept.
+
+    Why "none" is kept per archive and the picture per part: two runs of one part may come from two archives,
+    one with a picture and one without, synced at once. A "none" written under the part's key could land after
+    the other run's picture and hide it from a page that already links it; under the archive's key it cannot."""
     kind = (thumbnail.content_type or "").split(";", 1)[0].strip().lower()
     if kind not in THUMB_TYPES:
-        await store.put_value(THUMB_NS, ipn, {"none": f"not a plain image ({kind[:40]})"})
+        await store.put_value(NO_THUMB_NS, str(archive_id), {"none": f"not a plain image ({kind[:40]})"})
         return False
     if len(thumbnail.data) > THUMB_MAX_BYTES:
-        await store.put_value(THUMB_NS, ipn, {"none": f"larger than {THUMB_MAX_BYTES} bytes"})
+        await store.put_value(NO_THUMB_NS, str(archive_id), {"none": f"larger than {THUMB_MAX_BYTES} bytes"})
         return False
     data = base64.b64encode(thumbnail.data).decode("ascii")
     await store.put_value(THUMB_NS, ipn, {"type": kind, "data": data})
@@ -49,16 +56,18 @@ async def keep_thumbnail(store: AsyncStore, ipn: str, thumbnail: Any) -> bool:
 async def thumbnail_for(sync: Any, ipn: str, archive_id: int) -> bool:
     """Whether the page has a thumbnail for this part, reading the archive's once when none was kept yet."""
     kept = await sync.store.get_value(THUMB_NS, ipn)
-    if kept is not None:
-        return "data" in kept
+    if kept is not None and "data" in kept:
+        return True
+    if await sync.store.get_value(NO_THUMB_NS, str(archive_id)) is not None:
+        return False
     try:
         thumbnail = await sync.bambuddy.thumbnail(archive_id)
     except (FarmsyncError, OSError):  # a picture is not worth failing a print's stock over: try next time
         return False
     if thumbnail is None:
-        await sync.store.put_value(THUMB_NS, ipn, {"none": "the archive has no thumbnail"})
+        await sync.store.put_value(NO_THUMB_NS, str(archive_id), {"none": "the archive has no thumbnail"})
         return False
-    return await keep_thumbnail(sync.store, ipn, thumbnail)
+    return await keep_thumbnail(sync.store, ipn, archive_id, thumbnail)
 
 
 async def page_fields(

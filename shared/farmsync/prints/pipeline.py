@@ -539,7 +539,7 @@ class PrintSync:
         thumbnail = await self.bambuddy.thumbnail(archive.id)
         if thumbnail is None:
             return False
-        await page.keep_thumbnail(self.store, ipn, thumbnail)
+        await page.keep_thumbnail(self.store, ipn, archive.id, thumbnail)
         await self.inventree.upload_part_image(
             part_pk, thumbnail.data, f"{ipn}.{thumbnail.extension}", content_type=thumbnail.content_type
         )
