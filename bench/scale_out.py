@@ -87,7 +87,7 @@ class Size:
 
 SIZES = {
     "full": Size((1, 2, 4), 120, 60, 24, 600, 50, 2, 2, capacity=2, service_ms=40.0, write_lock_ms=4.0),
-    "quick": Size((1, 2, 4), 24, 12, 6, 120, 25, 2, 2, capacity=2, service_ms=20.0, write_lock_ms=2.0),
+    "quick": Size((1, 2, 4), 16, 8, 4, 80, 20, 2, 2, capacity=2, service_ms=20.0, write_lock_ms=2.0),
     "tiny": Size((1, 2), 6, 6, 2, 20, 10, 1, 1, capacity=2, service_ms=5.0, write_lock_ms=1.0),
 }
 
@@ -183,13 +183,16 @@ class Cluster:
             time.sleep(0.1)
 
     def cpu_seconds(self) -> float:
-        """CPU time the instances and nginx have used so far (from /proc, while they still run)."""
+        """CPU time the instances and nginx have used so far: every live process of their process groups
+        (functions-framework serves from a gunicorn worker, nginx from its worker), read from /proc."""
+        groups = {proc.pid for proc in self.procs}
         tick = os.sysconf("SC_CLK_TCK")
         total = 0.0
-        for proc in self.procs:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
             with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) in groups:  # pgrp
+                    total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
         return total
 
     def stop(self) -> None:
@@ -407,6 +410,12 @@ def usage_check(farm: SimFarm, start: dict[str, float], after: int) -> dict[str,
     }
 
 
+def parts_twice(farm: SimFarm) -> int:
+    """Parts sharing an IPN (farmsync finds a print's part by its IPN, creating it under a claim on the IPN)."""
+    ipns = Counter(str(p["IPN"]) for p in farm.inventree.state.parts.values() if p.get("IPN"))
+    return sum(count - 1 for count in ipns.values() if count > 1)
+
+
 def spools_created_twice(farm: SimFarm) -> int:
     tags = Counter(
         str(s["tag_uid"]).upper()
@@ -454,7 +463,7 @@ def one_size(size: Size, instances: int, emulator: str, nginx: str, workdir: Pat
         )
         after, _ = add_rows(farm, SimpleNamespace(rows=size.usage_rows, seed=size.seed))  # type: ignore[arg-type]
         asyncio.run(start_usage_after(farm, workdir, emulator, prefix, after))
-        start = quantities(farm)
+        start, parts_before = quantities(farm), parts_twice(farm)
         try:
             cluster = Cluster(nginx, workdir, instance_env(farm, workdir, emulator, prefix, rows), instances)
             cluster.start()
@@ -478,6 +487,7 @@ def one_size(size: Size, instances: int, emulator: str, nginx: str, workdir: Pat
             **prints_check(farm),
             **usage_check(farm, start, after),
             "spools_twice": spools_created_twice(farm),
+            "parts_twice": parts_twice(farm) - parts_before,
         }
     answered = [*load.webhooks, *load.backfills, *load.filament]
     return {
@@ -526,21 +536,17 @@ def run(size: Size, *, quick: bool) -> Result:
     nginx = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
     if nginx is None:
         raise RuntimeError("nginx is not installed: apt-get install -y --no-install-recommends nginx")
-    clean = asyncio.run(
-        capacity.backfill_once(
-            capacity.Size(
-                runs=size.runs,
-                capacity=size.capacity,
-                service_ms=size.service_ms,
-                write_lock_ms=size.write_lock_ms,
-                unlimited_latency_ms=0.0,
-                seed=size.seed,
-            ),
-            DEFAULT_CONCURRENCY,
-            adaptive=False,
-            capacity=False,
-        )
+    server = capacity.Size(
+        runs=size.runs,
+        capacity=size.capacity,
+        service_ms=size.service_ms,
+        write_lock_ms=size.write_lock_ms,
+        unlimited_latency_ms=0.0,
+        seed=size.seed,
     )
+    clean = asyncio.run(capacity.backfill_once(server, DEFAULT_CONCURRENCY, adaptive=False, capacity=False))
+    # the same backfill in one process with no gateway and no storm, now: what this machine allows at the moment
+    alone = asyncio.run(capacity.backfill_once(server, DEFAULT_CONCURRENCY, adaptive=True, capacity=True))
     per_print = clean["inventree_per_print"] or 1.0
     limit = size.capacity / (size.service_ms / 1000) / per_print
     rows = []
@@ -561,6 +567,7 @@ def run(size: Size, *, quick: bool) -> Result:
             or row["uncharged"]
             or row["quantities_wrong"]
             or row["spools_twice"]
+            or row["parts_twice"]
         )
     result.rows = rows
     result.columns = [
@@ -588,7 +595,8 @@ def run(size: Size, *, quick: bool) -> Result:
             f"{row['missing']} runs and {row['uncharged']} rows missing",
             row["exact"],
             f"{row['completed_runs']} runs, {row['usage_rows']} usage rows; quantities wrong on "
-            f"{row['quantities_wrong']} spools; {row['spools_twice']} spools created twice",
+            f"{row['quantities_wrong']} spools; {row['spools_twice']} spools and {row['parts_twice']} parts "
+            "created twice",
         )
         for row in rows
     ]
@@ -613,6 +621,16 @@ def run(size: Size, *, quick: bool) -> Result:
         )
         for row in rows
     ]
+    alone_share = round(alone["prints_per_second"] / limit, 2) if alone["prints_per_second"] else None
+    result.targets.append(
+        Target(
+            "reference: the same backfill in one process, no gateway, no storm (bench/capacity.py's run)",
+            f"reported (limit {limit:.2f} prints/s)",
+            f"{alone['prints_per_second']} prints/s, {round(100 * (alone_share or 0))} %",
+            None,
+            f"measured in this run, on this machine's load, SQLite store; exactly once: {alone['exactly_once']}",
+        )
+    )
     retried = sum(row["rows_retried_later"] for row in rows)
     result.notes = [
         f"limit {limit:.2f} prints/s = {size.capacity} ÷ {size.service_ms:g} ms ÷ {per_print} InvenTree requests "
@@ -628,7 +646,12 @@ def run(size: Size, *, quick: bool) -> Result:
         "the filament step does not retry a locked removal in the call (prints do): the row waits for its "
         "backoff (30 s, then 60 s ...) and is looked up in InvenTree's history before it is written again",
     ]
-    result.details = {"server_limit_prints_per_second": round(limit, 3), "per_print": per_print, "rows": rows}
+    result.details = {
+        "server_limit_prints_per_second": round(limit, 3),
+        "per_print": per_print,
+        "rows": rows,
+        "in_process_reference": {**alone, "of_limit": alone_share},
+    }
     return result
 
 

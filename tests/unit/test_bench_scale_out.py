@@ -39,7 +39,7 @@ def test_every_size_syncs_each_run_once_and_charges_each_row_once(output: dict[s
         assert row["prints_added"] == scale_out.SIZES["tiny"].new_prints  # prints finished during the storm
         assert row["duplicates"] == row["missing"] == row["unexpected"] == 0, row
         assert row["double_charges"] == row["uncharged"] == row["quantities_wrong"] == 0, row
-        assert row["spools_twice"] == 0 and row["unsettled"] == [], row
+        assert row["spools_twice"] == row["parts_twice"] == 0 and row["unsettled"] == [], row
         assert row["not_200"] == 0 and row["webhooks"] > scale_out.SIZES["tiny"].webhooks, row
         assert row["backfill_calls"] >= 1 and row["filament_calls"] >= 1
         assert row["prints_made"] > 0 and row["inventree_requests"] > 0
