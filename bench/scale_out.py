@@ -296,7 +296,9 @@ async def storm(size: Size, url: str, farm: SimFarm) -> Load:
                 await call(load.webhooks, "POST", "/webhooks/bambuddy", json=body, headers=HOOK)
 
         async def printing() -> None:
-            """Prints finish while the storm runs: Bambuddy writes the run and its usage, then calls the hook."""
+            """Prints finish early in the storm, 50 ms apart: Bambuddy writes the run and its usage, then calls
+            the hook (not waiting for its answer, so every print is there while the backlog is being synced)."""
+            calls = []
             for n in range(size.new_prints):
                 await asyncio.sleep(0.05)
                 printer = printers[n % len(printers)]
@@ -305,7 +307,8 @@ async def storm(size: Size, url: str, farm: SimFarm) -> Load:
                 )
                 added.raise_for_status()
                 load.prints_added += 1
-                await webhook()
+                calls.append(asyncio.create_task(webhook()))
+            await asyncio.gather(*calls)
 
         async def again(kind: list[int], path: str) -> None:
             while True:
