@@ -72,7 +72,7 @@ PROJECT = "demo-farmsync"
 @dataclass(frozen=True)
 class Size:
     instances: tuple[int, ...]
-    runs: int  # completed runs waiting when the storm starts
+    runs: int  # print-log runs waiting when the storm starts (the completed ones get stock)
     usage_rows: int  # usage rows waiting when the storm starts
     new_prints: int  # prints finishing during the storm, each with a usage row and a webhook
     webhooks: int
