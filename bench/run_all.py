@@ -29,6 +29,7 @@ BENCHMARKS = (
     "webhook_storm",
     "capacity",
     "long_log",
+    "scale_out",
 )
 TIMEOUTS = {"full": 1800.0, "quick": 600.0, "tiny": 120.0}
 VERDICT = {True: "✅ pass", False: "❌ fail", None: "–"}
