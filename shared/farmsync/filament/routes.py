@@ -1,38 +1,27 @@
 """HTTP handlers for filament: status, a full run, one step, and the scheduled tick (behind the service token).
 
 Every handler answers 409 while FILAMENT_TRACKING_ENABLED is false, and takes ``?dry_run=true|false``
-(default FILAMENT_DRY_RUN). ``sync_all`` and ``tick`` honour FILAMENT_SYNC_USAGE/LOCATIONS/SPOOLS; the one-step
-routes run their step whatever its toggle says, because someone asked for exactly that step.
+(default FILAMENT_DRY_RUN).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from farmsync.filament.page import refresh_snapshot
-from farmsync.filament.run import ensure_enabled, run_filament
-from farmsync.filament.status import filament_status
-from farmsync.services import Services, get_services
+from farmsync.filament import service
+from farmsync.services import get_services
 from farmsync.web.call import Call
-
-
-def _services() -> Services:
-    services = get_services()
-    ensure_enabled(services.settings)
-    return services
 
 
 async def _run(call: Call, steps: list[str] | None, trigger: str) -> Any:
     dry_run = call.flag("dry_run", None)
-    services = _services()
-    report = await run_filament(services, steps=steps, dry_run=dry_run, trigger=trigger)
-    await refresh_snapshot(services, report)
+    report = await service.sync(get_services(), steps=steps, dry_run=dry_run, trigger=trigger)
     return report.as_dict()
 
 
 async def status(call: Call) -> Any:
     """``GET /filament/status``."""
-    return (await filament_status(_services())).as_dict()
+    return (await service.status(get_services())).as_dict()
 
 
 async def sync_all(call: Call) -> Any:
@@ -56,11 +45,3 @@ async def tick(call: Call) -> Any:
     """The ``filament_tick`` target (Cloud Scheduler HTTP or a Pub/Sub CloudEvent: the body is not needed)."""
     await call.body()
     return await _run(call, None, "tick")
-
-
-async def run_scheduled(services: Services) -> Any:
-    """One scheduled filament run (``farmsync serve``'s scheduler, ``farmsync tick filament``)."""
-    ensure_enabled(services.settings)
-    report = await run_filament(services, trigger="tick")
-    await refresh_snapshot(services, report)
-    return report

@@ -111,7 +111,7 @@ def html_response(call: Call, text: str, sess: session.Session, nonce: str, stat
 
 async def prints_data(services: Services) -> dict[str, Any]:
     from farmsync.prints.page import INFO_NS
-    from farmsync.prints.routes import print_status
+    from farmsync.prints.service import print_status
 
     store = services.store
     status = await print_status(services)

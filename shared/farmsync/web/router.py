@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
 
 from farmsync.errors import ConfigError, InputError, StoreError, UpstreamError, UpstreamNotFound
+from farmsync.jsonable import jsonable
 from farmsync.logs import action, get_logger, trace_context, trace_from_headers
 from farmsync.web.call import INT64_MAX, Call, bounded_integer
 
@@ -207,16 +208,3 @@ def as_response(result: Any) -> Response:
         body, status = result
         return JSONResponse(jsonable(body), status_code=status)
     return JSONResponse(jsonable(result))
-
-
-def jsonable(value: Any) -> Any:
-    """Reports (their ``as_dict`` adds totals) and pydantic models to plain JSON values."""
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
