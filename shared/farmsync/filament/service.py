@@ -1,9 +1,8 @@
 """Filament as plain use cases: status, a run of some or all steps, and the scheduled run.
 
-The CLI, ``farmsync serve``'s scheduler and the HTTP handlers (farmsync.web.handlers.filament) call these. Each
-refuses with 409 while FILAMENT_TRACKING_ENABLED is false. A run without ``steps`` honours
-FILAMENT_SYNC_USAGE/LOCATIONS/SPOOLS; naming steps runs them whatever their toggle says, because someone asked
-for exactly that step.
+The CLI, ``farmsync serve``'s scheduler and the HTTP handlers call these. Each refuses with 409 while
+FILAMENT_TRACKING_ENABLED is false. A run without ``steps`` honours FILAMENT_SYNC_USAGE/LOCATIONS/SPOOLS;
+naming steps runs them whatever their toggle says, because someone asked for exactly that step.
 """
 
 from __future__ import annotations

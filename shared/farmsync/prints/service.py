@@ -1,7 +1,6 @@
 """Print sync as plain use cases: the tick, backfill, one archive, status, and what a notification triggers.
 
-The CLI, ``farmsync serve``'s scheduler, the benchmarks and the HTTP handlers (farmsync.web.handlers.prints)
-all call these, so a print takes the same path however it was asked for.
+The CLI, ``farmsync serve``'s scheduler, the benchmarks and the HTTP handlers all call these, so a print takes the same path however it was asked for.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``farmsync serve``: every route in one process on port 8088, plus the scheduler, like the predecessor."""
+"""``farmsync serve``: every route in one process on port 8088, plus the scheduler that runs the ticks."""
 
 from __future__ import annotations
 

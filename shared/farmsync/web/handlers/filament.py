@@ -1,4 +1,4 @@
-"""HTTP handlers for filament: status, a full run, one step, and the scheduled tick (behind the service token).
+"""Filament over HTTP: status, a full run, one step, and the scheduled tick (behind the service token).
 
 Every handler answers 409 while FILAMENT_TRACKING_ENABLED is false, and takes ``?dry_run=true|false``
 (default FILAMENT_DRY_RUN).
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from farmsync.filament import service
 from farmsync.services import get_services
 from farmsync.web.call import Call
 
 
 async def _run(call: Call, steps: list[str] | None, trigger: str) -> Any:
+    from farmsync.filament import service
+
     dry_run = call.flag("dry_run", None)
     report = await service.sync(get_services(), steps=steps, dry_run=dry_run, trigger=trigger)
     return report.as_dict()
@@ -21,6 +22,8 @@ async def _run(call: Call, steps: list[str] | None, trigger: str) -> Any:
 
 async def status(call: Call) -> Any:
     """``GET /filament/status``."""
+    from farmsync.filament import service
+
     return (await service.status(get_services())).as_dict()
 
 

@@ -1,11 +1,10 @@
-"""HTTP handlers for print sync: the webhook, the tick, backfill, one archive, and status."""
+"""Print sync over HTTP: Bambuddy's webhook, the scheduled tick, backfill, one archive, and status."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from farmsync.errors import InputError
-from farmsync.prints import service
 from farmsync.services import get_services
 from farmsync.web.call import Call
 
@@ -16,6 +15,8 @@ The body is only a trigger: nothing in it, the image least of all, is stored or 
 
 async def webhook(call: Call) -> Any:
     """Bambuddy's notification carries no ids: it only triggers an incremental tick (answered within 20 s)."""
+    from farmsync.prints import service
+
     payload = await call.json(required=True, limit=WEBHOOK_MAX_BODY_BYTES)
     if not isinstance(payload, dict):
         raise InputError(
@@ -34,11 +35,14 @@ async def webhook(call: Call) -> Any:
 
 async def tick(call: Call) -> Any:
     """One incremental tick (Cloud Scheduler HTTP, or a Pub/Sub CloudEvent whose body we do not need)."""
+    from farmsync.prints import service
+
     await call.body()  # a CloudEvent or an empty POST: the content carries no options we rely on
     return (await service.run_tick(get_services())).as_dict()
 
 
 async def backfill(call: Call) -> Any:
+    from farmsync.prints import service
     from farmsync.web.app import BUDGET, MAX_ARCHIVES  # the bounds the API description states
 
     max_archives = MAX_ARCHIVES.read_integer(call)
@@ -54,6 +58,8 @@ async def backfill(call: Call) -> Any:
 
 
 async def sync_archive(call: Call) -> Any:
+    from farmsync.prints import service
+
     force = bool(call.flag("force", False))
     archive_id = int(call.path_params["archive_id"])
     return (await service.sync_archive(get_services(), archive_id, force=force)).as_dict()
@@ -61,4 +67,6 @@ async def sync_archive(call: Call) -> Any:
 
 async def status(call: Call) -> Any:
     """Counts per state, the cursor, the last tick and backfill, pending, parked and recent failures."""
+    from farmsync.prints import service
+
     return await service.print_status(get_services())
