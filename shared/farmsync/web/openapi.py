@@ -53,12 +53,12 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 
 
 def _path(route: Route) -> str:
-    return re.sub(r"{(\w+)(?::\w+)?}", r"{\1}", route.path)
+    return route.matcher.path_format  # Starlette's own reading of the template: "{archive_id}"
 
 
 def _operation(route: Route) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = []
-    for name, kind in re.findall(r"{(\w+)(?::(\w+))?}", route.path):
+    for name, kind in route.path_kinds().items():
         schema: dict[str, Any] = (
             {"type": "integer", "minimum": PATH_INT_MIN, "maximum": PATH_INT_MAX}
             if kind == "int"

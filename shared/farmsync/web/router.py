@@ -22,11 +22,15 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
+from starlette.routing import Match
+from starlette.routing import Route as StarletteRoute
 
 from farmsync.errors import ConfigError, InputError, StoreError, UpstreamError, UpstreamNotFound
 from farmsync.jsonable import jsonable
@@ -54,7 +58,23 @@ class JSONResponse(StarletteJSONResponse):
             )
 
 
-_PARAM = re.compile(r"{(\w+)(?::(int|str|path))?}")
+class _Digits(Convertor[str]):
+    """``{name:int}`` in a route: ASCII digits, kept as text until after authentication.
+
+    Starlette's own ``int`` converts while matching, which would turn 5,000 digits into a 500 before the caller
+    is even checked; :meth:`Route.convert` bounds the value afterwards instead, as a 422 naming it.
+    """
+
+    regex = "[0-9]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("farmsync_digits", _Digits())
 
 
 @dataclass(frozen=True)
@@ -75,7 +95,10 @@ class Param:
 
 @dataclass(frozen=True)
 class Route:
-    """One method + path template (``/sync/archive/{archive_id:int}``), its handler and who may call it."""
+    """One method + path template (``/sync/archive/{archive_id:int}``), its handler and who may call it.
+
+    Templates use Starlette's syntax; Starlette's routing does the matching (:attr:`matcher`).
+    """
 
     method: str
     path: str
@@ -85,23 +108,27 @@ class Route:
     params: tuple[Param, ...] = ()
     body: str | None = None  # "json-object" when the route reads a JSON body
 
-    def pattern(self) -> re.Pattern[str]:
-        def group(match: re.Match[str]) -> str:
-            name, kind = match.group(1), match.group(2) or "str"
-            body = {"int": "[0-9]+", "path": ".*"}.get(kind, "[^/]+")
-            return f"(?P<{name}>{body})"
+    @cached_property
+    def matcher(self) -> StarletteRoute:
+        template = (self.path.rstrip("/") or "/").replace(":int}", ":farmsync_digits}")
+        return StarletteRoute(template, self.handler, methods=[self.method])
 
-        return re.compile("^" + _PARAM.sub(group, self.path.rstrip("/") or "/") + "/?$")
+    def path_kinds(self) -> dict[str, str]:
+        """Each path parameter's kind (``int``, ``str`` or ``path``), as the template declares it."""
+        return {name: kind or "str" for name, kind in _TEMPLATE_PARAM.findall(self.path)}
 
     def convert(self, params: dict[str, str]) -> dict[str, Any]:
         """Typed path parameters; an ``int`` one outside 1..INT64_MAX is a 422 naming it (InputError)."""
-        kinds = {name: kind or "str" for name, kind in _PARAM.findall(self.path)}
+        kinds = self.path_kinds()
         return {
             k: bounded_integer(v, k, PATH_INT_MIN, PATH_INT_MAX, where="path parameter")
             if kinds.get(k) == "int"
             else v
             for k, v in params.items()
         }
+
+
+_TEMPLATE_PARAM = re.compile(r"{(\w+)(?::(\w+))?}")
 
 
 PATH_INT_MIN, PATH_INT_MAX = 1, INT64_MAX
@@ -140,23 +167,23 @@ class Router:
 
     def __init__(self, routes: list[Route], authorize: Authorizer) -> None:
         self.routes = routes
-        self._compiled = [(route, route.pattern()) for route in routes]
         self._authorize = authorize
 
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
         """The route for ``method path``, its raw parameters, and the methods the path allows (for 405).
 
-        Parameters are converted after authentication (:meth:`Route.convert`), so a caller without credentials
-        learns nothing from them and a bad value is an ordinary 4xx.
+        Starlette's routing matches (a trailing slash is ignored); parameters are converted after
+        authentication (:meth:`Route.convert`), so a caller without credentials learns nothing from them and a
+        bad value is an ordinary 4xx.
         """
+        scope = {"type": "http", "method": method, "path": path.rstrip("/") or "/", "root_path": ""}
         allowed: list[str] = []
-        for route, pattern in self._compiled:
-            found = pattern.match(path)
-            if not found:
-                continue
-            if route.method == method or (method == "HEAD" and route.method == "GET"):
-                return route, found.groupdict(), []
-            allowed.append(route.method)
+        for route in self.routes:
+            found, child = route.matcher.matches(scope)
+            if found is Match.FULL:
+                return route, child["path_params"], []
+            if found is Match.PARTIAL:
+                allowed.append(route.method)
         return None, {}, allowed
 
     async def dispatch(self, request: Request, *, prefix: str = "") -> Response:
