@@ -1,26 +1,32 @@
 """The route table, and the routers of the ``app`` and ``api`` targets.
 
 ``app`` serves every route in one service (what ``farmsync serve`` runs on port 8088); ``api`` the manual
-routes. (``webhook`` and the ticks serve one handler each: farmsync.web.targets.) Handlers live in farmsync.web.handlers (and the page's in farmsync.web.actions and farmsync.web.dashboard);
-each imports its feature's use cases on first call, so importing this table stays cheap.
+routes (``webhook`` and the ticks serve one handler each: farmsync.web.targets). Handlers live in
+farmsync.web.handlers (the page's in farmsync.web.actions and farmsync.web.dashboard); each imports its
+feature's use cases on first call, so importing this table stays cheap. Query and body models come with the
+handlers (farmsync.web.inputs); the OpenAPI description is built from this table (farmsync.web.openapi).
 """
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from farmsync.web import actions, dashboard
 from farmsync.web.handlers import filament, prints, system
-from farmsync.web.router import Param, Route, Router
+from farmsync.web.inputs import DryRun, Flag
+from farmsync.web.router import Route, Router
 from farmsync.web.targets import authorize, lazy
-
-DRY_RUN = (Param("dry_run", "boolean", "Plan only: report the writes without making them."),)
 
 G = "farmsync.gcode.routes"
 
-FORCE = Param("force", "boolean", "Refresh parameters, image and link of an already synced print.")
-MAX_ARCHIVES = Param("max_archives", "integer", "Stop after this many prints were synced.", 1, 1_000_000)
-BUDGET = Param("budget_seconds", "integer", "Stop starting new prints after this many seconds.", 1, 86_400)
-RETRY = Param("retry", "string", "now: retry prints waiting after a failure without waiting.")
-SECRET = Param("secret", "string", "The webhook secret, for callers that cannot send it as a header.")
+
+class GcodeSyncQuery(DryRun):
+    """``POST /sync/gcode``'s query (read by the G-code handler itself until it moves into web/handlers)."""
+
+    pull: Flag | None = Field(
+        None, description="Copy printer-only files into the master instead of deleting them."
+    )
+
 
 PAGE = "The operator page's form (session + CSRF, or X-Service-Token): "
 PAGE_ROUTES = [  # the page checks its own session (farmsync.web.session), so the router lets them through
@@ -73,7 +79,6 @@ ROUTES: list[Route] = [
         prints.sync_archive,
         "service",
         "Sync one archive now; force refreshes parameters, image and link.",
-        params=(FORCE,),
     ),
     Route(
         "POST",
@@ -81,7 +86,6 @@ ROUTES: list[Route] = [
         prints.backfill,
         "service",
         "Sync every completed print not yet synced.",
-        params=(MAX_ARCHIVES, BUDGET, RETRY),
     ),
     Route(
         "POST",
@@ -89,8 +93,7 @@ ROUTES: list[Route] = [
         prints.webhook,
         "webhook",
         "Bambuddy notification (body up to 8 MiB, finish photo included): triggers an incremental tick.",
-        params=(SECRET,),
-        body="json-object",
+        body=prints.Notification,
     ),
     Route("GET", "/filament/status", filament.status, "service", "Spool matching, pending usage, loaded."),
     Route(
@@ -99,7 +102,6 @@ ROUTES: list[Route] = [
         filament.sync_all,
         "service",
         "Usage, then locations, then spools.",
-        params=DRY_RUN,
     ),
     Route(
         "POST",
@@ -107,7 +109,6 @@ ROUTES: list[Route] = [
         filament.sync_spools,
         "service",
         "InvenTree spools to Bambuddy.",
-        params=DRY_RUN,
     ),
     Route(
         "POST",
@@ -115,7 +116,6 @@ ROUTES: list[Route] = [
         filament.sync_locations,
         "service",
         "Move InvenTree spools to the printers Bambuddy assigns them to.",
-        params=DRY_RUN,
     ),
     Route(
         "POST",
@@ -123,7 +123,6 @@ ROUTES: list[Route] = [
         filament.sync_usage,
         "service",
         "Subtract Bambuddy usage from InvenTree, exactly once.",
-        params=DRY_RUN,
     ),
     Route("GET", "/gcode/status", lazy(f"{G}:status"), "service", "G-code mirror state per printer."),
     Route(
@@ -132,10 +131,7 @@ ROUTES: list[Route] = [
         lazy(f"{G}:sync"),
         "service",
         "Mirror the master folder onto the printers (or pull printer-only files back).",
-        params=(
-            *DRY_RUN,
-            Param("pull", "boolean", "Copy printer-only files into the master instead of deleting them."),
-        ),
+        query=GcodeSyncQuery,
     ),
     Route(
         "GET",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
+from pydantic import BaseModel
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse as StarletteJSONResponse
@@ -36,6 +37,7 @@ from farmsync.errors import ConfigError, InputError, StoreError, UpstreamError, 
 from farmsync.jsonable import jsonable
 from farmsync.logs import action, get_logger, trace_context, trace_from_headers
 from farmsync.web.call import INT64_MAX, Call, bounded_integer
+from farmsync.web.inputs import field_schemas
 
 Auth = Literal["none", "service", "webhook"]
 Handler = Callable[[Call], Awaitable[Any]]
@@ -79,7 +81,7 @@ register_url_convertor("farmsync_digits", _Digits())
 
 @dataclass(frozen=True)
 class Param:
-    """A query parameter, for the OpenAPI description (parsing itself lives in :class:`Call`)."""
+    """A query parameter as the API description states it, read from the route's query model."""
 
     name: str
     kind: Literal["boolean", "integer", "string"]
@@ -87,17 +89,14 @@ class Param:
     minimum: int | None = None
     maximum: int | None = None
 
-    def read_integer(self, call: Call) -> int | None:
-        """This integer parameter from ``call``, within the bounds the API description states (else a 422)."""
-        assert self.kind == "integer" and self.minimum is not None and self.maximum is not None
-        return call.integer(self.name, minimum=self.minimum, maximum=self.maximum)
-
 
 @dataclass(frozen=True)
 class Route:
     """One method + path template (``/sync/archive/{archive_id:int}``), its handler and who may call it.
 
-    Templates use Starlette's syntax; Starlette's routing does the matching (:attr:`matcher`).
+    Templates use Starlette's syntax and Starlette's routing matches them (:attr:`matcher`). The query model is
+    the handler's own (farmsync.web.inputs.takes_query) unless given; ``body`` is the JSON body's model, or
+    "form" for the operator page's buttons.
     """
 
     method: str
@@ -105,8 +104,28 @@ class Route:
     handler: Handler
     auth: Auth = "service"
     summary: str = ""
-    params: tuple[Param, ...] = ()
-    body: str | None = None  # "json-object" when the route reads a JSON body
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | Literal["form"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.query is None:
+            object.__setattr__(self, "query", getattr(self.handler, "query_model", None))
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        """The query parameters, from the query model's schema (for the API description and the tests)."""
+        if self.query is None:
+            return ()
+        return tuple(
+            Param(
+                name,
+                schema["type"],
+                schema.get("description", ""),
+                schema.get("minimum"),
+                schema.get("maximum"),
+            )
+            for name, schema in field_schemas(self.query).items()
+        )
 
     @cached_property
     def matcher(self) -> StarletteRoute:

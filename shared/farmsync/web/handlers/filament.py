@@ -10,13 +10,13 @@ from typing import Any
 
 from farmsync.services import get_services
 from farmsync.web.call import Call
+from farmsync.web.inputs import DryRun, takes_query
 
 
-async def _run(call: Call, steps: list[str] | None, trigger: str) -> Any:
+async def _run(query: DryRun, steps: list[str] | None, trigger: str) -> Any:
     from farmsync.filament import service
 
-    dry_run = call.flag("dry_run", None)
-    report = await service.sync(get_services(), steps=steps, dry_run=dry_run, trigger=trigger)
+    report = await service.sync(get_services(), steps=steps, dry_run=query.dry_run, trigger=trigger)
     return report.as_dict()
 
 
@@ -27,24 +27,29 @@ async def status(call: Call) -> Any:
     return (await service.status(get_services())).as_dict()
 
 
-async def sync_all(call: Call) -> Any:
+@takes_query(DryRun)
+async def sync_all(call: Call, query: DryRun) -> Any:
     """``POST /sync/filament``: usage, then locations, then spools (the enabled ones)."""
-    return await _run(call, None, "sync")
+    return await _run(query, None, "sync")
 
 
-async def sync_spools(call: Call) -> Any:
-    return await _run(call, ["spools"], "sync-spools")
+@takes_query(DryRun)
+async def sync_spools(call: Call, query: DryRun) -> Any:
+    return await _run(query, ["spools"], "sync-spools")
 
 
-async def sync_locations(call: Call) -> Any:
-    return await _run(call, ["locations"], "sync-locations")
+@takes_query(DryRun)
+async def sync_locations(call: Call, query: DryRun) -> Any:
+    return await _run(query, ["locations"], "sync-locations")
 
 
-async def sync_usage(call: Call) -> Any:
-    return await _run(call, ["usage"], "sync-usage")
+@takes_query(DryRun)
+async def sync_usage(call: Call, query: DryRun) -> Any:
+    return await _run(query, ["usage"], "sync-usage")
 
 
-async def tick(call: Call) -> Any:
+@takes_query(DryRun)
+async def tick(call: Call, query: DryRun) -> Any:
     """The ``filament_tick`` target (Cloud Scheduler HTTP or a Pub/Sub CloudEvent: the body is not needed)."""
     await call.body()
-    return await _run(call, None, "tick")
+    return await _run(query, None, "tick")

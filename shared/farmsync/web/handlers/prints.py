@@ -2,35 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from farmsync.errors import InputError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
 from farmsync.services import get_services
 from farmsync.web.call import Call
+from farmsync.web.inputs import Flag, Query, integer, read_body, takes_query
 
 WEBHOOK_MAX_BODY_BYTES = 8 * 1024 * 1024
 """Bambuddy attaches the finish photo as base64 ``image`` (bodies up to about 3.4 MB) and never retries a 413.
 The body is only a trigger: nothing in it, the image least of all, is stored or logged."""
 
 
-async def webhook(call: Call) -> Any:
+class WebhookQuery(Query):
+    secret: str | None = Field(
+        None, description="The webhook secret, for callers that cannot send it as a header."
+    )
+
+
+class Notification(BaseModel):
+    """Bambuddy's notification body: only ``event`` is read; everything else (the photo too) is ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    event: StrictStr | None = Field(None, examples=["print_complete"])
+
+
+class ArchiveQuery(Query):
+    force: Flag = Field(False, description="Refresh parameters, image and link of an already synced print.")
+
+
+class BackfillQuery(Query):
+    max_archives: integer(1, 1_000_000) | None = Field(  # type: ignore[valid-type]
+        None, description="Stop after this many prints were synced."
+    )
+    budget_seconds: integer(1, 86_400) | None = Field(  # type: ignore[valid-type]
+        None, description="Stop starting new prints after this many seconds."
+    )
+    retry: Literal["now"] | None = Field(
+        None, description="now: retry prints waiting after a failure without waiting."
+    )
+
+
+@takes_query(WebhookQuery)
+async def webhook(call: Call, query: WebhookQuery) -> Any:
     """Bambuddy's notification carries no ids: it only triggers an incremental tick (answered within 20 s)."""
     from farmsync.prints import service
 
     payload = await call.json(required=True, limit=WEBHOOK_MAX_BODY_BYTES)
-    if not isinstance(payload, dict):
-        raise InputError(
-            "the webhook body must be a JSON object", field="body", expected="a JSON object", status_code=422
-        )
-    event = payload.get("event")
-    if event is not None and not isinstance(event, str):
-        raise InputError(
-            "'event' must be a string",
-            field="event",
-            expected="a string such as print_complete",
-            status_code=422,
-        )
-    return await service.on_notification(get_services(), event)
+    notification = read_body(payload, Notification, "webhook body")
+    return await service.on_notification(get_services(), notification.event)
 
 
 async def tick(call: Call) -> Any:
@@ -41,28 +62,25 @@ async def tick(call: Call) -> Any:
     return (await service.run_tick(get_services())).as_dict()
 
 
-async def backfill(call: Call) -> Any:
+@takes_query(BackfillQuery)
+async def backfill(call: Call, query: BackfillQuery) -> Any:
     from farmsync.prints import service
-    from farmsync.web.app import BUDGET, MAX_ARCHIVES  # the bounds the API description states
 
-    max_archives = MAX_ARCHIVES.read_integer(call)
-    budget = BUDGET.read_integer(call)
-    retry = call.choice("retry", ("now",))
     report = await service.backfill(
         get_services(),
-        max_archives=max_archives,
-        budget=float(budget) if budget else None,
-        retry_now=retry == "now",
+        max_archives=query.max_archives,
+        budget=float(query.budget_seconds) if query.budget_seconds else None,
+        retry_now=query.retry == "now",
     )
     return report.as_dict()
 
 
-async def sync_archive(call: Call) -> Any:
+@takes_query(ArchiveQuery)
+async def sync_archive(call: Call, query: ArchiveQuery) -> Any:
     from farmsync.prints import service
 
-    force = bool(call.flag("force", False))
     archive_id = int(call.path_params["archive_id"])
-    return (await service.sync_archive(get_services(), archive_id, force=force)).as_dict()
+    return (await service.sync_archive(get_services(), archive_id, force=query.force)).as_dict()
 
 
 async def status(call: Call) -> Any:
