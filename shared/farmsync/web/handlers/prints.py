@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from farmsync.services import get_services
 from farmsync.web.call import Call
-from farmsync.web.inputs import Flag, Query, integer, read_body, takes_query
+from farmsync.web.inputs import ASCII_DIGITS, Flag, Query, read_body, takes_query
 
 WEBHOOK_MAX_BODY_BYTES = 8 * 1024 * 1024
 """Bambuddy attaches the finish photo as base64 ``image`` (bodies up to about 3.4 MB) and never retries a 413.
@@ -33,10 +33,10 @@ class ArchiveQuery(Query):
 
 
 class BackfillQuery(Query):
-    max_archives: integer(1, 1_000_000) | None = Field(  # type: ignore[valid-type]
+    max_archives: Annotated[int, Field(ge=1, le=1_000_000), ASCII_DIGITS] | None = Field(
         None, description="Stop after this many prints were synced."
     )
-    budget_seconds: integer(1, 86_400) | None = Field(  # type: ignore[valid-type]
+    budget_seconds: Annotated[int, Field(ge=1, le=86_400), ASCII_DIGITS] | None = Field(
         None, description="Stop starting new prints after this many seconds."
     )
     retry: Literal["now"] | None = Field(
