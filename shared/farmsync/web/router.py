@@ -1,7 +1,8 @@
-"""Routes over plain async functions, and the one place errors become HTTP responses.
+"""The thin dispatch over Starlette's routing, and the one place errors become HTTP responses.
 
 The function targets (``app``, ``api``, ``webhook`` ...) and ``farmsync serve`` all dispatch through
-:class:`Router`, so a path behaves the same however farmsync is deployed. Errors map once:
+:class:`Router`: Starlette matches the path, then the router checks who is calling, converts path parameters
+and runs the handler, so a path behaves the same however farmsync is deployed. Errors map once:
 
 ==============================  ======================================================
 InputError (and AuthRequired)   its own status (400/401/413/415/422), field + expected
