@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.common import Result, Target, ratio, run_main
 from farmsync.prints import tick as ticks
-from farmsync.prints.routes import print_sync
+from farmsync.prints.service import print_sync
 from farmsync.services import Services
 from farmsync.settings import Settings
 from farmsync.sim.scenarios import Scenario, make_scenario

@@ -27,7 +27,7 @@ from bench.backfill import DEFAULT_CONCURRENCY, completed_runs, scenario_for, st
 from bench.backfill import Size as BackfillSize
 from bench.common import Result, Target, run_main
 from farmsync.prints import tick as ticks
-from farmsync.prints.routes import print_sync
+from farmsync.prints.service import print_sync
 from farmsync.services import Services
 from farmsync.sim.server import SimFarm
 from tests.fixtures.farm import farm_settings

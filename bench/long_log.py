@@ -130,7 +130,7 @@ def child(farm_path: Path, data_dir: Path) -> int:
     import asyncio
 
     from farmsync.prints import tick as ticks
-    from farmsync.prints.routes import print_sync
+    from farmsync.prints.service import print_sync
     from farmsync.services import Services
     from farmsync.settings import load_settings
 

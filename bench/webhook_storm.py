@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from bench.common import Result, Target, ratio, run_main
-from farmsync.prints import routes as print_routes
+from farmsync.prints import service as print_service
 from farmsync.prints import tick as ticks
 from farmsync.services import Services, set_services
 from farmsync.settings import load_settings
@@ -82,15 +82,15 @@ async def storm(size: Size, *, coalesced: bool) -> dict[str, Any]:
         services = services_for(farm, Path(tmp))
         set_services(services)
         ticks_run = 0
-        original: Callable[..., Awaitable[ticks.RunReport]] = print_routes.run_tick
+        original: Callable[..., Awaitable[ticks.RunReport]] = print_service.run_tick
 
         async def one_tick_each(svc: Services, **kwargs: Any) -> ticks.RunReport:
             nonlocal ticks_run
             ticks_run += 1
-            return await ticks.tick(print_routes.print_sync(svc), **kwargs)
+            return await ticks.tick(print_service.print_sync(svc), **kwargs)
 
         if not coalesced:
-            print_routes.run_tick = one_tick_each  # type: ignore[assignment]
+            print_service.run_tick = one_tick_each  # type: ignore[assignment]
 
         async def endpoint(request: Request):
             return await app_router.dispatch(request)
@@ -125,7 +125,7 @@ async def storm(size: Size, *, coalesced: bool) -> dict[str, Any]:
                 wall = time.perf_counter() - started
                 ran = (services.state["print-tick"].runs if coalesced else ticks_run) - before
         finally:
-            print_routes.run_tick = original  # type: ignore[assignment]
+            print_service.run_tick = original  # type: ignore[assignment]
             set_services(None)
             await services.aclose()
             services.sync_store.close()

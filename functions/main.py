@@ -2,7 +2,7 @@
 
 Run any of them locally with ``functions-framework --target=<name> --source=functions/main.py``:
 
-- ``app``            every route in one service, like the predecessor on port 8088
+- ``app``            every route in one service, as ``farmsync serve`` runs it on port 8088
 - ``api``            the manual routes (status, validate, sync/*, filament/*, gcode/*)
 - ``webhook``        Bambuddy's notification (any path): triggers an incremental print tick
 - ``backfill_tick``  one incremental print tick (Cloud Scheduler, HTTP or a Pub/Sub CloudEvent)
@@ -12,21 +12,26 @@ Run any of them locally with ``functions-framework --target=<name> --source=func
 
 from functions_framework import aio
 
-from farmsync.web.app import api_router, app_router, single
+from farmsync.web.handlers import filament, prints
+from farmsync.web.targets import lazy, single
 
-_webhook = single("POST", "farmsync.prints.routes:webhook", "webhook")
-_backfill_tick = single("POST", "farmsync.prints.routes:tick", "service")
-_filament_tick = single("POST", "farmsync.filament.routes:tick", "service")
-_gcode_tick = single("POST", "farmsync.gcode.routes:tick", "service")
+_webhook = single("POST", prints.webhook, "webhook")
+_backfill_tick = single("POST", prints.tick, "service")
+_filament_tick = single("POST", filament.tick, "service")
+_gcode_tick = single("POST", lazy("farmsync.gcode.routes:tick"), "service")
 
 
 @aio.http
 async def app(request):
+    from farmsync.web.app import app_router  # the whole route table, loaded only by the targets serving it
+
     return await app_router.dispatch(request)
 
 
 @aio.http
 async def api(request):
+    from farmsync.web.app import api_router
+
     return await api_router.dispatch(request)
 
 

@@ -17,8 +17,8 @@ import click
 from farmsync.cli import EXIT_PARTIAL, load_settings_for
 from farmsync.errors import ConfigError
 from farmsync.human import counts_text, report_console
+from farmsync.jsonable import jsonable
 from farmsync.services import Services, set_services
-from farmsync.web.router import jsonable
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document for scripts.")
 
@@ -199,13 +199,13 @@ def tick_command(ctx: click.Context, which: str, as_json: bool) -> None:
     """Run one scheduled tick now: prints (alias backfill), filament or gcode."""
     services = make_services(ctx)
     if which in ("backfill", "prints"):
-        from farmsync.prints.routes import run_tick
+        from farmsync.prints.service import run_tick
 
         data = run(services, lambda s: run_tick(s, trigger="cli")).as_dict()
         emit(data, as_json, render_print_report)
         finish_print(data)
     elif which == "filament":
-        from farmsync.filament.routes import run_scheduled
+        from farmsync.filament.service import run_scheduled
 
         data = jsonable(run(services, run_scheduled))
         emit(data, as_json, render_filament)
@@ -235,11 +235,10 @@ def sync_group() -> None:
 @click.pass_context
 def sync_archive_command(ctx: click.Context, archive_id: int, force: bool, as_json: bool) -> None:
     """Sync one Bambuddy archive (each of its completed runs)."""
-    from farmsync.prints import tick as ticks
-    from farmsync.prints.routes import print_sync
+    from farmsync.prints.service import sync_archive
 
     services = make_services(ctx)
-    data = run(services, lambda s: ticks.sync_archive(print_sync(s), archive_id, force=force)).as_dict()
+    data = run(services, lambda s: sync_archive(s, archive_id, force=force)).as_dict()
     emit(data, as_json, render_print_report)
     finish_print(data)
 
@@ -267,8 +266,7 @@ def backfill_command(ctx: click.Context, max_archives: int | None, retry_now: bo
     )
 
     from farmsync.logs import through_console
-    from farmsync.prints import tick as ticks
-    from farmsync.prints.routes import print_sync, remember
+    from farmsync.prints.service import backfill
 
     services = make_services(ctx)
     err = console_stderr()
@@ -288,12 +286,8 @@ def backfill_command(ctx: click.Context, max_archives: int | None, retry_now: bo
     def progress(done: int, total: int, _item: Any) -> None:
         bar.update(task, completed=done, total=total)
 
-    async def work(s: Services) -> Any:
-        report = await ticks.backfill(
-            print_sync(s), max_archives=max_archives, retry_now=retry_now, progress=progress
-        )
-        await remember(s, "backfill", report)
-        return report
+    def work(s: Services) -> Any:
+        return backfill(s, max_archives=max_archives, retry_now=retry_now, progress=progress)
 
     with bar, through_console(err):
         data = run(services, work).as_dict()
@@ -462,16 +456,15 @@ def filament_command(
     ctx: click.Context, step: tuple[str, ...], apply: bool, show_status: bool, verbose: bool, as_json: bool
 ) -> None:
     """Sync filament between InvenTree and Bambuddy (dry run unless --apply; exit 2 if a line failed)."""
-    from farmsync.filament.run import ensure_enabled, run_filament
+    from farmsync.filament import service
 
     services = make_services(ctx)
-    ensure_enabled(services.settings)
     if show_status:
-        from farmsync.filament.status import filament_status
-
-        emit(run(services, filament_status).as_dict(), as_json, render_filament_status)
+        emit(run(services, service.status).as_dict(), as_json, render_filament_status)
         return
-    data = run(services, lambda s: run_filament(s, steps=list(step) or None, dry_run=not apply)).as_dict()
+    data = run(
+        services, lambda s: service.sync(s, steps=list(step) or None, dry_run=not apply, snapshot=False)
+    ).as_dict()
     emit(data, as_json, lambda d: render_filament(d, verbose=verbose))
     if not data["ok"]:
         sys.exit(EXIT_PARTIAL)
@@ -545,7 +538,7 @@ def render_status(d: dict[str, Any]) -> None:
 @click.pass_context
 def status_command(ctx: click.Context, as_json: bool) -> None:
     """Print sync state: counts, cursor, last tick, pending and parked prints."""
-    from farmsync.prints.routes import print_status
+    from farmsync.prints.service import print_status
 
     services = make_services(ctx)
     data = run(services, print_status)

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from farmsync.filament import routes
 from farmsync.filament.page import record_snapshot
 from farmsync.filament.report import Outcome
 from farmsync.filament.run import run_filament
@@ -25,6 +24,7 @@ from farmsync.services import Services, set_services
 from farmsync.settings import Settings, load_settings
 from farmsync.sim.server import SimFarm
 from farmsync.store import State, Store
+from farmsync.web.handlers import filament as routes
 from tests.fixtures.filament import make_call as call
 from tests.fixtures.store import ManualClock, open_spec
 

@@ -21,8 +21,8 @@ from starlette.routing import Route
 
 from farmsync.services import Services, set_services
 from farmsync.settings import Settings
-from farmsync.web.app import single
 from farmsync.web.serve import create_app
+from farmsync.web.targets import lazy, single
 
 TOKEN = "service-token-e2e"
 HEADERS = {"X-Service-Token": TOKEN}
@@ -251,7 +251,7 @@ async def test_missing_source_dir_is_503_naming_the_setting(farm, tmp_path, clie
 
 
 async def test_tick_function_target_takes_a_cloudevent_and_uses_settings(farm, tmp_path, client_for):
-    router = single("POST", "farmsync.gcode.routes:tick", "service")
+    router = single("POST", lazy("farmsync.gcode.routes:tick"), "service")
 
     async def endpoint(request: Request) -> Any:
         return await router.dispatch(request)

@@ -39,7 +39,7 @@ def _worker(
     address: _FarmAddress, spec: dict[str, Any], data_dir: str, seed: int, start_at: float
 ) -> list[str]:
     from farmsync.prints import tick as ticks
-    from farmsync.prints.routes import print_sync, run_tick
+    from farmsync.prints.service import print_sync, run_tick
     from farmsync.services import Services, set_services
     from farmsync.web.app import app_router
 

@@ -12,7 +12,7 @@ import pytest
 
 from farmsync.prints import pipeline
 from farmsync.prints import tick as ticks
-from farmsync.prints.routes import print_sync
+from farmsync.prints.service import print_sync
 from farmsync.sim.server import SimFarm
 
 

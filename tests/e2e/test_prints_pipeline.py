@@ -12,7 +12,7 @@ import pytest
 from farmsync.errors import UpstreamError
 from farmsync.prints import tick as ticks
 from farmsync.prints.pipeline import PrintSync, SimulatedCrash
-from farmsync.prints.routes import print_sync
+from farmsync.prints.service import print_sync
 from farmsync.services import Services
 from farmsync.sim.server import SimFarm
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from farmsync.prints import tick as ticks
-from farmsync.prints.routes import print_sync
+from farmsync.prints.service import print_sync
 from farmsync.sim.server import SimFarm
 
 NEW_PART_530 = [

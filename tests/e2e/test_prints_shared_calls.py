@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from farmsync.prints import tick as ticks
-from farmsync.prints.routes import print_sync
+from farmsync.prints.service import print_sync
 from farmsync.sim.server import SimFarm
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from farmsync.prints import tick as ticks
 from farmsync.prints.pipeline import ARCHIVE_DELETED, HELD_REASON, PrintSync, SimulatedCrash
-from farmsync.prints.routes import print_sync
+from farmsync.prints.service import print_sync
 from farmsync.services import Services
 from farmsync.sim.server import SimFarm
 

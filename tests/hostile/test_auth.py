@@ -21,8 +21,10 @@ from starlette.routing import Route as StarletteRoute
 from farmsync.services import Services
 from farmsync.sim.server import SimFarm
 from farmsync.web import auth
-from farmsync.web.app import ROUTES, api_router, single
+from farmsync.web.app import ROUTES, api_router
+from farmsync.web.handlers import filament, prints
 from farmsync.web.router import Route, Router
+from farmsync.web.targets import lazy, single
 from tests.hostile.conftest import SERVICE_TOKEN, WEBHOOK_SECRET
 
 SERVICE_ROUTES = [r for r in ROUTES if r.auth == "service"]
@@ -112,9 +114,9 @@ async def test_function_targets_with_service_auth_are_closed_too(hostile_service
     """``api`` and the tick targets answer on any path: each refuses a request without the token."""
     routers = {
         "api": api_router,
-        "backfill_tick": single("POST", "farmsync.prints.routes:tick", "service"),
-        "filament_tick": single("POST", "farmsync.filament.routes:tick", "service"),
-        "gcode_tick": single("POST", "farmsync.gcode.routes:tick", "service"),
+        "backfill_tick": single("POST", prints.tick, "service"),
+        "filament_tick": single("POST", filament.tick, "service"),
+        "gcode_tick": single("POST", lazy("farmsync.gcode.routes:tick"), "service"),
     }
     for name, router in routers.items():
         async with asgi(router) as http:

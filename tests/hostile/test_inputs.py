@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from farmsync.prints.routes import WEBHOOK_MAX_BODY_BYTES
 from farmsync.web.call import MAX_BODY_BYTES
+from farmsync.web.handlers.prints import WEBHOOK_MAX_BODY_BYTES
 from tests.hostile.conftest import BEARER, SERVICE, assert_clean_answer
 
 LIMIT = WEBHOOK_MAX_BODY_BYTES  # the webhook's own limit (Bambuddy's finish photo); other routes keep 1 MiB

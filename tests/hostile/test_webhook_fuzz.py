@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farmsync.prints.routes import WEBHOOK_MAX_BODY_BYTES as WEBHOOK_LIMIT
+from farmsync.web.handlers.prints import WEBHOOK_MAX_BODY_BYTES as WEBHOOK_LIMIT
 from tests.hostile.conftest import BEARER, HOSTILE, assert_clean_answer
 
 JSON_VALUES = st.recursive(

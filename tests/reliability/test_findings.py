@@ -10,7 +10,7 @@ from pathlib import Path
 
 from farmsync.gcode.routes import run_gcode
 from farmsync.prints import tick as ticks
-from farmsync.prints.routes import print_sync
+from farmsync.prints.service import print_sync
 from farmsync.services import Services
 from farmsync.sim.moonraker import FakeMoonraker
 from farmsync.sim.server import SimFarm

@@ -38,7 +38,7 @@ from starlette.routing import Route
 from farmsync.errors import StoreError
 from farmsync.prints import tick as ticks
 from farmsync.prints.pipeline import PrintSync
-from farmsync.prints.routes import print_sync
+from farmsync.prints.service import print_sync
 from farmsync.services import Services, set_services
 from farmsync.sim.server import SimFarm
 from farmsync.store.firestore import FirestoreStore

@@ -97,7 +97,9 @@ async def _concurrent(
     from starlette.routing import Route
 
     from farmsync.services import Services, set_services
-    from farmsync.web.app import app_router, single
+    from farmsync.web.app import app_router
+    from farmsync.web.handlers import filament, prints
+    from farmsync.web.targets import single
     from tests.fixtures.store import open_spec
     from tests.reliability.world import settings_for
 
@@ -105,8 +107,8 @@ async def _concurrent(
     set_services(services)
     targets = {
         "app": app_router,
-        "backfill_tick": single("POST", "farmsync.prints.routes:tick", "service"),
-        "filament_tick": single("POST", "farmsync.filament.routes:tick", "service"),
+        "backfill_tick": single("POST", prints.tick, "service"),
+        "filament_tick": single("POST", filament.tick, "service"),
     }
 
     def asgi(router: Any) -> httpx.AsyncClient:

@@ -392,7 +392,7 @@ class Round:
 async def run_round(services: Services, *, gcode: bool = True) -> Round:
     """A print tick, an applied filament run and (with printers) an applied G-code run, as the scheduler does."""
     from farmsync.filament.run import run_filament
-    from farmsync.prints.routes import run_tick
+    from farmsync.prints.service import run_tick
 
     result = Round()
     try:
@@ -463,7 +463,7 @@ async def prints_on_wiped_stores(settings: Settings, new_store: Callable[[], Any
     """Print ticks, each on a brand-new empty store (a new box, a lost data volume, a new Firestore prefix),
     until one is clean. The external systems are the ledger: nothing may be created twice. Returns the rounds.
     """
-    from farmsync.prints.routes import run_tick
+    from farmsync.prints.service import run_tick
 
     for number in range(1, max_rounds + 1):
         services = Services(settings, store=new_store())

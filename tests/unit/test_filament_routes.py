@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from farmsync.errors import ConfigError, InputError
-from farmsync.filament import routes
 from farmsync.services import Services, set_services
+from farmsync.web.handlers import filament as routes
 from tests.fixtures.filament import FakeFarm
 from tests.fixtures.filament import make_call as call
 

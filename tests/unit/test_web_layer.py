@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import httpx
 import pytest
+from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route as StarletteRoute
@@ -13,6 +15,7 @@ from starlette.routing import Route as StarletteRoute
 from farmsync.errors import AuthRequired, ConfigError, UpstreamUnavailable
 from farmsync.web.auth import require_service_token, require_webhook_secret, same_secret
 from farmsync.web.call import Call
+from farmsync.web.inputs import ASCII_DIGITS, Flag, Query, takes_query
 from farmsync.web.router import Route, Router
 
 
@@ -60,10 +63,16 @@ def test_webhook_secret_refuses(headers, query) -> None:
         require_webhook_secret(headers, query, "s3cret")
 
 
-async def echo(call: Call):
+class EchoQuery(Query):
+    force: Flag = False
+    n: Annotated[int, Field(ge=1, le=10), ASCII_DIGITS] | None = None
+
+
+@takes_query(EchoQuery)
+async def echo(call: Call, query: EchoQuery):
     return {
-        "force": call.flag("force", False),
-        "n": call.integer("n", minimum=1, maximum=10),
+        "force": query.force,
+        "n": query.n,
         "body": await call.json(),
         "id": call.path_params.get("item_id"),
     }

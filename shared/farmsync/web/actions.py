@@ -77,11 +77,10 @@ def archive_field(fields: dict[str, str]) -> int:
 
 
 async def _retry(services: Services, fields: dict[str, str], sess: session.Session) -> str:
-    from farmsync.prints import tick as ticks
-    from farmsync.prints.routes import print_sync
+    from farmsync.prints.service import sync_archive
 
     archive_id = archive_field(fields)
-    report = await ticks.sync_archive(print_sync(services), archive_id)
+    report = await sync_archive(services, archive_id)
     names = sorted({item.name or item.key for item in report.items})
     totals = report.as_dict().get("totals", {})
     words = ", ".join(f"{n} {k}" for k, n in totals.items() if n) or "nothing to do"

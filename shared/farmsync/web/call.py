@@ -1,7 +1,7 @@
-"""One HTTP call as route handlers see it: typed access to query, body and path, with clear 4xx errors.
+"""One HTTP call as route handlers see it: the body (bounded, JSON checked), path and query, with clear 4xx errors.
 
-Handlers never parse raw input themselves, so every rejection names the field and what was expected, and
-nothing a caller sends can turn into a 500.
+Handlers never parse raw input themselves (query and body models: farmsync.web.inputs), so every rejection
+names the field and what was expected, and nothing a caller sends can turn into a 500.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ class Call:
         return self.request.query_params
 
     def flag(self, name: str, default: bool | None = None) -> bool | None:
-        """A boolean query parameter (``?force=true``); an unknown word is a 400 naming the parameter."""
+        """A boolean query parameter (``?force=true``); an unknown word is a 422 naming the parameter.
+
+        For the G-code routes until their handlers take a query model (farmsync.web.inputs) like the others."""
         raw = self.query.get(name)
         if raw is None or raw == "":
             return default
@@ -56,28 +58,6 @@ class Call:
             expected="true or false",
             status_code=422,
         )
-
-    def integer(
-        self, name: str, default: int | None = None, *, minimum: int = -INT64_MAX, maximum: int = INT64_MAX
-    ) -> int | None:
-        """An integer query parameter within bounds (64-bit unless narrower), else a 422 naming it and the range."""
-        raw = self.query.get(name)
-        if raw is None or raw == "":
-            return default
-        return bounded_integer(raw, name, minimum, maximum, where="query parameter")
-
-    def choice(self, name: str, options: tuple[str, ...], default: str | None = None) -> str | None:
-        raw = self.query.get(name)
-        if raw is None or raw == "":
-            return default
-        if raw not in options:
-            raise InputError(
-                f"query parameter {name!r} must be one of {', '.join(options)}, got {raw[:40]!r}",
-                field=name,
-                expected=" | ".join(options),
-                status_code=422,
-            )
-        return raw
 
     async def body(self, limit: int = MAX_BODY_BYTES) -> bytes:
         """The raw body, refused with 413 past ``limit`` bytes (checked while reading, not after)."""
@@ -134,6 +114,11 @@ class Call:
             ) from None
         refuse_out_of_range(value)
         return value
+
+
+def is_ascii_integer(text: str) -> bool:
+    """Whether ``text`` is an integer in ASCII digits (``int()`` would also take full-width ones, ``_``, spaces)."""
+    return _ASCII_INTEGER.fullmatch(text) is not None
 
 
 def integer_range(minimum: int, maximum: int) -> str:

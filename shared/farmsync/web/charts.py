@@ -1,13 +1,14 @@
 """Small charts as inline SVG, drawn on the server: no script, no library, nothing fetched.
 
-Every label goes through :func:`html.escape`; the result is markup the page template includes as is.
+This module computes the geometry; templates/charts.html draws it with Jinja2's autoescape, so a label (a
+material's or a printer's name) can never become markup.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from html import escape
+from typing import Any
 
 PALETTE = ("#2b6cb0", "#c05621", "#2f855a", "#6b46c1", "#b83280", "#2c7a7b", "#975a16", "#4a5568")
 WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 600, 180, 40, 22, 10
@@ -47,13 +48,7 @@ def stacked_days(title: str, days: list[dt.date], series: dict[str, dict[dt.date
     top = nice_max(max(totals, default=0.0))
     plot_w, plot_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - PAD_TOP
     slot = plot_w / max(len(days), 1)
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
-        f"<title>{escape(title)}</title>",
-        f'<line x1="{PAD_LEFT}" y1="{PAD_TOP + plot_h}" x2="{WIDTH - 8}" y2="{PAD_TOP + plot_h}" class="axis"/>',
-        f'<text x="{PAD_LEFT - 4}" y="{PAD_TOP + 8}" class="tick" text-anchor="end">{number(top)}</text>',
-        f'<text x="{PAD_LEFT - 4}" y="{PAD_TOP + plot_h}" class="tick" text-anchor="end">0</text>',
-    ]
+    bars, ticks = [], []
     for i, day in enumerate(days):
         x = PAD_LEFT + i * slot + slot * 0.15
         y = PAD_TOP + plot_h
@@ -64,24 +59,26 @@ def stacked_days(title: str, days: list[dt.date], series: dict[str, dict[dt.date
             h = plot_h * value / top
             y -= h
             label = f"{day.isoformat()}: {number(value)} {unit}" + (f" {name}" if name else "")
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
-                f'fill="{PALETTE[n % len(PALETTE)]}"><title>{escape(label)}</title></rect>'
+            bars.append(
+                {"x": x, "y": y, "width": slot * 0.7, "height": h, "colour": colour(n), "label": label}
             )
         last = i == len(days) - 1
         if last or (i % 7 == 0 and i < len(days) - 4):  # every week, and today at the right edge
             anchor, at = ("end", x + slot * 0.7) if last else ("middle", x + slot * 0.35)
-            parts.append(
-                f'<text x="{at:.1f}" y="{HEIGHT - 6}" class="tick" text-anchor="{anchor}">'
-                f"{day.strftime('%d %b')}</text>"
-            )
-    parts.append("</svg>")
-    legend = "".join(
-        f'<span class="key"><i style="background:{PALETTE[n % len(PALETTE)]}"></i>{escape(name)}</span>'
-        for n, name in enumerate(series)
-        if name
-    )
-    return "".join(parts) + (f'<div class="legend">{legend}</div>' if legend else "")
+            ticks.append({"x": at, "anchor": anchor, "text": day.strftime("%d %b")})
+    chart = {
+        "title": title,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "left": PAD_LEFT,
+        "top": PAD_TOP,
+        "bottom": PAD_TOP + plot_h,
+        "top_label": number(top),
+        "bars": bars,
+        "ticks": ticks,
+        "legend": [{"name": name, "colour": colour(n)} for n, name in enumerate(series) if name],
+    }
+    return _render("stacked_days", chart)
 
 
 def horizontal(title: str, rows: Iterable[tuple[str, float, str]]) -> str:
@@ -89,22 +86,34 @@ def horizontal(title: str, rows: Iterable[tuple[str, float, str]]) -> str:
     rows = sorted(rows, key=lambda r: -r[1])
     top = max((r[1] for r in rows), default=0.0) or 1.0
     bar_h, label_w = 22, 150
-    height = max(len(rows), 1) * bar_h + 6
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(title)}">',
-        f"<title>{escape(title)}</title>",
-    ]
+    bars = []
     for i, (name, value, text) in enumerate(rows):
         y = 3 + i * bar_h
-        w = (WIDTH - label_w - 110) * value / top
-        parts.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" class="tick" text-anchor="end">{escape(name[:24])}</text>'
-            f'<rect x="{label_w}" y="{y + 3}" width="{max(w, 1):.1f}" height="{bar_h - 8}" fill="{PALETTE[0]}">'
-            f"<title>{escape(f'{name}: {text}')}</title></rect>"
-            f'<text x="{label_w + max(w, 1) + 6:.1f}" y="{y + 15}" class="tick">{escape(text)}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+        w = max((WIDTH - label_w - 110) * value / top, 1)
+        bars.append({"name": name, "text": text, "y": y, "width": w})
+    chart = {
+        "title": title,
+        "width": WIDTH,
+        "height": max(len(rows), 1) * bar_h + 6,
+        "label_width": label_w,
+        "bar_height": bar_h - 8,
+        "colour": PALETTE[0],
+        "bars": bars,
+    }
+    return _render("horizontal", chart)
+
+
+def colour(n: int) -> str:
+    return PALETTE[n % len(PALETTE)]
+
+
+def _render(macro: str, chart: dict[str, Any]) -> str:
+    """The chart through its macro in templates/charts.html: markup Jinja2 escaped, which the page includes as
+    such (a macro's result is ``Markup``, so the page does not escape it twice)."""
+    from farmsync.web.dashboard import environment
+
+    drawn: str = getattr(environment().get_template("charts.html").module, macro)(chart)
+    return drawn
 
 
 def size_text(size: float) -> str:

@@ -13,9 +13,8 @@ import secrets
 from collections import defaultdict
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse, Response
 
 from farmsync import __version__
@@ -27,6 +26,9 @@ from farmsync.store import State
 from farmsync.web import charts, session
 from farmsync.web.call import Call
 
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
 log = get_logger("web")
 PRINTS_SHOWN = 30
 PRINTS_READ = 500  # done records read per namespace for the list and the 30-day chart
@@ -35,6 +37,9 @@ CHART_DAYS = 30
 
 @lru_cache(maxsize=1)
 def environment() -> Environment:
+    """The page's templates, autoescaped; Jinja2 loads on the first page view, not with the route table."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     env = Environment(
         loader=PackageLoader("farmsync.web", "templates"),
         autoescape=select_autoescape(["html"]),
@@ -111,7 +116,7 @@ def html_response(call: Call, text: str, sess: session.Session, nonce: str, stat
 
 async def prints_data(services: Services) -> dict[str, Any]:
     from farmsync.prints.page import INFO_NS
-    from farmsync.prints.routes import print_status
+    from farmsync.prints.service import print_status
 
     store = services.store
     status = await print_status(services)

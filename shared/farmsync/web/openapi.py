@@ -1,4 +1,4 @@
-"""Build the OpenAPI description from the route table, so the document cannot drift from the routes.
+"""Build the OpenAPI description from the route table and its pydantic models, so it cannot drift from them.
 
 ``python -m farmsync.web.openapi`` rewrites ``shared/farmsync/web/openapi.json`` (kept in the repository and
 served at ``/openapi.json``); a test fails when the committed file differs from what the routes say.
@@ -12,8 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from farmsync import __version__
 from farmsync.web.app import ROUTES
+from farmsync.web.inputs import field_schemas
 from farmsync.web.router import PATH_INT_MAX, PATH_INT_MIN, Route
 
 OUTPUT = Path(__file__).with_name("openapi.json")
@@ -53,37 +56,27 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
 
 
 def _path(route: Route) -> str:
-    return re.sub(r"{(\w+)(?::\w+)?}", r"{\1}", route.path)
+    return route.matcher.path_format  # Starlette's own reading of the template: "{archive_id}"
 
 
 def _operation(route: Route) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = []
-    for name, kind in re.findall(r"{(\w+)(?::(\w+))?}", route.path):
+    for name, kind in route.path_kinds().items():
         schema: dict[str, Any] = (
             {"type": "integer", "minimum": PATH_INT_MIN, "maximum": PATH_INT_MAX}
             if kind == "int"
             else {"type": "string"}
         )
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
-    for param in route.params:
-        schema = {"type": param.kind}
-        if param.minimum is not None:
-            schema["minimum"] = param.minimum
-        if param.maximum is not None:
-            schema["maximum"] = param.maximum
+    for name, schema in field_schemas(route.query).items() if route.query else ():
+        description = schema.pop("description", "")
         parameters.append(
-            {
-                "name": param.name,
-                "in": "query",
-                "required": False,
-                "description": param.description,
-                "schema": schema,
-            }
+            {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
         )
     codes = ["200", "404", "405"]
     if route.auth != "none":
         codes.append("401")
-    if route.params or route.body or "{" in route.path:
+    if route.query or route.body or "{" in route.path:
         codes.append("422")
     if route.body:
         codes += ["400", "413", "415"]
@@ -132,9 +125,17 @@ def _operation(route: Route) -> dict[str, Any]:
     elif route.body:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}},
+            "content": {"application/json": {"schema": body_schema(route.body)}},
         }
     return operation
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A JSON body's schema from its model: the fields it reads, and whether others are allowed."""
+    schema: dict[str, Any] = {"type": "object", "properties": field_schemas(model)}
+    if model.model_config.get("extra") == "allow":
+        schema["additionalProperties"] = True
+    return schema
 
 
 def build() -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""Routes over plain async functions, and the one place errors become HTTP responses.
+"""The thin dispatch over Starlette's routing, and the one place errors become HTTP responses.
 
 The function targets (``app``, ``api``, ``webhook`` ...) and ``farmsync serve`` all dispatch through
-:class:`Router`, so a path behaves the same however farmsync is deployed. Errors map once:
+:class:`Router`: Starlette matches the path, then the router checks who is calling, converts path parameters
+and runs the handler, so a path behaves the same however farmsync is deployed. Errors map once:
 
 ==============================  ======================================================
 InputError (and AuthRequired)   its own status (400/401/413/415/422), field + expected
@@ -22,15 +23,22 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
+from pydantic import BaseModel
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
+from starlette.routing import Match
+from starlette.routing import Route as StarletteRoute
 
 from farmsync.errors import ConfigError, InputError, StoreError, UpstreamError, UpstreamNotFound
+from farmsync.jsonable import jsonable
 from farmsync.logs import action, get_logger, trace_context, trace_from_headers
 from farmsync.web.call import INT64_MAX, Call, bounded_integer
+from farmsync.web.inputs import field_schemas
 
 Auth = Literal["none", "service", "webhook"]
 Handler = Callable[[Call], Awaitable[Any]]
@@ -53,12 +61,28 @@ class JSONResponse(StarletteJSONResponse):
             )
 
 
-_PARAM = re.compile(r"{(\w+)(?::(int|str|path))?}")
+class _Digits(Convertor[str]):
+    """``{name:int}`` in a route: ASCII digits, kept as text until after authentication.
+
+    Starlette's own ``int`` converts while matching, which would turn 5,000 digits into a 500 before the caller
+    is even checked; :meth:`Route.convert` bounds the value afterwards instead, as a 422 naming it.
+    """
+
+    regex = "[0-9]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("farmsync_digits", _Digits())
 
 
 @dataclass(frozen=True)
 class Param:
-    """A query parameter, for the OpenAPI description (parsing itself lives in :class:`Call`)."""
+    """A query parameter as the API description states it, read from the route's query model."""
 
     name: str
     kind: Literal["boolean", "integer", "string"]
@@ -66,41 +90,65 @@ class Param:
     minimum: int | None = None
     maximum: int | None = None
 
-    def read_integer(self, call: Call) -> int | None:
-        """This integer parameter from ``call``, within the bounds the API description states (else a 422)."""
-        assert self.kind == "integer" and self.minimum is not None and self.maximum is not None
-        return call.integer(self.name, minimum=self.minimum, maximum=self.maximum)
-
 
 @dataclass(frozen=True)
 class Route:
-    """One method + path template (``/sync/archive/{archive_id:int}``), its handler and who may call it."""
+    """One method + path template (``/sync/archive/{archive_id:int}``), its handler and who may call it.
+
+    Templates use Starlette's syntax and Starlette's routing matches them (:attr:`matcher`). The query model is
+    the handler's own (farmsync.web.inputs.takes_query) unless given; ``body`` is the JSON body's model, or
+    "form" for the operator page's buttons.
+    """
 
     method: str
     path: str
     handler: Handler
     auth: Auth = "service"
     summary: str = ""
-    params: tuple[Param, ...] = ()
-    body: str | None = None  # "json-object" when the route reads a JSON body
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | Literal["form"] | None = None
 
-    def pattern(self) -> re.Pattern[str]:
-        def group(match: re.Match[str]) -> str:
-            name, kind = match.group(1), match.group(2) or "str"
-            body = {"int": "[0-9]+", "path": ".*"}.get(kind, "[^/]+")
-            return f"(?P<{name}>{body})"
+    def __post_init__(self) -> None:
+        if self.query is None:
+            object.__setattr__(self, "query", getattr(self.handler, "query_model", None))
 
-        return re.compile("^" + _PARAM.sub(group, self.path.rstrip("/") or "/") + "/?$")
+    @property
+    def params(self) -> tuple[Param, ...]:
+        """The query parameters, from the query model's schema (for the API description and the tests)."""
+        if self.query is None:
+            return ()
+        return tuple(
+            Param(
+                name,
+                schema["type"],
+                schema.get("description", ""),
+                schema.get("minimum"),
+                schema.get("maximum"),
+            )
+            for name, schema in field_schemas(self.query).items()
+        )
+
+    @cached_property
+    def matcher(self) -> StarletteRoute:
+        template = (self.path.rstrip("/") or "/").replace(":int}", ":farmsync_digits}")
+        return StarletteRoute(template, self.handler, methods=[self.method])
+
+    def path_kinds(self) -> dict[str, str]:
+        """Each path parameter's kind (``int``, ``str`` or ``path``), as the template declares it."""
+        return {name: kind or "str" for name, kind in _TEMPLATE_PARAM.findall(self.path)}
 
     def convert(self, params: dict[str, str]) -> dict[str, Any]:
         """Typed path parameters; an ``int`` one outside 1..INT64_MAX is a 422 naming it (InputError)."""
-        kinds = {name: kind or "str" for name, kind in _PARAM.findall(self.path)}
+        kinds = self.path_kinds()
         return {
             k: bounded_integer(v, k, PATH_INT_MIN, PATH_INT_MAX, where="path parameter")
             if kinds.get(k) == "int"
             else v
             for k, v in params.items()
         }
+
+
+_TEMPLATE_PARAM = re.compile(r"{(\w+)(?::(\w+))?}")
 
 
 PATH_INT_MIN, PATH_INT_MAX = 1, INT64_MAX
@@ -139,23 +187,23 @@ class Router:
 
     def __init__(self, routes: list[Route], authorize: Authorizer) -> None:
         self.routes = routes
-        self._compiled = [(route, route.pattern()) for route in routes]
         self._authorize = authorize
 
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
         """The route for ``method path``, its raw parameters, and the methods the path allows (for 405).
 
-        Parameters are converted after authentication (:meth:`Route.convert`), so a caller without credentials
-        learns nothing from them and a bad value is an ordinary 4xx.
+        Starlette's routing matches (a trailing slash is ignored); parameters are converted after
+        authentication (:meth:`Route.convert`), so a caller without credentials learns nothing from them and a
+        bad value is an ordinary 4xx.
         """
+        scope = {"type": "http", "method": method, "path": path.rstrip("/") or "/", "root_path": ""}
         allowed: list[str] = []
-        for route, pattern in self._compiled:
-            found = pattern.match(path)
-            if not found:
-                continue
-            if route.method == method or (method == "HEAD" and route.method == "GET"):
-                return route, found.groupdict(), []
-            allowed.append(route.method)
+        for route in self.routes:
+            found, child = route.matcher.matches(scope)
+            if found is Match.FULL:
+                return route, child["path_params"], []
+            if found is Match.PARTIAL:
+                allowed.append(route.method)
         return None, {}, allowed
 
     async def dispatch(self, request: Request, *, prefix: str = "") -> Response:
@@ -207,16 +255,3 @@ def as_response(result: Any) -> Response:
         body, status = result
         return JSONResponse(jsonable(body), status_code=status)
     return JSONResponse(jsonable(result))
-
-
-def jsonable(value: Any) -> Any:
-    """Reports (their ``as_dict`` adds totals) and pydantic models to plain JSON values."""
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value

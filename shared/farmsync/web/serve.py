@@ -1,4 +1,4 @@
-"""``farmsync serve``: every route in one process on port 8088, plus the scheduler, like the predecessor."""
+"""``farmsync serve``: every route in one process on port 8088, plus the scheduler that runs the ticks."""
 
 from __future__ import annotations
 
@@ -28,11 +28,11 @@ def scheduled_jobs(services: Services) -> list[Job]:
     settings = services.settings
     jobs: list[Job] = []
     if not settings.missing_for("prints"):
-        from farmsync.prints.routes import run_tick
+        from farmsync.prints.service import run_tick
 
         jobs.append(Job("prints", lambda: run_tick(services)))
     if settings.filament_tracking_enabled and not settings.missing_for("filament"):
-        from farmsync.filament.routes import run_scheduled
+        from farmsync.filament.service import run_scheduled
 
         jobs.append(Job("filament", lambda: run_scheduled(services)))
     if settings.gcode_source_dir is not None:

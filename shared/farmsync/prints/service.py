@@ -1,4 +1,7 @@
-"""HTTP handlers for print sync: the webhook, the tick, backfill, one archive, and status."""
+"""Print sync as plain use cases: the tick, backfill, one archive, status, and what a notification triggers.
+
+The CLI, ``farmsync serve``'s scheduler, the benchmarks and the HTTP handlers all call these, so a print takes the same path however it was asked for.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +9,14 @@ import time
 from typing import Any
 
 from farmsync.coalesce import coalescer
-from farmsync.errors import InputError
 from farmsync.human import iso_time, with_iso_times
 from farmsync.prints import tick as ticks
 from farmsync.prints.pipeline import PrintSync
 from farmsync.prints.window import Window
-from farmsync.services import Services, get_services
+from farmsync.services import Services
 from farmsync.store import State
-from farmsync.web.call import Call
 
-WEBHOOK_BUDGET_SECONDS = 20.0  # Bambuddy gives up after 30 s and never retries
-WEBHOOK_MAX_BODY_BYTES = 8 * 1024 * 1024
-"""Bambuddy attaches the finish photo as base64 ``image`` (bodies up to about 3.4 MB) and never retries a 413.
-The body is only a trigger: nothing in it, the image least of all, is stored or logged."""
+NOTIFICATION_BUDGET_SECONDS = 20.0  # Bambuddy gives up after 30 s and never retries
 TRIGGER_EVENTS = frozenset({"print_complete", "print_failed", "print_stopped"})
 IGNORED_EVENTS_NOTE = "only print_complete, print_failed and print_stopped trigger a sync"
 
@@ -44,33 +42,10 @@ async def remember(services: Services, name: str, report: ticks.RunReport) -> No
     )
 
 
-async def webhook(call: Call) -> Any:
-    """Bambuddy's notification carries no ids: it only triggers an incremental tick (answered within 20 s)."""
-    payload = await call.json(required=True, limit=WEBHOOK_MAX_BODY_BYTES)
-    if not isinstance(payload, dict):
-        raise InputError(
-            "the webhook body must be a JSON object", field="body", expected="a JSON object", status_code=422
-        )
-    event = payload.get("event")
-    if event is not None and not isinstance(event, str):
-        raise InputError(
-            "'event' must be a string",
-            field="event",
-            expected="a string such as print_complete",
-            status_code=422,
-        )
-    if event is not None and event not in TRIGGER_EVENTS:
-        return {"accepted": True, "event": event, "triggered": False, "note": IGNORED_EVENTS_NOTE}
-    services = get_services()
-    budget = min(WEBHOOK_BUDGET_SECONDS, services.settings.tick_time_budget_seconds)
-    report = await run_tick(services, budget=budget, trigger="webhook")
-    return {"accepted": True, "event": event, "triggered": True, **report.as_dict()}
-
-
 async def run_tick(
     services: Services, *, budget: float | None = None, trigger: str = "tick"
 ) -> ticks.RunReport:
-    """One incremental tick, remembered for status pages (the scheduler and the CLI call this too).
+    """One incremental tick, remembered for status pages.
 
     Concurrent calls in one process are coalesced (farmsync.coalesce): a storm of webhooks costs at most the tick
     in flight plus one queued tick, and every caller still answers after a tick that started after it arrived.
@@ -84,44 +59,43 @@ async def run_tick(
     return await coalescer(services.state, "print-tick").run(one_tick)
 
 
-async def tick(call: Call) -> Any:
-    """One incremental tick (Cloud Scheduler HTTP, or a Pub/Sub CloudEvent whose body we do not need)."""
-    await call.body()  # a CloudEvent or an empty POST: the content carries no options we rely on
-    return (await run_tick(get_services())).as_dict()
+async def on_notification(services: Services, event: str | None) -> dict[str, Any]:
+    """Bambuddy's notification carries no ids: a finished print's event only triggers a tick, answered within
+    20 s; any other event is acknowledged and ignored."""
+    if event is not None and event not in TRIGGER_EVENTS:
+        return {"accepted": True, "event": event, "triggered": False, "note": IGNORED_EVENTS_NOTE}
+    budget = min(NOTIFICATION_BUDGET_SECONDS, services.settings.tick_time_budget_seconds)
+    report = await run_tick(services, budget=budget, trigger="webhook")
+    return {"accepted": True, "event": event, "triggered": True, **report.as_dict()}
 
 
-async def backfill(call: Call) -> Any:
-    from farmsync.web.app import BUDGET, MAX_ARCHIVES  # the bounds the API description states
-
-    max_archives = MAX_ARCHIVES.read_integer(call)
-    budget = BUDGET.read_integer(call)
-    retry = call.choice("retry", ("now",))
-    services = get_services()
+async def backfill(
+    services: Services,
+    *,
+    max_archives: int | None = None,
+    budget: float | None = None,
+    retry_now: bool = False,
+    progress: ticks.Progress | None = None,
+) -> ticks.RunReport:
+    """Sync every completed print not yet synced, remembered as the last backfill."""
     report = await ticks.backfill(
         print_sync(services),
         max_archives=max_archives,
-        budget=float(budget) if budget else None,
-        retry_now=retry == "now",
+        budget=budget,
+        retry_now=retry_now,
+        progress=progress,
     )
     await remember(services, "backfill", report)
-    return report.as_dict()
+    return report
 
 
-async def sync_archive(call: Call) -> Any:
-    force = bool(call.flag("force", False))
-    archive_id = int(call.path_params["archive_id"])
-    services = get_services()
-    report = await ticks.sync_archive(print_sync(services), archive_id, force=force)
-    return report.as_dict()
-
-
-async def status(call: Call) -> Any:
-    """Counts per state, the cursor, the last tick and backfill, pending, parked and recent failures."""
-    services = get_services()
-    return await print_status(services)
+async def sync_archive(services: Services, archive_id: int, *, force: bool = False) -> ticks.RunReport:
+    """Sync one archive now (each of its completed runs); ``force`` refreshes an already synced print."""
+    return await ticks.sync_archive(print_sync(services), archive_id, force=force)
 
 
 async def print_status(services: Services) -> dict[str, Any]:
+    """Counts per state, the cursor, the last tick and backfill, pending, parked and recent failures."""
     store = services.store
     out: dict[str, Any] = {"unit": services.settings.sync_unit.value}
     for namespace in ("run", "archive"):
