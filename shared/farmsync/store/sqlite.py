@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -200,7 +200,7 @@ class SqliteStore(Store):
                 return Claim(outcome, record, owner)
             return Claim(outcome, current)
 
-    def _update_held(self, claim: Claim, change: Any) -> Record:
+    def _update_held(self, claim: Claim, change: Callable[[Record, float], Record]) -> Record:
         if not claim.held or claim.record is None:
             raise LeaseLost(f"{claim.outcome} claims cannot be changed")
         with self._transaction() as db:
