@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import json
 import sys
 from typing import Any
@@ -49,7 +50,10 @@ class LazyGroup(click.Group):
         if command is not None or name not in LAZY_COMMANDS:
             return command
         module_name, attribute = LAZY_COMMANDS[name].split(":")
-        return getattr(importlib.import_module(module_name), attribute)
+        found = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(found, click.Command):
+            raise TypeError(f"{LAZY_COMMANDS[name]} is not a click command")
+        return found
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -61,7 +65,8 @@ class LazyGroup(click.Group):
             name = args[0] if args else ""
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.5)
             if close and not name.startswith("-"):
-                exc.message += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+                hint = " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+                raise click.UsageError(exc.message + hint, exc.ctx) from None
             raise
 
     @staticmethod

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from farmsync.errors import ConfigError
@@ -310,7 +311,7 @@ class Settings(BaseSettings):
         return out
 
 
-def _explain(error: dict[str, Any]) -> str:
+def _explain(error: ErrorDetails) -> str:
     """One line for one pydantic error: the variable, what was expected, and what was wrong (no secrets)."""
     loc = [str(part) for part in error.get("loc", ()) if part != "__root__"]
     name = loc[0].upper() if loc else "settings"
@@ -335,7 +336,7 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
     if env_file is not None and not Path(env_file).exists():
         raise ConfigError(f"{ENV_FILE_VARIABLE}: file {str(env_file)!r} does not exist")
     try:
-        return Settings(_env_file=path, **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=path, **overrides)
     except ValidationError as exc:
         raise ConfigError([_explain(e) for e in exc.errors(include_url=False)]) from None
 
