@@ -1,7 +1,7 @@
 """One settings model for every entry point, read from the environment and an optional ``.env``.
 
-Every variable of the predecessor sidecar is accepted under the same name and default, so an existing ``.env``
-works unchanged. New settings have names that say what they do; ``.env.example`` documents each in one line.
+The variables an existing print-farm ``.env`` already holds (Bambuddy, InvenTree, print and filament sync) keep
+their names and defaults, so such a file works unchanged. New settings have names that say what they do; ``.env.example`` documents each in one line.
 Secrets are ``SecretStr``: they never print, and a bad value is reported without echoing it.
 """
 
@@ -26,7 +26,7 @@ CommaList = Annotated[list[str], NoDecode]
 
 
 def default_data_dir() -> Path:
-    """``./data`` beside where farmsync runs; the container image sets ``DATA_DIR=/data`` like the predecessor."""
+    """``./data`` beside where farmsync runs; the container image sets ``DATA_DIR=/data``, where existing deployments keep their data."""
     return Path("data")
 
 
@@ -37,7 +37,7 @@ class StoreBackend(StrEnum):
 
 class SyncUnit(StrEnum):
     RUN = "run"  # one StockItem per completed print-log run
-    ARCHIVE = "archive"  # the predecessor's rule: one StockItem per archive
+    ARCHIVE = "archive"  # one StockItem per archive, as existing ``bambuddy-<archive>`` batches were made
 
 
 class BatchSource(StrEnum):
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         env_ignore_empty=True,
     )
 
-    # --- Predecessor: connections -------------------------------------------------------------------------
+    # --- Existing names: connections ----------------------------------------------------------------------
     bambuddy_base_url: str = ""
     bambuddy_api_key: SecretStr = SecretStr("")
     inventree_base_url: str = ""
@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     service_api_token: SecretStr = SecretStr("")
     webhook_shared_secret: SecretStr = SecretStr("")
 
-    # --- Predecessor: print sync ----------------------------------------------------------------------------
+    # --- Existing names: print sync -------------------------------------------------------------------------
     sync_success_only: bool = True
     sync_part_images: bool = True
     overwrite_part_images: bool = False
@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     sync_on_startup: bool = False
     http_timeout_seconds: float = Field(30.0, gt=0)
 
-    # --- Predecessor: filament --------------------------------------------------------------------------------
+    # --- Existing names: filament -----------------------------------------------------------------------------
     filament_tracking_enabled: bool = False
     filament_dry_run: bool = True
     filament_part_category_id: int | None = None
@@ -246,7 +246,7 @@ class Settings(BaseSettings):
 
     @property
     def inventree_root_url(self) -> str:
-        """INVENTREE_BASE_URL with any trailing ``/api`` removed: the predecessor accepted both forms."""
+        """INVENTREE_BASE_URL with any trailing ``/api`` removed: existing ``.env`` files use both forms."""
         url = self.inventree_base_url.rstrip("/")
         return url[: -len("/api")] if url.endswith("/api") else url
 
@@ -258,7 +258,7 @@ class Settings(BaseSettings):
 
     @property
     def sqlite_path(self) -> Path:
-        """The embedded store, in the same file name the predecessor used for its ledger."""
+        """The embedded store, ``sync.sqlite3``: the file name existing deployments already keep in DATA_DIR."""
         return self.data_dir / "sync.sqlite3"
 
     def missing_for(self, feature: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 WAL lets readers run beside a writer; every claim, renew, complete and release is one ``BEGIN IMMEDIATE``
 transaction, so the read-check-write of a claim cannot interleave with another process's. The tables carry a
-``farmsync_`` prefix so they can live in the predecessor's ``sync.sqlite3`` without touching its ledger.
+``farmsync_`` prefix so they can share an existing ``sync.sqlite3`` with the ledger tables already in it.
 """
 
 from __future__ import annotations
