@@ -12,12 +12,15 @@ import importlib
 import importlib.util
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from farmsync import __version__
 from farmsync.errors import ConfigError, FarmsyncError
+
+if TYPE_CHECKING:
+    from farmsync.settings import Settings
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -96,7 +99,7 @@ def cli(ctx: click.Context, env_file: str | None) -> None:
     ctx.obj["env_file"] = env_file
 
 
-def load_settings_for(ctx: click.Context, **overrides: Any) -> Any:
+def load_settings_for(ctx: click.Context, **overrides: Any) -> Settings:
     """Settings for a subcommand, honouring ``--env-file``; ConfigError bubbles up to :func:`main`."""
     from farmsync.settings import load_settings
 
