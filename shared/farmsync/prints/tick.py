@@ -24,7 +24,8 @@ from farmsync.errors import InputError, UpstreamNotFound
 from farmsync.logs import action, get_logger
 from farmsync.prints import window as windows
 from farmsync.prints.pipeline import HELD_REASON, IN_PROGRESS, PrintSync, Unit, archive_unit, run_unit
-from farmsync.prints.report import ItemOutcome, ItemReport, RunReport
+from farmsync.prints.report import ItemOutcome, ItemReport
+from farmsync.prints.report import RunReport as RunReport  # callers name it ticks.RunReport
 from farmsync.prints.window import Row, Window
 from farmsync.store import Cursor, State
 
