@@ -312,7 +312,7 @@ async def _build(factory: BackendFactory, printer: PrinterConfig) -> PrinterBack
     backend = factory(printer)
     if inspect.isawaitable(backend):
         backend = await backend
-    return backend  # type: ignore[return-value]
+    return backend
 
 
 async def _close_quietly(backend: PrinterBackend) -> None:
