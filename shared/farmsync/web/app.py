@@ -14,7 +14,7 @@ from typing import Any
 from farmsync.services import get_services
 from farmsync.web.auth import require_service_token, require_webhook_secret
 from farmsync.web.call import Call
-from farmsync.web.router import Param, Route, Router
+from farmsync.web.router import Auth, Param, Route, Router
 
 
 def lazy(target: str) -> Callable[[Call], Awaitable[Any]]:
@@ -216,14 +216,14 @@ app_router = Router(ROUTES, authorize)
 api_router = Router([r for r in ROUTES if r.path in MANUAL_PATHS], authorize)
 
 
-def single(method: str, target: str, auth: str) -> Router:
+def single(method: str, target: str, auth: Auth) -> Router:
     """A router that runs one handler on any path (a deployed function's own URL), plus /health."""
     handler = lazy(target)
     return Router(
         [
             Route("GET", "/health", lazy(f"{W}:health"), "none"),
-            Route(method, "/{rest:path}", handler, auth),  # type: ignore[arg-type]
+            Route(method, "/{rest:path}", handler, auth),
             Route(method, "/", handler, auth),
-        ],  # type: ignore[arg-type]
+        ],
         authorize,
     )
