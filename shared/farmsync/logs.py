@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def trace_from_headers(headers: Any, project: str | None) -> str | None:
+def trace_from_headers(headers: Mapping[str, str], project: str | None) -> str | None:
     """Cloud Logging's trace name from ``X-Cloud-Trace-Context`` or W3C ``traceparent``, if the request has one."""
     trace_id = None
     cloud = headers.get("x-cloud-trace-context")
