@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup setup-system setup-printers lint fmt test test-fast demo bench clean
+.PHONY: setup setup-system setup-printers lint typecheck fmt test test-fast demo bench clean
 
 setup: $(STAMP)
 
@@ -38,12 +38,16 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy, strict on the library (settings in pyproject.toml's [tool.mypy]).
+typecheck: setup
+	$(BIN)/mypy
+
 fmt: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 # The Firestore emulator is started on a free loopback port unless FIRESTORE_EMULATOR_HOST is set.
-test: setup-system lint setup-printers
+test: setup-system lint typecheck setup-printers
 	$(BIN)/python -m tests.emulator -- $(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: setup
@@ -56,4 +60,4 @@ bench: setup-system setup setup-printers
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .printer-venvs .pytest_cache .ruff_cache build shared/*.egg-info
+	rm -rf $(VENV) .printer-venvs .pytest_cache .ruff_cache .mypy_cache build shared/*.egg-info

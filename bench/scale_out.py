@@ -50,7 +50,7 @@ from farmsync.filament.ledger import usage_id_of
 from farmsync.filament.run import run_filament
 from farmsync.filament.usage import USAGE_STREAM
 from farmsync.prints import tick as ticks
-from farmsync.prints.routes import print_sync
+from farmsync.prints.service import print_sync
 from farmsync.services import Services
 from farmsync.sim.server import SimFarm
 from farmsync.store import EMULATOR_VARIABLE

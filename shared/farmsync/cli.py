@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from farmsync import __version__
 from farmsync.errors import ConfigError, FarmsyncError
+
+if TYPE_CHECKING:
+    from farmsync.settings import Settings
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -49,7 +53,10 @@ class LazyGroup(click.Group):
         if command is not None or name not in LAZY_COMMANDS:
             return command
         module_name, attribute = LAZY_COMMANDS[name].split(":")
-        return getattr(importlib.import_module(module_name), attribute)
+        found = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(found, click.Command):
+            raise TypeError(f"{LAZY_COMMANDS[name]} is not a click command")
+        return found
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -61,7 +68,8 @@ class LazyGroup(click.Group):
             name = args[0] if args else ""
             close = difflib.get_close_matches(name, self.list_commands(ctx), n=2, cutoff=0.5)
             if close and not name.startswith("-"):
-                exc.message += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+                hint = " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+                raise click.UsageError(exc.message + hint, exc.ctx) from None
             raise
 
     @staticmethod
@@ -91,7 +99,7 @@ def cli(ctx: click.Context, env_file: str | None) -> None:
     ctx.obj["env_file"] = env_file
 
 
-def load_settings_for(ctx: click.Context, **overrides: Any) -> Any:
+def load_settings_for(ctx: click.Context, **overrides: Any) -> Settings:
     """Settings for a subcommand, honouring ``--env-file``; ConfigError bubbles up to :func:`main`."""
     from farmsync.settings import load_settings
 

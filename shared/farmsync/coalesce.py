@@ -76,6 +76,12 @@ def coalescer(owner: dict[str, Any], name: str) -> Coalescer[Any]:
     return found
 
 
+async def coalesced(owner: dict[str, Any], name: str, work: Callable[[], Awaitable[T]]) -> T:
+    """``work`` run through the coalescer called ``name`` (see :func:`coalescer`), typed by what it returns."""
+    shared: Coalescer[T] = coalescer(owner, name)
+    return await shared.run(work)
+
+
 def _mark_retrieved(future: asyncio.Future[Any]) -> None:
     """A shared run's error was delivered to the callers that waited; don't log it again as never retrieved."""
     if not future.cancelled():

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def human_size(size: int | None) -> str:
@@ -99,7 +102,7 @@ def human_time(value: Any, now: datetime | None = None) -> str:
     return f"in {span} ({clock})" if delta > 0 else f"{span} ago ({clock})"
 
 
-def report_console(**kwargs: Any) -> Any:
+def report_console(**kwargs: Any) -> Console:
     """A rich console for a command's report on stdout.
 
     On a terminal it is the terminal's width; piped (cron mail, ``| less``) it is 160 columns unless ``COLUMNS``

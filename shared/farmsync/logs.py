@@ -13,8 +13,11 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 REDACTED = "[redacted]"
 _secrets: set[str] = set()
@@ -106,7 +109,7 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def trace_from_headers(headers: Any, project: str | None) -> str | None:
+def trace_from_headers(headers: Mapping[str, str], project: str | None) -> str | None:
     """Cloud Logging's trace name from ``X-Cloud-Trace-Context`` or W3C ``traceparent``, if the request has one."""
     trace_id = None
     cloud = headers.get("x-cloud-trace-context")
@@ -120,7 +123,7 @@ def trace_from_headers(headers: Any, project: str | None) -> str | None:
     return f"projects/{project}/traces/{trace_id}" if project else trace_id
 
 
-def configure(log_format: str = "auto", level: str = "INFO", stream: Any = None) -> None:
+def configure(log_format: str = "auto", level: str = "INFO", stream: TextIO | None = None) -> None:
     """Install one handler on the farmsync logger (idempotent: a second call replaces the first)."""
     stream = stream or sys.stderr
     use_json = log_format == "json" or (
@@ -145,7 +148,7 @@ def action(logger: logging.Logger, message: str, level: int = logging.INFO, **fi
 class _ConsoleStream:
     """A file-like stream that prints through a rich console, so lines land above a live progress bar."""
 
-    def __init__(self, console: Any) -> None:
+    def __init__(self, console: Console) -> None:
         self.console = console
 
     def write(self, text: str) -> int:
@@ -159,7 +162,7 @@ class _ConsoleStream:
 
 
 @contextlib.contextmanager
-def through_console(console: Any) -> Iterator[None]:
+def through_console(console: Console) -> Iterator[None]:
     """While a rich progress bar is live, route the farmsync log handlers through its console.
 
     Writing to stderr directly would print onto the bar (``0:00:0205:49:09 WARNING …``); rich prints console

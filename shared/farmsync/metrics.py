@@ -18,7 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics_core import Metric
 
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 """Seconds. A print tick is usually under a second when idle; a first G-code sync of a farm takes minutes."""
@@ -158,7 +162,7 @@ class _Collector:
     def __init__(self) -> None:
         self.store_up: float = 0.0
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
         from farmsync.clients.http import COUNTERS as REQUESTS
@@ -202,12 +206,12 @@ def _bound(value: float) -> str:
     return repr(float(value))
 
 
-_registry: Any = None
+_registry: CollectorRegistry | None = None
 _collector: _Collector | None = None
 _registry_lock = threading.Lock()
 
 
-def registry() -> tuple[Any, _Collector]:
+def registry() -> tuple[CollectorRegistry, _Collector]:
     """This process's registry (made on first scrape) and the collector whose store gauge the route sets."""
     global _registry, _collector
     with _registry_lock:
@@ -217,7 +221,7 @@ def registry() -> tuple[Any, _Collector]:
             _collector = _Collector()
             _registry = CollectorRegistry(auto_describe=False)
             _registry.register(_collector)
-        assert _collector is not None
+        assert _registry is not None and _collector is not None
         return _registry, _collector
 
 

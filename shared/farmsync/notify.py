@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from farmsync import metrics
@@ -35,6 +35,9 @@ from farmsync.errors import InputError, StoreError
 from farmsync.logs import RedactingFilter, action, get_logger, register_secrets
 from farmsync.settings import Settings
 from farmsync.store import AsyncStore, State
+
+if TYPE_CHECKING:
+    from farmsync.filament.match import Conflict
 
 log = get_logger("notify")
 
@@ -312,7 +315,7 @@ async def parked_prints(settings: Settings, store: AsyncStore, names: dict[str, 
     return await deliver(settings, store, events)
 
 
-def conflict_key(conflict: Any) -> str:
+def conflict_key(conflict: Conflict) -> str:
     """``conflict:<tag>:<hash>``: the same conflict keeps its key; a changed one (another item, another
     spool) is a new event."""
     digest = hashlib.sha256(
@@ -324,8 +327,8 @@ def conflict_key(conflict: Any) -> str:
 
 
 @never_raises
-async def spool_conflicts(settings: Settings, store: AsyncStore, conflicts: Iterable[Any]) -> Outcome:
-    """Each filament conflict (:class:`farmsync.filament.match.Conflict`) not notified yet."""
+async def spool_conflicts(settings: Settings, store: AsyncStore, conflicts: Iterable[Conflict]) -> Outcome:
+    """Each filament conflict not notified yet."""
     if not enabled(settings, "conflict"):
         return Outcome()
     events = [

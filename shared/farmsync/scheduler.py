@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from farmsync.logs import action, get_logger
 
 log = get_logger("scheduler")
 
-JobFunction = Callable[[], Awaitable[Any]]
+JobFunction = Callable[[], Coroutine[Any, Any, Any]]
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """One settings model for every entry point, read from the environment and an optional ``.env``.
 
-Every variable of the predecessor sidecar is accepted under the same name and default, so an existing ``.env``
-works unchanged. New settings have names that say what they do; ``.env.example`` documents each in one line.
+The variables an existing print-farm ``.env`` already holds (Bambuddy, InvenTree, print and filament sync) keep
+their names and defaults, so such a file works unchanged. New settings have names that say what they do; ``.env.example`` documents each in one line.
 Secrets are ``SecretStr``: they never print, and a bad value is reported without echoing it.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from farmsync.errors import ConfigError
@@ -25,7 +26,7 @@ CommaList = Annotated[list[str], NoDecode]
 
 
 def default_data_dir() -> Path:
-    """``./data`` beside where farmsync runs; the container image sets ``DATA_DIR=/data`` like the predecessor."""
+    """``./data`` beside where farmsync runs; the container image sets ``DATA_DIR=/data``, where existing deployments keep their data."""
     return Path("data")
 
 
@@ -36,7 +37,7 @@ class StoreBackend(StrEnum):
 
 class SyncUnit(StrEnum):
     RUN = "run"  # one StockItem per completed print-log run
-    ARCHIVE = "archive"  # the predecessor's rule: one StockItem per archive
+    ARCHIVE = "archive"  # one StockItem per archive, as existing ``bambuddy-<archive>`` batches were made
 
 
 class BatchSource(StrEnum):
@@ -82,7 +83,7 @@ class Settings(BaseSettings):
         env_ignore_empty=True,
     )
 
-    # --- Predecessor: connections -------------------------------------------------------------------------
+    # --- Existing names: connections ----------------------------------------------------------------------
     bambuddy_base_url: str = ""
     bambuddy_api_key: SecretStr = SecretStr("")
     inventree_base_url: str = ""
@@ -93,7 +94,7 @@ class Settings(BaseSettings):
     service_api_token: SecretStr = SecretStr("")
     webhook_shared_secret: SecretStr = SecretStr("")
 
-    # --- Predecessor: print sync ----------------------------------------------------------------------------
+    # --- Existing names: print sync -------------------------------------------------------------------------
     sync_success_only: bool = True
     sync_part_images: bool = True
     overwrite_part_images: bool = False
@@ -110,7 +111,7 @@ class Settings(BaseSettings):
     sync_on_startup: bool = False
     http_timeout_seconds: float = Field(30.0, gt=0)
 
-    # --- Predecessor: filament --------------------------------------------------------------------------------
+    # --- Existing names: filament -----------------------------------------------------------------------------
     filament_tracking_enabled: bool = False
     filament_dry_run: bool = True
     filament_part_category_id: int | None = None
@@ -245,7 +246,7 @@ class Settings(BaseSettings):
 
     @property
     def inventree_root_url(self) -> str:
-        """INVENTREE_BASE_URL with any trailing ``/api`` removed: the predecessor accepted both forms."""
+        """INVENTREE_BASE_URL with any trailing ``/api`` removed: existing ``.env`` files use both forms."""
         url = self.inventree_base_url.rstrip("/")
         return url[: -len("/api")] if url.endswith("/api") else url
 
@@ -257,7 +258,7 @@ class Settings(BaseSettings):
 
     @property
     def sqlite_path(self) -> Path:
-        """The embedded store, in the same file name the predecessor used for its ledger."""
+        """The embedded store, ``sync.sqlite3``: the file name existing deployments already keep in DATA_DIR."""
         return self.data_dir / "sync.sqlite3"
 
     def missing_for(self, feature: str) -> list[str]:
@@ -310,7 +311,7 @@ class Settings(BaseSettings):
         return out
 
 
-def _explain(error: dict[str, Any]) -> str:
+def _explain(error: ErrorDetails) -> str:
     """One line for one pydantic error: the variable, what was expected, and what was wrong (no secrets)."""
     loc = [str(part) for part in error.get("loc", ()) if part != "__root__"]
     name = loc[0].upper() if loc else "settings"
@@ -335,7 +336,7 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
     if env_file is not None and not Path(env_file).exists():
         raise ConfigError(f"{ENV_FILE_VARIABLE}: file {str(env_file)!r} does not exist")
     try:
-        return Settings(_env_file=path, **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=path, **overrides)
     except ValidationError as exc:
         raise ConfigError([_explain(e) for e in exc.errors(include_url=False)]) from None
 

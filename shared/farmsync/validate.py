@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from farmsync.clients.bambuddy import WRITE_SCOPE_NAMES
 from farmsync.errors import ConfigError, StoreError, UpstreamError, UpstreamNotFound
 from farmsync.security import token_warnings
 from farmsync.services import Services
+from farmsync.settings import Settings
+
+if TYPE_CHECKING:
+    from farmsync.clients.bambuddy import BambuddyClient
+    from farmsync.clients.inventree import InvenTreeClient
+    from farmsync.gcode.config import PrinterConfig
 
 
 class Checks:
@@ -30,7 +36,9 @@ class Checks:
         return not any(item["level"] == "error" for item in self.items)
 
 
-async def _location(checks: Checks, inventree: Any, name: str, pk: int | None, *, required: bool) -> None:
+async def _location(
+    checks: Checks, inventree: InvenTreeClient, name: str, pk: int | None, *, required: bool
+) -> None:
     if pk is None:
         if required:
             checks.add(name, "error", "not set")
@@ -50,7 +58,9 @@ async def _location(checks: Checks, inventree: Any, name: str, pk: int | None, *
         checks.add(name, "ok", f"stock location {pk} ({location.name})")
 
 
-async def _category(checks: Checks, inventree: Any, name: str, pk: int | None, *, required: bool) -> None:
+async def _category(
+    checks: Checks, inventree: InvenTreeClient, name: str, pk: int | None, *, required: bool
+) -> None:
     if pk is None:
         if required:
             checks.add(name, "error", "not set")
@@ -70,7 +80,9 @@ async def _category(checks: Checks, inventree: Any, name: str, pk: int | None, *
         checks.add(name, "ok", f"part category {pk} ({category.name})")
 
 
-async def _write_scopes(checks: Checks, bambuddy: Any, settings: Any, *, auth_enabled: bool | None) -> None:
+async def _write_scopes(
+    checks: Checks, bambuddy: BambuddyClient, settings: Settings, *, auth_enabled: bool | None
+) -> None:
     """The Bambuddy writes the settings ask for need the key's write scopes (a 403 only shows at write time)."""
     needed = []
     if settings.sync_archive_external_link:
@@ -96,7 +108,7 @@ async def _write_scopes(checks: Checks, bambuddy: Any, settings: Any, *, auth_en
             )
 
 
-def _bambu_printers(printers_file: Path) -> list[Any]:
+def _bambu_printers(printers_file: Path) -> list[PrinterConfig]:
     """The Bambu printers of printers.yml (none when there is no such file)."""
     from farmsync.gcode.backends.base import Kind
     from farmsync.gcode.config import load_printers
@@ -106,10 +118,13 @@ def _bambu_printers(printers_file: Path) -> list[Any]:
     return [p for p in load_printers(printers_file) if p.kind is Kind.BAMBU]
 
 
-async def bambu_printer_checks(checks: Checks, printers_file: Path, *, settings: Any, timeout: float) -> None:
+async def bambu_printer_checks(
+    checks: Checks, printers_file: Path, *, settings: Settings | None, timeout: float
+) -> None:
     """Each Bambu printer of printers.yml, all at once: TLS handshake (and whether the certificate was verified),
     FTPS login, the mirror's card folder, MQTT login and print state. Other kinds are checked by their runs."""
     from farmsync.gcode.backends import bambu_backend_for
+    from farmsync.gcode.backends.bambu import BambuBackend
 
     try:
         printers = await asyncio.to_thread(_bambu_printers, Path(printers_file))
@@ -117,10 +132,11 @@ async def bambu_printer_checks(checks: Checks, printers_file: Path, *, settings:
         checks.add("printers.yml", "error", str(exc))
         return
 
-    async def probe(printer: Any) -> list[tuple[str, str, str]]:
+    async def probe(printer: PrinterConfig) -> list[tuple[str, str, str]]:
         backend = bambu_backend_for(printer, timeout=timeout, settings=settings)
+        assert isinstance(backend, BambuBackend)  # the printers are Bambu ones
         try:
-            return await backend.probe()  # type: ignore[attr-defined]
+            return await backend.probe()
         finally:
             await backend.aclose()
 

@@ -161,7 +161,9 @@ async def test_predecessor_item_stands_for_the_earliest_run(sim_farm: SimFarm, f
     report = await ticks.backfill(print_sync(services))
     earliest, *later = sorted(runs_by_archive[archive_id])
     by_run = {i.run_id: i for i in report.items}
-    assert by_run[earliest].stock_item == legacy_pk and "stock:adopted-predecessor" in by_run[earliest].writes
+    assert (
+        by_run[earliest].stock_item == legacy_pk and "stock:adopted-archive-batch" in by_run[earliest].writes
+    )
     assert all(by_run[r].stock_item != legacy_pk for r in later)
     assert f"bambuddy-{archive_id}-{earliest}" not in stock_by_batch(sim_farm)
 

@@ -356,6 +356,8 @@ def test_options_normalise_suffixes():
     assert MirrorOptions(suffixes=("GCODE", "g")).suffixes == (".gcode", ".g")
     with pytest.raises(ValueError):
         MirrorOptions(suffixes=())
+    with pytest.raises(ValueError, match="list of suffixes"):  # not a TypeError from deep in the validator
+        MirrorOptions(suffixes=[".gcode", 3])
 
 
 async def test_buddy_sizes_are_fetched_only_when_they_matter(source):

@@ -23,9 +23,9 @@ def parse_one(system: str, model: type[M], data: Any, method: str, path: str) ->
         return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-        first = errors[0] if errors else {}
-        where = ".".join(str(p) for p in first.get("loc", ())) or "?"
-        detail = f"unexpected {model.__name__} shape at {where}: {first.get('msg', '')}"
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+        message = errors[0]["msg"] if errors else ""
+        detail = f"unexpected {model.__name__} shape at {where or '?'}: {message}"
         raise UpstreamError(system, method, path, detail) from None
 
 

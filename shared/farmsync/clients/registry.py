@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from farmsync.clients.bambuddy import BambuddyClient, normalise_base
 from farmsync.clients.inventree import InvenTreeClient, normalise_root
 
-_CLIENTS: dict[tuple[Any, ...], tuple[Any, asyncio.AbstractEventLoop | None]] = {}
+Client = BambuddyClient | InvenTreeClient
+C = TypeVar("C", BambuddyClient, InvenTreeClient)
+
+_CLIENTS: dict[tuple[Any, ...], tuple[Client, asyncio.AbstractEventLoop | None]] = {}
 
 
 def get_bambuddy(
@@ -28,7 +31,7 @@ def get_bambuddy(
 ) -> BambuddyClient:
     """The process's client for this Bambuddy and key (the key is keyed by hash, never stored twice)."""
     key = ("bambuddy", normalise_base(base_url), _hash(api_key), timeout, id(transport))
-    client = _cached(key)
+    client = _cached(key, BambuddyClient)
     if client is None:
         client = BambuddyClient(base_url, api_key, timeout=timeout, transport=transport)
         _store(key, client)
@@ -45,7 +48,7 @@ def get_inventree(
 ) -> InvenTreeClient:
     """The process's client for this InvenTree and token."""
     key = ("inventree", normalise_root(base_url), _hash(token), timeout, web_url or "", id(transport))
-    client = _cached(key)
+    client = _cached(key, InvenTreeClient)
     if client is None:
         client = InvenTreeClient(base_url, token, timeout=timeout, web_url=web_url, transport=transport)
         _store(key, client)
@@ -62,11 +65,13 @@ async def aclose_all() -> None:
             await client.aclose()
 
 
-def _cached(key: tuple[Any, ...]) -> Any:
+def _cached(key: tuple[Any, ...], kind: type[C]) -> C | None:
     entry = _CLIENTS.get(key)
     if entry is None:
         return None
     client, owner = entry
+    if not isinstance(client, kind):  # the key names the system, so this never happens
+        return None
     loop = _running_loop()
     if client.http.is_closed or (owner is not None and loop is not None and owner is not loop):
         del _CLIENTS[key]
@@ -76,7 +81,7 @@ def _cached(key: tuple[Any, ...]) -> Any:
     return client
 
 
-def _store(key: tuple[Any, ...], client: Any) -> None:
+def _store(key: tuple[Any, ...], client: Client) -> None:
     _CLIENTS[key] = (client, _running_loop())
 
 

@@ -10,10 +10,8 @@ did or would have done.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from farmsync.clients.bambuddy import BambuddyClient
 from farmsync.clients.bambuddy_models import Spool, UsageRecord
@@ -180,5 +178,4 @@ class FilamentSync:
 
     def now(self) -> float:
         """The store's clock (tests move it by hand), for reading lease expiry without claiming."""
-        clock: Any = getattr(self.store.sync, "clock", None)
-        return float(clock()) if callable(clock) else time.time()
+        return self.store.sync.clock()

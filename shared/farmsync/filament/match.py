@@ -174,19 +174,19 @@ def build_index(items: Iterable[StockItem], spools: Iterable[Spool], source: Tag
             index.conflicted_spools.setdefault(spool_id, c)
 
     blocked: set[TagKey] = set()
-    for spool_id, keys in sorted(groups_of_spool.items()):
-        if len(keys) > 1:
-            items_of = [i.pk for k in keys for i in groups[k]]
+    for spool_id, shared_keys in sorted(groups_of_spool.items()):
+        if len(shared_keys) > 1:
+            items_of = [i.pk for k in shared_keys for i in groups[k]]
             c = Conflict(
                 kind="spool_batches",
-                key=", ".join(str(k) for k in keys),
-                batches=sorted({i.batch or "" for k in keys for i in groups[k]}),
+                key=", ".join(str(k) for k in shared_keys),
+                batches=sorted({i.batch or "" for k in shared_keys for i in groups[k]}),
                 stock_items=items_of,
                 spools=[spool_id],
-                detail=f"Bambuddy spool {spool_id} matches {len(keys)} different InvenTree batches",
+                detail=f"Bambuddy spool {spool_id} matches {len(shared_keys)} different InvenTree batches",
             )
-            conflict(c, keys, [spool_id])
-            blocked.update(keys)
+            conflict(c, shared_keys, [spool_id])
+            blocked.update(shared_keys)
 
     for key, members in sorted(groups.items()):
         spools_here = candidates[key]

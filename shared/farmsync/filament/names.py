@@ -7,13 +7,16 @@ Reports keep ids (scripts and ``--json`` need them); the CLI turns them into "Pr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from farmsync.clients.inventree_models import StockItem
 
+if TYPE_CHECKING:
+    from farmsync.filament.context import FilamentSync
 
-def collect_names(ctx: Any, items: Mapping[int, StockItem]) -> dict[str, dict[int, str]]:
-    """Location, stock item and Bambuddy spool names known to ``ctx`` (a FilamentSync) after its run.
+
+def collect_names(ctx: FilamentSync, items: Mapping[int, StockItem]) -> dict[str, dict[int, str]]:
+    """Location, stock item and Bambuddy spool names known to ``ctx`` after its run.
 
     ``items`` is the run's view of InvenTree's filament items taken *before* the steps ran: a depleted item
     leaves the live view, but its usage line still needs a name.
@@ -23,17 +26,17 @@ def collect_names(ctx: Any, items: Mapping[int, StockItem]) -> dict[str, dict[in
         detail = item.location_detail
         if item.location is not None and detail is not None and (detail.pathstring or detail.name):
             locations[item.location] = detail.pathstring or detail.name or ""
-    for pk, check in getattr(ctx, "_locations", {}).items():
+    for pk, check in ctx._locations.items():
         if check.name:
             locations[pk] = check.name
-    parts = {pk: info.name for pk, info in getattr(ctx, "_parts", {}).items() if info.name}
+    parts = {pk: info.name for pk, info in ctx._parts.items() if info.name}
     stock_items: dict[int, str] = {}
     for item in items.values():
-        detail = item.part_detail
-        name = parts.get(item.part) or (detail and (detail.full_name or detail.name)) or f"part {item.part}"
+        part = item.part_detail
+        name = parts.get(item.part) or (part and (part.full_name or part.name)) or f"part {item.part}"
         stock_items[item.pk] = f"{name} (batch {item.batch})" if item.batch else name
     spools: dict[int, str] = {}
-    for spool in getattr(ctx, "spools", {}).values():
+    for spool in ctx.spools.values():
         words = [w for w in (spool.brand, spool.material, spool.subtype, spool.color_name) if w]
         spools[spool.id] = " ".join(words) or f"spool {spool.id}"
     return {"locations": locations, "stock_items": stock_items, "spools": spools}

@@ -137,9 +137,9 @@ def part_info(
     else:
         info.color_name = colour
     for field in ("label_weight", "core_weight"):
-        parameter = first(field)
-        if parameter is not None:
-            setattr(info, field, _grams(parameter))
+        weight = first(field)
+        if weight is not None:
+            setattr(info, field, _grams(weight))
     return info
 
 

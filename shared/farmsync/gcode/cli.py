@@ -103,7 +103,9 @@ class GcodeCommand(click.Command):
         try:
             return super().parse_args(ctx, expand_greedy(args, flags))
         except click.UsageError as exc:
-            exc.exit_code = EXIT_USAGE
+            # click declares exit_code a ClassVar, but an instance value is what it reads; a new exception of a
+            # subclass would lose the message a MissingParameter builds when shown
+            exc.exit_code = EXIT_USAGE  # type: ignore[misc]
             raise
 
 

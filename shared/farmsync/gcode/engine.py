@@ -83,7 +83,9 @@ class MirrorOptions(BaseModel):
     def _suffixes(cls, value: object) -> tuple[str, ...]:
         if isinstance(value, str):
             value = [value]
-        suffixes = normalize_suffixes(value)  # type: ignore[arg-type]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ValueError("expected a suffix or a list of suffixes, e.g. .gcode")
+        suffixes = normalize_suffixes(value)
         if not suffixes:
             raise ValueError("at least one suffix is needed")
         return suffixes
@@ -312,7 +314,7 @@ async def _build(factory: BackendFactory, printer: PrinterConfig) -> PrinterBack
     backend = factory(printer)
     if inspect.isawaitable(backend):
         backend = await backend
-    return backend  # type: ignore[return-value]
+    return backend
 
 
 async def _close_quietly(backend: PrinterBackend) -> None:

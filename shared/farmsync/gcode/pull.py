@@ -304,7 +304,7 @@ class _Pull:
         report.destination = scope
         try:
             built = factory(state.config)
-            state.backend = await built if inspect.isawaitable(built) else built  # type: ignore[assignment]
+            state.backend = await built if inspect.isawaitable(built) else built
             backend = state.backend
             assert backend is not None
             try:

@@ -91,7 +91,7 @@ class PullReport(BaseModel):
     problems: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's own form; mypy refuses decorated properties
     @property
     def exit_code(self) -> int:
         """2 on any conflict, failure or source problem, or when every selected printer was deferred."""

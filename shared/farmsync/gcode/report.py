@@ -88,7 +88,7 @@ class MirrorReport(BaseModel):
     problems: list[str] = Field(default_factory=list)  # source files left out, for every printer
     notes: list[str] = Field(default_factory=list)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's own form; mypy refuses decorated properties
     @property
     def exit_code(self) -> int:
         """0 when nothing failed; 2 on any failure or when every selected printer was deferred."""

@@ -9,12 +9,17 @@ extra request when farmsync uploads it, and one request per part when the part a
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from farmsync.clients.inventree import stock_web_url
 from farmsync.errors import FarmsyncError, StoreError
 from farmsync.prints import keys
 from farmsync.store import AsyncStore
+
+if TYPE_CHECKING:
+    from farmsync.clients.bambuddy import Thumbnail
+    from farmsync.clients.bambuddy_models import Archive
+    from farmsync.prints.pipeline import PrintSync, Unit
 
 THUMB_NS = "page-thumb"  # IPN -> {"type": content type, "data": base64}
 NO_THUMB_NS = (
@@ -35,7 +40,7 @@ def archive_web_url(bambuddy_base_url: str, archive_id: int) -> str:
     return f"{root}/archives/{int(archive_id)}"
 
 
-async def keep_thumbnail(store: AsyncStore, ipn: str, archive_id: int, thumbnail: Any) -> bool:
+async def keep_thumbnail(store: AsyncStore, ipn: str, archive_id: int, thumbnail: Thumbnail) -> bool:
     """Store an archive's thumbnail for the page when it is small and a plain image; True when kept.
 
     Why "none" is kept per archive and the picture per part: two runs of one part may come from two archives,
@@ -53,7 +58,7 @@ async def keep_thumbnail(store: AsyncStore, ipn: str, archive_id: int, thumbnail
     return True
 
 
-async def thumbnail_for(sync: Any, ipn: str, archive_id: int) -> bool:
+async def thumbnail_for(sync: PrintSync, ipn: str, archive_id: int) -> bool:
     """Whether the page has a thumbnail for this part, reading the archive's once when none was kept yet."""
     kept = await sync.store.get_value(THUMB_NS, ipn)
     if kept is not None and "data" in kept:
@@ -71,8 +76,8 @@ async def thumbnail_for(sync: Any, ipn: str, archive_id: int) -> bool:
 
 
 async def page_fields(
-    sync: Any, unit: Any, archive: Any, part_pk: int, ipn: str, stock_item: int | None
-) -> dict:
+    sync: PrintSync, unit: Unit, archive: Archive, part_pk: int, ipn: str, stock_item: int | None
+) -> dict[str, Any]:
     """The fields a synced print's record carries for the page (a few short strings and numbers)."""
     inventree = sync.inventree
     api = await inventree.api_version()  # read once per process; the back-link needs it too
@@ -90,7 +95,7 @@ async def page_fields(
     }
 
 
-async def remember_failure(store: AsyncStore, unit: Any) -> None:
+async def remember_failure(store: AsyncStore, unit: Unit) -> None:
     """A failed print's name and printer, so the page can say which print failed without asking Bambuddy."""
     try:
         await store.put_value(

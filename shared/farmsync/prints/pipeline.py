@@ -1,15 +1,15 @@
 """One print becomes InvenTree stock, exactly once.
 
 A *unit* is what gets one StockItem: a completed print-log run (SYNC_UNIT=run) or an archive (SYNC_UNIT=archive,
-the predecessor's rule). For each unit:
+one item per archive as the older tool made them). For each unit:
 
 1. claim ``run:<id>`` (or ``archive:<id>``) in the store; a key that is done, held elsewhere or backing off is
    reported and left alone;
 2. find the Part by its stable IPN (cached in the store), or create it under a claim on the IPN so that
    concurrent workers never create two;
 3. create the StockItem with the unit's batch. On any retry or takeover the batch is looked up first, so a crash
-   between "created" and "marked done" never makes a second item; an item the predecessor made
-   (``bambuddy-<archive>``) stands for the archive's earliest completed run;
+   between "created" and "marked done" never makes a second item; an archive-batch item (``bambuddy-<archive>``,
+   as the older tool wrote them) stands for the archive's earliest completed run;
 4. set ``Weight``/``PrintTime``, the part image and the archive's back-link (idempotent upserts);
 5. mark the unit done with what was written.
 
@@ -23,7 +23,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from farmsync import metrics
 from farmsync.errors import FarmsyncError, LeaseLost, UpstreamNotFound, UpstreamValidation
@@ -32,6 +32,12 @@ from farmsync.prints import keys, page
 from farmsync.prints.report import ItemOutcome, ItemReport, retry_time
 from farmsync.settings import Settings
 from farmsync.store import AsyncStore, Claim, Outcome
+
+if TYPE_CHECKING:
+    from farmsync.clients.bambuddy import BambuddyClient
+    from farmsync.clients.bambuddy_models import Archive, PrintLogEntry
+    from farmsync.clients.inventree import InvenTreeClient
+    from farmsync.clients.inventree_models import ParameterTemplate
 
 log = get_logger("prints")
 
@@ -77,7 +83,7 @@ class Unit:
         return f"{self.namespace}:{self.key}"
 
 
-def run_unit(entry: Any) -> Unit:
+def run_unit(entry: PrintLogEntry) -> Unit:
     """A print-log row as a unit (run mode)."""
     archive_id = entry.archive_id
     batch = keys.run_batch(archive_id, entry.id) if archive_id is not None else None
@@ -95,7 +101,7 @@ def run_unit(entry: Any) -> Unit:
     )
 
 
-def archive_unit(archive: Any) -> Unit:
+def archive_unit(archive: Archive) -> Unit:
     """An archive as a unit (archive mode, or an archive that has no print-log runs)."""
     return Unit(
         "archive",
@@ -118,8 +124,8 @@ class PrintSync:
         self,
         settings: Settings,
         store: AsyncStore,
-        bambuddy: Any,
-        inventree: Any,
+        bambuddy: BambuddyClient,
+        inventree: InvenTreeClient,
         *,
         hook: Hook | None = None,
     ) -> None:
@@ -128,11 +134,11 @@ class PrintSync:
         self.bambuddy = bambuddy
         self.inventree = inventree
         self.hook = hook or (lambda step, unit: None)
-        self._archives: dict[int, asyncio.Future[Any]] = {}
-        self._templates: dict[str, Any] = {}
+        self._archives: dict[int, asyncio.Future[Archive]] = {}
+        self._templates: dict[str, ParameterTemplate | None] = {}
         self._ipn_locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
         self._link_locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
-        self._legacy: bool | None = None
+        self._archive_batches: bool | None = None
         self._once_lock = asyncio.Lock()
 
     # --- one unit ----------------------------------------------------------------------------------------------------
@@ -283,7 +289,7 @@ class PrintSync:
         }
 
     # --- archive ------------------------------------------------------------------------------------------------------
-    async def archive(self, archive_id: int) -> Any:
+    async def archive(self, archive_id: int) -> Archive:
         """The archive, read once per PrintSync while it is among the last ARCHIVE_CACHE used (reprints of one
         archive share it)."""
         future = self._archives.pop(archive_id, None)
@@ -315,7 +321,7 @@ class PrintSync:
         self,
         part_pk: int,
         ipn: str,
-        archive: Any,
+        archive: Archive,
         report: ItemReport,
         cache: dict[str, Any],
         *,
@@ -337,7 +343,7 @@ class PrintSync:
         await self.store.put_value(PART_CACHE, ipn, cache)
         return cache
 
-    async def resolve_part(self, archive: Any, report: ItemReport) -> tuple[int, str, bool]:
+    async def resolve_part(self, archive: Archive, report: ItemReport) -> tuple[int, str, bool]:
         """(part pk, IPN, created or first seen now). Cached per IPN; created under a claim on the IPN.
 
         Whoever creates (or first finds) a part also sets its parameters and image before letting go of the
@@ -356,7 +362,9 @@ class PrintSync:
                 return int(cached["pk"]), ipn, False
             return await self._find_or_create_part(archive, ipn, report)
 
-    async def _find_or_create_part(self, archive: Any, ipn: str, report: ItemReport) -> tuple[int, str, bool]:
+    async def _find_or_create_part(
+        self, archive: Archive, ipn: str, report: ItemReport
+    ) -> tuple[int, str, bool]:
         deadline = asyncio.get_running_loop().time() + self.settings.lease_seconds
         while True:
             claim = await self.store.claim(PART_NS, ipn, lease_seconds=60, retry_parked=True)
@@ -381,12 +389,12 @@ class PrintSync:
                 raise FarmsyncError(f"part {ipn} is being created by another worker for too long")
             await asyncio.sleep(0.05)
 
-    async def _lookup_or_create(self, archive: Any, ipn: str) -> tuple[int, bool, bool]:
+    async def _lookup_or_create(self, archive: Archive, ipn: str) -> tuple[int, bool, bool]:
         """(part pk, it has an image, created now). Looks by IPN again before a create answered "locked" is
         tried again."""
         return await self.inventree.retry_locked(lambda: self._look_then_create(archive, ipn))
 
-    async def _look_then_create(self, archive: Any, ipn: str) -> tuple[int, bool, bool]:
+    async def _look_then_create(self, archive: Archive, ipn: str) -> tuple[int, bool, bool]:
         target = self.settings.inventree_part_category_id
         found = await self.inventree.parts_by_ipn(ipn)
         if found:
@@ -414,7 +422,7 @@ class PrintSync:
 
     # --- stock -------------------------------------------------------------------------------------------------------
     async def ensure_stock(
-        self, unit: Unit, claim: Claim, archive: Any, part_pk: int, report: ItemReport
+        self, unit: Unit, claim: Claim, archive: Archive, part_pk: int, report: ItemReport
     ) -> int:
         """The unit's StockItem: found by batch when an earlier attempt may have made it, else created.
 
@@ -424,7 +432,7 @@ class PrintSync:
         )
 
     async def _look_then_create_stock(
-        self, unit: Unit, claim: Claim, archive: Any, part_pk: int, report: ItemReport
+        self, unit: Unit, claim: Claim, archive: Archive, part_pk: int, report: ItemReport
     ) -> int:
         assert unit.batch is not None
         # Look before writing, always: on a retry or takeover an earlier attempt may have created it, and a
@@ -433,9 +441,9 @@ class PrintSync:
         if existing:
             report.writes.append("stock:found-after-retry" if claim.takeover else "stock:found-existing")
             return min(existing, key=lambda s: s.pk).pk
-        adopted = await self._predecessor_item(unit, archive)
+        adopted = await self._archive_batch_item(unit)
         if adopted is not None:
-            report.writes.append("stock:adopted-predecessor")
+            report.writes.append("stock:adopted-archive-batch")
             return adopted
         quantity = archive.quantity or self.settings.default_stock_quantity
         # Fencing: make sure the lease is still ours right before the one write that must not happen twice.
@@ -456,36 +464,37 @@ class PrintSync:
         report.writes.append("stock:created")
         return item.pk
 
-    async def _predecessor_item(self, unit: Unit, archive: Any) -> int | None:
-        """In run mode, the predecessor's ``bambuddy-<archive>`` item stands for the earliest completed run."""
-        if unit.namespace != "run" or unit.archive_id is None or not await self._legacy_batches_exist():
+    async def _archive_batch_item(self, unit: Unit) -> int | None:
+        """In run mode, an archive's ``bambuddy-<archive>`` item (one per archive, as the older tool wrote them)
+        stands for the archive's earliest completed run, so moving to per-run stock makes no second item."""
+        if unit.namespace != "run" or unit.archive_id is None or not await self._archive_batches_exist():
             return None
-        legacy = await self.inventree.list_stock(batch=keys.archive_batch(unit.archive_id))
-        if not legacy:
+        per_archive = await self.inventree.list_stock(batch=keys.archive_batch(unit.archive_id))
+        if not per_archive:
             return None
         runs = await self.bambuddy.archive_runs(unit.archive_id)
         completed = [r.id for r in runs if r.status == "completed"]
         if completed and min(completed) == unit.run_id:
-            return min(legacy, key=lambda s: s.pk).pk
+            return min(per_archive, key=lambda s: s.pk).pk
         return None
 
-    async def _legacy_batches_exist(self) -> bool:
-        """Whether InvenTree holds any predecessor-style ``bambuddy-<n>`` batch (probed once, then cached)."""
+    async def _archive_batches_exist(self) -> bool:
+        """Whether InvenTree holds any per-archive ``bambuddy-<n>`` batch (probed once, then cached)."""
         async with self._once_lock:
-            return await self._legacy_probe()
+            return await self._archive_batch_probe()
 
-    async def _legacy_probe(self) -> bool:
-        if self._legacy is None:
+    async def _archive_batch_probe(self) -> bool:
+        if self._archive_batches is None:
             cached = await self.store.get_value(META_NS, "legacy-batches")
             if cached is None:
                 found = await self.inventree.list_stock(batch_regex=r"^bambuddy-[0-9]+$", limit=1)
                 cached = bool(found)
                 await self.store.put_value(META_NS, "legacy-batches", cached)
-            self._legacy = bool(cached)
-        return self._legacy
+            self._archive_batches = bool(cached)
+        return self._archive_batches
 
     # --- parameters, image, link ---------------------------------------------------------------------------------------
-    async def template(self, name: str) -> Any:
+    async def template(self, name: str) -> ParameterTemplate | None:
         """A parameter template by name: the client remembers found ones for the process, this run remembers
         a missing one (so a server without it is asked once per run, not once per part)."""
         async with self._once_lock:  # concurrent units share one lookup per template
@@ -494,7 +503,7 @@ class PrintSync:
         return self._templates[name]
 
     async def set_parameters(
-        self, part_pk: int, archive: Any, report: ItemReport, *, created: bool = False
+        self, part_pk: int, archive: Archive, report: ItemReport, *, created: bool = False
     ) -> None:
         values = {
             WEIGHT_TEMPLATE: archive.filament_used_grams,
@@ -506,7 +515,7 @@ class PrintSync:
             template = await self.template(name)
             if template is None:
                 continue
-            data = parameter_value(name, float(raw), getattr(template, "units", "") or "")
+            data = parameter_value(name, float(raw), template.units or "")
             try:
                 await self.inventree.upsert_part_parameter(part_pk, template, data, new_part=created)
             except UpstreamValidation as exc:
@@ -520,7 +529,7 @@ class PrintSync:
         self,
         part_pk: int,
         ipn: str,
-        archive: Any,
+        archive: Archive,
         report: ItemReport,
         *,
         force: bool,
@@ -546,13 +555,13 @@ class PrintSync:
         report.writes.append("image")
         return True
 
-    async def set_link(self, archive: Any, part_pk: int, report: ItemReport) -> None:
+    async def set_link(self, archive: Archive, part_pk: int, report: ItemReport) -> None:
         """Point the archive at its part. Reprints of one archive share it: one PATCH per archive and run."""
         url = await self.inventree.part_web_url(part_pk)
         async with keyed_lock(self._link_locks, archive.id):
             await self._set_link(await self.archive(archive.id), url, report)
 
-    async def _set_link(self, archive: Any, url: str, report: ItemReport) -> None:
+    async def _set_link(self, archive: Archive, url: str, report: ItemReport) -> None:
         current = (archive.external_url or "").strip()
         if current == url:
             return

@@ -57,8 +57,8 @@ class RunReport(BaseModel):
     mode: str
     unit: str
     items: list[ItemReport] = Field(default_factory=list)
-    cursor_before: Any = None
-    cursor_after: Any = None
+    cursor_before: str | None = None  # the window's time, ISO 8601 (Window.label)
+    cursor_after: str | None = None
     stopped: str = "complete"  # complete | held | time_budget | max_archives
     seconds: float = 0.0
     bambuddy_requests: int = 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from farmsync.coalesce import coalescer
+from farmsync.coalesce import coalesced
 from farmsync.human import iso_time, with_iso_times
 from farmsync.prints import tick as ticks
 from farmsync.prints.pipeline import PrintSync
@@ -56,7 +56,7 @@ async def run_tick(
         await remember(services, "tick", report)
         return report
 
-    return await coalescer(services.state, "print-tick").run(one_tick)
+    return await coalesced(services.state, "print-tick", one_tick)
 
 
 async def on_notification(services: Services, event: str | None) -> dict[str, Any]:

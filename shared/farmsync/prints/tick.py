@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from farmsync import metrics, notify
 from farmsync.clients.bambuddy import PRINT_LOG_MAX_LIMIT
@@ -24,9 +24,13 @@ from farmsync.errors import InputError, UpstreamNotFound
 from farmsync.logs import action, get_logger
 from farmsync.prints import window as windows
 from farmsync.prints.pipeline import HELD_REASON, IN_PROGRESS, PrintSync, Unit, archive_unit, run_unit
-from farmsync.prints.report import ItemOutcome, ItemReport, RunReport
+from farmsync.prints.report import ItemOutcome, ItemReport
+from farmsync.prints.report import RunReport as RunReport  # callers name it ticks.RunReport
 from farmsync.prints.window import Row, Window
-from farmsync.store import State
+from farmsync.store import Cursor, State
+
+if TYPE_CHECKING:
+    from farmsync.clients.bambuddy_models import Archive, PrintLogEntry
 
 log = get_logger("prints")
 
@@ -45,7 +49,7 @@ async def sync_mode(sync: PrintSync) -> str:
     return "run" if await sync.bambuddy.has_print_log() else "archive"
 
 
-def _row(sync: PrintSync, record: Any) -> Row:
+def _row(sync: PrintSync, record: PrintLogEntry | Archive) -> Row:
     status = record.status
     in_progress = status in IN_PROGRESS
     wanted = not in_progress and (status == "completed" or not sync.settings.sync_success_only)
@@ -73,7 +77,7 @@ async def read_window(
     return found
 
 
-def _inside(record: Any, since: datetime | None) -> bool:
+def _inside(record: PrintLogEntry | Archive, since: datetime | None) -> bool:
     """Inside the window (checked here too: a server that ignored ``date_from`` must not make ticks re-check
     every old run in the store)."""
     return since is None or record.created_at is None or record.created_at >= since
@@ -85,7 +89,7 @@ async def legacy_since(sync: PrintSync, mode: str, legacy_id: int) -> datetime |
     Read newest first until the first such run (a few pages once, when the cursor is migrated); None when
     there is none (then everything is read, and ids at or below the old cursor still count as finished)."""
     page = sync.settings.backfill_page_size
-    source = (
+    source: AsyncIterator[PrintLogEntry] | AsyncIterator[Archive] = (
         sync.bambuddy.iter_print_log(page_size=page)
         if mode == "run"
         else sync.bambuddy.iter_archives(page_size=page)
@@ -169,11 +173,14 @@ async def run_all(coroutines: list[Awaitable[None]]) -> None:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     for task in done:
-        if not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
 
 
-async def save_window(sync: PrintSync, stream: str, read: Any, window: Window, *, rounds: int = 20) -> Window:
+async def save_window(
+    sync: PrintSync, stream: str, read: Cursor | None, window: Window, *, rounds: int = 20
+) -> Window:
     """Write the cursor unless unchanged; when another tick moved it meanwhile, merge and try again."""
     if window.time is None:  # nothing seen yet: keep whatever is stored
         return window
@@ -234,7 +241,7 @@ async def tick(
 async def _move_window(
     sync: PrintSync,
     stream: str,
-    read: Any,
+    read: Cursor | None,
     window: Window,
     found: Sequence[tuple[Row, Unit]],
     results: Sequence[ItemReport | None],

@@ -98,6 +98,7 @@ def advance(
         unfinished = row.wanted and not before.is_done(row) and row.id not in finished_now
         if printing or unfinished:
             open_times.append(row.created_at)
+    time: datetime | None
     if open_times:
         time = min(open_times)
     else:

@@ -50,7 +50,7 @@ def open_store(settings: Settings) -> Store:
 
 def usable_data_dir(path: Path) -> None:
     """DATA_DIR must be a folder this process can create and write, else a ConfigError naming it and the path
-    (the predecessor's ``DATA_DIR=/data`` on a host where a normal user cannot make ``/data``)."""
+    (an existing ``.env``'s ``DATA_DIR=/data`` on a host where a normal user cannot make ``/data``)."""
     shown = str(path)
     try:
         if path.exists() and not path.is_dir():

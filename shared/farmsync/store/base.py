@@ -25,13 +25,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from farmsync.errors import LeaseLost, StoreError
 from farmsync.logs import action, get_logger
 
 log = get_logger("store")
 Clock = Callable[[], float]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class State(StrEnum):
@@ -140,7 +142,7 @@ def new_owner() -> str:
 
 def backoff_seconds(attempts: int, base: float = 30.0, cap: float = 3600.0) -> float:
     """Delay before retrying a key that has failed ``attempts`` times: 30 s, 60 s, 120 s … capped at 1 h."""
-    return min(cap, base * (2 ** max(0, attempts - 1)))
+    return min(cap, base * 2.0 ** max(0, attempts - 1))
 
 
 class Store(ABC):
@@ -245,26 +247,91 @@ class AsyncStore:
         self._inflight: set[concurrent.futures.Future[Any]] = set()
         self._lock = threading.Lock()
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
+    # --- the Store contract, typed, each call in a worker thread -------------------------------------------------
+    async def claim(
+        self,
+        namespace: str,
+        key: str,
+        *,
+        lease_seconds: float,
+        owner: str | None = None,
+        retry_parked: bool = False,
+    ) -> Claim:
+        return await self.run(
+            self.sync.claim,
+            namespace,
+            key,
+            lease_seconds=lease_seconds,
+            owner=owner,
+            retry_parked=retry_parked,
+        )
+
+    async def renew(self, claim: Claim, lease_seconds: float) -> Claim:
+        return await self.run(self.sync.renew, claim, lease_seconds)
+
+    async def complete(self, claim: Claim, result: dict[str, Any] | None = None) -> Record:
+        return await self.run(self.sync.complete, claim, result)
+
+    async def release(
+        self, claim: Claim, error: str, *, max_attempts: int, retry_after: float | None = None
+    ) -> Record:
+        return await self.run(
+            self.sync.release, claim, error, max_attempts=max_attempts, retry_after=retry_after
+        )
+
+    async def get(self, namespace: str, key: str) -> Record | None:
+        return await self.run(self.sync.get, namespace, key)
+
+    async def list(self, namespace: str, state: State | None = None, limit: int = 100) -> list[Record]:
+        return await self.run(self.sync.list, namespace, state, limit)
+
+    async def counts(self, namespace: str) -> Counts:
+        return await self.run(self.sync.counts, namespace)
+
+    async def get_cursor(self, stream: str) -> Cursor | None:
+        return await self.run(self.sync.get_cursor, stream)
+
+    async def cas_cursor(self, stream: str, expected_version: int | None, value: Any) -> Cursor | None:
+        return await self.run(self.sync.cas_cursor, stream, expected_version, value)
+
+    async def get_value(self, namespace: str, key: str) -> Any:
+        return await self.run(self.sync.get_value, namespace, key)
+
+    async def put_value(self, namespace: str, key: str, value: Any) -> None:
+        await self.run(self.sync.put_value, namespace, key, value)
+
+    async def delete_value(self, namespace: str, key: str) -> None:
+        await self.run(self.sync.delete_value, namespace, key)
+
+    async def check(self) -> None:
+        await self.run(self.sync.check)
+
+    def __getattr__(self, name: str) -> Any:
+        """A backend's own method beyond the contract, run the same way (untyped: prefer adding it above)."""
         method = getattr(self.sync, name)
         if not callable(method):
             return method
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            context = contextvars.copy_context()
-            future = self._executor.submit(context.run, functools.partial(method, *args, **kwargs))
-            with self._lock:
-                self._inflight.add(future)
-            future.add_done_callback(self._forget)
-            try:
-                return await asyncio.wrap_future(future)
-            except LeaseLost:
-                raise  # a race another worker won: an outcome, not a failure of the store
-            except StoreError as exc:
-                action(log, "store failed", logging.ERROR, call=name, error=str(exc)[:300])
-                raise
+            return await self.run(method, *args, **kwargs)
 
         return call
+
+    async def run(self, method: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``method(*args, **kwargs)`` in a worker thread, with the caller's context; counted until it ends."""
+        context = contextvars.copy_context()
+        future = self._executor.submit(context.run, functools.partial(method, *args, **kwargs))
+        with self._lock:
+            self._inflight.add(future)
+        future.add_done_callback(self._forget)
+        try:
+            return await asyncio.wrap_future(future)
+        except LeaseLost:
+            raise  # a race another worker won: an outcome, not a failure of the store
+        except StoreError as exc:
+            name = getattr(method, "__name__", "?")
+            action(log, "store failed", logging.ERROR, call=name, error=str(exc)[:300])
+            raise
 
     def _forget(self, future: concurrent.futures.Future[Any]) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ imports it, and only when STORE_BACKEND=firestore.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -162,12 +163,12 @@ class FirestoreStore(Store):
                 return Claim(outcome, current)
             try:
                 if current is None:
-                    self._call("create key", lambda r=record: doc.create(self._to_fields(r), **RPC))
+                    self._call("create key", functools.partial(doc.create, self._to_fields(record), **RPC))
                 else:
                     option = self.client.write_option(last_update_time=snap.update_time)
                     self._call(
                         "claim key",
-                        lambda r=record, o=option: doc.update(self._to_fields(r), option=o, **RPC),
+                        functools.partial(doc.update, self._to_fields(record), option=option, **RPC),
                     )
             except LOST_RACE:
                 continue  # someone else wrote first: read again and decide again
@@ -187,7 +188,7 @@ class FirestoreStore(Store):
             option = self.client.write_option(last_update_time=snap.update_time)
             try:
                 self._call(
-                    "update key", lambda r=record, o=option: doc.update(self._to_fields(r), option=o, **RPC)
+                    "update key", functools.partial(doc.update, self._to_fields(record), option=option, **RPC)
                 )
             except LOST_RACE:
                 continue
@@ -215,7 +216,7 @@ class FirestoreStore(Store):
         out: dict[str, int] = {}
         for state in State:
             query = self._query(namespace, state).count()
-            result = self._call("count keys", lambda q=query: q.get(**RPC))
+            result = self._call("count keys", functools.partial(query.get, **RPC))
             n = int(result[0][0].value)
             if n:
                 out[state.value] = n
@@ -279,4 +280,4 @@ class FirestoreStore(Store):
         self._call("delete value", lambda: value_doc.delete(**RPC))
 
     def close(self) -> None:
-        self.client.close()
+        self.client.close()  # type: ignore[no-untyped-call]  # google-cloud-firestore leaves close() unannotated

@@ -2,7 +2,7 @@
 
 WAL lets readers run beside a writer; every claim, renew, complete and release is one ``BEGIN IMMEDIATE``
 transaction, so the read-check-write of a claim cannot interleave with another process's. The tables carry a
-``farmsync_`` prefix so they can live in the predecessor's ``sync.sqlite3`` without touching its ledger.
+``farmsync_`` prefix so they can share an existing ``sync.sqlite3`` with the ledger tables already in it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -200,7 +200,7 @@ class SqliteStore(Store):
                 return Claim(outcome, record, owner)
             return Claim(outcome, current)
 
-    def _update_held(self, claim: Claim, change: Any) -> Record:
+    def _update_held(self, claim: Claim, change: Callable[[Record, float], Record]) -> Record:
         if not claim.held or claim.record is None:
             raise LeaseLost(f"{claim.outcome} claims cannot be changed")
         with self._transaction() as db:

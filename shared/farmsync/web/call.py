@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
 from farmsync.errors import InputError
@@ -37,7 +38,7 @@ class Call:
         return self.request.headers
 
     @property
-    def query(self) -> Any:
+    def query(self) -> QueryParams:
         return self.request.query_params
 
     def flag(self, name: str, default: bool | None = None) -> bool | None:

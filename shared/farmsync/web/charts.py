@@ -51,7 +51,7 @@ def stacked_days(title: str, days: list[dt.date], series: dict[str, dict[dt.date
     bars, ticks = [], []
     for i, day in enumerate(days):
         x = PAD_LEFT + i * slot + slot * 0.15
-        y = PAD_TOP + plot_h
+        y: float = PAD_TOP + plot_h
         for n, (name, values) in enumerate(series.items()):
             value = values.get(day, 0.0)
             if value <= 0:

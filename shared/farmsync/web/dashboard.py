@@ -166,7 +166,8 @@ async def filament_data(services: Services) -> dict[str, Any] | None:
     from farmsync.filament.page import SNAPSHOT_KEY
     from farmsync.filament.run import META_NS
 
-    return await services.store.get_value(META_NS, SNAPSHOT_KEY)
+    snapshot: dict[str, Any] | None = await services.store.get_value(META_NS, SNAPSHOT_KEY)
+    return snapshot
 
 
 async def gcode_data(services: Services) -> dict[str, Any]:
@@ -243,7 +244,8 @@ async def page(call: Call) -> Response:
     snapshot, filament_error = (None, None)
     if settings.filament_tracking_enabled:
         snapshot, filament_error = await guarded("filament", filament_data, services)
-    gcode, gcode_error = ({"printers": []}, None)
+    gcode: dict[str, Any] | None = {"printers": []}
+    gcode_error: str | None = None
     if settings.gcode_source_dir is not None:
         gcode, gcode_error = await guarded("gcode", gcode_data, services)
     chart, chart_error = await guarded(

@@ -145,6 +145,7 @@ def takes_query(model: type[M]) -> Callable[[QueryHandler[M]], Callable[[Call], 
         async def handler(call: Call) -> Any:
             return await function(call, read_query(call, model))
 
+        # a function attribute the route table reads; mypy does not model attributes set on functions
         handler.query_model = model  # type: ignore[attr-defined]
         return handler
 

@@ -383,7 +383,7 @@ class BambuBackend(SkipLog):
         except TimeoutError:
             # no verdict in time: this session's replies are out of step; judge on a fresh one
             self._drop()
-            session = self._session = self._open(self._target)  # type: ignore[arg-type]
+            session = self._session = self._open(self._target)  # type: ignore[arg-type]  # set: a session was open
             notes.append(f"no reply within {self.reply_wait:g} s after the upload (checked by SIZE)")
         held = session.size(temp)
         if held != size:

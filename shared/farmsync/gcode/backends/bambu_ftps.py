@@ -84,12 +84,12 @@ class ImplicitFTPS(ftplib.FTP_TLS):
 
     def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)  # noqa: S321 - TLS is added just below
-        if self._prot_p:  # type: ignore[attr-defined]
+        if self._prot_p:  # type: ignore[attr-defined]  # FTP_TLS's PROT P flag, private so not in typeshed
             try:
                 conn = self.context.wrap_socket(
                     conn,
                     server_hostname=self.server_hostname,
-                    session=self.sock.session,  # type: ignore[union-attr]
+                    session=self.sock.session,  # type: ignore[union-attr]  # the control socket is TLS by now
                 )
             except BaseException:
                 conn.close()

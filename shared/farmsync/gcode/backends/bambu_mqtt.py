@@ -124,7 +124,7 @@ def read_state(
     client.connect_timeout = min(wait, 15.0)
     report_topic = f"device/{serial}/report"
     merged: dict[str, Any] = {}
-    seen = {"connack": None, "subscribed": False, "messages": 0, "state": None}
+    seen: dict[str, Any] = {"connack": None, "subscribed": False, "messages": 0, "state": None}
 
     def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         seen["connack"] = reason

@@ -166,8 +166,8 @@ class BuddyAuth(httpx.Auth):
     requires_request_body = False
     requires_response_body = False
 
-    def __init__(self, password: str, username: str = "maker", **digest_kwargs: object) -> None:
-        self.digest = DigestAuth(username, password, **digest_kwargs)  # type: ignore[arg-type]
+    def __init__(self, password: str, username: str = "maker") -> None:
+        self.digest = DigestAuth(username, password)
         self._api_key = password
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:

@@ -120,7 +120,7 @@ class OctoPrintBackend(HttpBackend):
             self.skip(join(parent, display), problem)
             return None
         is_dir = item.get("type") == "folder"
-        refs = item.get("refs") if isinstance(item.get("refs"), dict) else {}
+        refs = found if isinstance(found := item.get("refs"), dict) else {}
         size = item.get("size")
         date = item.get("date")
         digest = item.get("hash")
@@ -283,6 +283,6 @@ def _stored_path(response: httpx.Response) -> str | None:
         return None
     files = data.get("files") if isinstance(data, dict) else None
     for info in (files or {}).values():
-        if isinstance(info, dict) and isinstance(info.get("path"), str) and info["path"]:
-            return info["path"]
+        if isinstance(info, dict) and isinstance(path := info.get("path"), str) and path:
+            return path
     return None

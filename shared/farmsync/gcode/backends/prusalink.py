@@ -56,7 +56,7 @@ IDLE_STATES = frozenset({"IDLE", "READY", "FINISHED", "STOPPED"})
 MAX_URL_BYTES = 168
 API_FILES = "/api/v1/files"
 
-ListingCache = MutableMapping[str, tuple[str, Any]]
+ListingCache = MutableMapping[str, tuple[str, dict[str, Any]]]
 """Folder URL -> (ETag, parsed listing). Pass one per printer to keep it across runs."""
 
 
@@ -209,7 +209,7 @@ class PrusaLinkBackend(HttpBackend):
         if wire is not None:
             self._remember(path, wire)
         is_dir = str(child.get("type", "")).upper() == "FOLDER"
-        refs = child.get("refs") if isinstance(child.get("refs"), dict) else {}
+        refs = found if isinstance(found := child.get("refs"), dict) else {}
         mtime = child.get("m_timestamp")
         size = child.get("size")
         return RemoteEntry(

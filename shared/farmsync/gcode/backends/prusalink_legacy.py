@@ -75,7 +75,7 @@ RESTART_HINT = "its inotify file view missed it (it is on disk; restarting Prusa
 
 log = logging.getLogger("farmsync.gcode.backends")
 
-ListingCache = MutableMapping[str, tuple[str, Any]]
+ListingCache = MutableMapping[str, tuple[str, dict[str, Any]]]
 
 
 class PrusaLinkLegacyBackend(HttpBackend):
@@ -209,7 +209,7 @@ class PrusaLinkLegacyBackend(HttpBackend):
             return None
         path = join(parent, name)
         is_dir = str(child.get("type", "")).upper() == "FOLDER"
-        refs = child.get("refs") if isinstance(child.get("refs"), dict) else {}
+        refs = found if isinstance(found := child.get("refs"), dict) else {}
         size = child.get("size")
         mtime = child.get("m_timestamp")
         return RemoteEntry(
