@@ -205,7 +205,7 @@ async def test_concurrent_applies_upload_each_file_once(farm, tmp_path, client_f
         for body in (first.json(), second.json())
         for p in body["printers"]
         for a in p["actions"]
-        if "idempotency guard" in a["reason"]
+        if "write guard" in a["reason"]
     ]
     assert guarded, "both runs planned before either wrote, so the store guard had to decide"
 

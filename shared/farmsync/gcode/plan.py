@@ -24,6 +24,7 @@ from pathlib import Path
 
 from farmsync.gcode.backends.base import RemoteEntry
 from farmsync.gcode.manifest import ManifestRecord
+from farmsync.gcode.paths import in_scope, join, parents, path_problem
 
 DEFAULT_SUFFIXES: tuple[str, ...] = (".gcode", ".bgcode", ".gco", ".g")
 # Storage roots printers put in front of display paths; a leading one in ``--destination`` means "the root".
@@ -37,7 +38,7 @@ Digest = Callable[["LocalFile", str], str]
 
 
 class PathProblem(ValueError):
-    """A path that must not be used: traversal, absolute, backslash, NUL."""
+    """A destination that must not be used: traversal, backslash, NUL or another control character."""
 
 
 class Op(StrEnum):
@@ -119,38 +120,6 @@ class Plan:
 # --- paths -----------------------------------------------------------------------------------------------
 
 
-def path_problem(path: str) -> str | None:
-    """Why ``path`` is not a safe relative POSIX display path, or None when it is."""
-    if not path:
-        return "empty path"
-    if "\x00" in path:
-        return "contains a NUL byte"
-    if "\\" in path:
-        return "contains a backslash"
-    if path.startswith("/"):
-        return "is absolute"
-    if any(part in ("", ".", "..") for part in path.split("/")):
-        return "has an empty, '.' or '..' component"
-    return None
-
-
-def join(*parts: str) -> str:
-    """Join display-path pieces, ignoring empty ones."""
-    return "/".join(p for p in parts if p)
-
-
-def in_scope(path: str, scope: str) -> bool:
-    """True when ``path`` is ``scope`` itself or below it."""
-    return not scope or path == scope or path.startswith(scope + "/")
-
-
-def parents(path: str) -> Iterable[str]:
-    """Every proper ancestor folder of ``path``, nearest first (never "")."""
-    while "/" in path:
-        path = path.rsplit("/", 1)[0]
-        yield path
-
-
 def normalize_destination(value: str | None, *, storage: str | None = None) -> str:
     """``--destination`` as a display path. ``/usb/`` -> "", ``/usb/farm`` -> "farm", ``farm/`` -> "farm".
 
@@ -164,6 +133,8 @@ def normalize_destination(value: str | None, *, storage: str | None = None) -> s
         raise PathProblem("contains a NUL byte")
     if "\\" in text:
         raise PathProblem("contains a backslash")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise PathProblem("contains a control character")
     parts = [p for p in text.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise PathProblem("has a '..' component")
