@@ -135,9 +135,7 @@ def test_exclude_ignored_with_printer_prints_a_note(setup):
     assert "--exclude is ignored" in result.stdout
     result = invoke(setup, "-p", "Ash", "-x", "Ash", "--json")
     assert "--exclude is ignored" in result.stderr
-    assert json.loads(result.stdout)["notes"] == [
-        "--exclude is ignored because --printer was given (as link-sync does)"
-    ]
+    assert json.loads(result.stdout)["notes"] == ["--exclude is ignored because --printer was given"]
 
 
 def test_unknown_printer_is_a_usage_error(setup):

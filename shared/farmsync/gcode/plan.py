@@ -9,9 +9,9 @@ Decision order for a file present on both sides (the first rule that has data de
 2. sizes known on both sides and different -> replace;
 3. our manifest: when the printer copy still looks like what we uploaded (its size and time match the record),
    the local sha256 against the record's decides;
-4. link-sync's rule: local mtime later than the printer's time + 60 s -> replace. Both are epoch seconds, which
-   are UTC by definition (link-sync's bug was re-reading a UTC stamp as local time);
-5. nothing to compare -> unchanged (link-sync did the same when ``m_timestamp`` was missing).
+4. the mtime rule: local mtime later than the printer's time + 60 s -> replace. Both are epoch seconds, which
+   are UTC by definition (never re-read a UTC stamp as local time: that shifts it by the UTC offset);
+5. nothing to compare -> unchanged (a printer copy with no size, hash or time is taken as in step).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from farmsync.gcode.paths import in_scope, join, parents, path_problem
 DEFAULT_SUFFIXES: tuple[str, ...] = (".gcode", ".bgcode", ".gco", ".g")
 # Storage roots printers put in front of display paths; a leading one in ``--destination`` means "the root".
 STORAGE_ROOTS: tuple[str, ...] = ("usb", "local", "sdcard", "gcodes")
-MTIME_SLACK = 60.0  # link-sync's "> 60 s newer" rule
+MTIME_SLACK = 60.0  # the mtime rule: "> 60 s newer" means changed
 MTIME_TOLERANCE = 2.0  # FAT stores times with 2 s resolution
 HASH_ALGORITHMS = frozenset({"sha1", "sha256", "md5"})
 
@@ -124,7 +124,7 @@ def normalize_destination(value: str | None, *, storage: str | None = None) -> s
     """``--destination`` as a display path. ``/usb/`` -> "", ``/usb/farm`` -> "farm", ``farm/`` -> "farm".
 
     A leading storage root (usb, local, sdcard, gcodes, or the printer's configured ``storage``) is stripped only
-    from absolute values, which is how link-sync users wrote them (``-d /usb/``).
+    from absolute values, which is how printers.yml users wrote them (``-d /usb/``).
     """
     if value is None:
         return ""
