@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from farmsync.errors import InputError
+from farmsync.gcode import paths
+from farmsync.gcode.backends import common
 from farmsync.gcode.backends.base import RemoteEntry
-from farmsync.gcode.backends.common import check_path
 from farmsync.gcode.engine import MirrorOptions, run_mirror
-from farmsync.gcode.paths import name_problem, path_problem, printer_path
+from farmsync.gcode.paths import check_path, name_problem, path_problem
 from farmsync.gcode.plan import (
     LocalFile,
     LocalTree,
@@ -52,15 +53,19 @@ def no_digest(file: LocalFile, algorithm: str) -> str:
 def test_every_part_refuses_the_same_unsafe_paths(path: str) -> None:
     assert path_problem(path) is not None
     with pytest.raises(InputError):
-        printer_path(path)
-    with pytest.raises(InputError):
-        check_path(path)  # what every back end calls
+        check_path(path)
 
 
 @pytest.mark.parametrize("path", SAFE)
 def test_every_part_takes_the_same_safe_paths(path: str) -> None:
     assert path_problem(path) is None
-    assert printer_path(path) == check_path(path) == path
+    assert check_path(path) == path
+
+
+def test_the_back_ends_use_the_same_rules_not_a_copy() -> None:
+    assert common.check_path is paths.check_path
+    assert common.path_problem is paths.path_problem
+    assert common.name_problem is paths.name_problem
 
 
 def test_a_name_from_a_printer_has_no_slash() -> None:

@@ -36,6 +36,7 @@ from farmsync.gcode.backends.base import PrinterBackend, PrinterStatus, RemoteEn
 from farmsync.gcode.config import PrinterConfig
 from farmsync.gcode.local import DigestCache, scan_local
 from farmsync.gcode.manifest import ManifestRecord, ManifestStore
+from farmsync.gcode.paths import in_scope, join
 from farmsync.gcode.plan import (
     DEFAULT_SUFFIXES,
     Action,
@@ -45,8 +46,6 @@ from farmsync.gcode.plan import (
     Plan,
     PlanOptions,
     has_suffix,
-    in_scope,
-    join,
     make_plan,
     normalize_destination,
     normalize_suffixes,

@@ -9,7 +9,7 @@ Bambu cards are FAT32/exFAT, which forbid them (the card answers 553), and Buddy
 planner leaves such a source file out with a warning instead of planning an upload that must fail, and leaves such
 a printer entry alone instead of planning a delete it cannot address.
 
-:data:`PrinterPath` marks a string that passed these checks (:func:`printer_path`).
+:data:`PrinterPath` marks a string that passed these checks (:func:`check_path`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def name_problem(name: str) -> str | None:
     return path_problem(name)
 
 
-def printer_path(path: str, *, what: str = "path", allow_root: bool = False) -> PrinterPath:
+def check_path(path: str, *, what: str = "path", allow_root: bool = False) -> PrinterPath:
     """``path`` as a :data:`PrinterPath`, or :class:`InputError` naming ``what`` and the problem."""
     if not isinstance(path, str):
         raise InputError(f"{what} must be a string", field=what)

@@ -22,11 +22,11 @@ from farmsync.clients.http import HttpClient, RetryPolicy, decode_json
 from farmsync.errors import InputError, UpstreamError, UpstreamValidation
 from farmsync.gcode.backends.base import ProgressCallback
 from farmsync.gcode.paths import basename as basename
+from farmsync.gcode.paths import check_path as check_path
 from farmsync.gcode.paths import join as join
 from farmsync.gcode.paths import name_problem as name_problem
 from farmsync.gcode.paths import parent_of as parent_of
 from farmsync.gcode.paths import path_problem as path_problem
-from farmsync.gcode.paths import printer_path as check_path
 
 log = logging.getLogger("farmsync.gcode.backends")
 
