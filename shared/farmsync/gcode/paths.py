@@ -9,7 +9,10 @@ Bambu cards are FAT32/exFAT, which forbid them (the card answers 553), and Buddy
 planner leaves such a source file out with a warning instead of planning an upload that must fail, and leaves such
 a printer entry alone instead of planning a delete it cannot address.
 
-:data:`PrinterPath` marks a string that passed these checks (:func:`check_path`).
+:data:`PrinterPath` marks a string that passed these checks: what :func:`check_path` returns (the back ends call
+it on every path they are given) and the type of every planned action's path (the planner checks each source
+and printer path with :func:`path_problem` before it plans anything for it; pull does the same before a printer
+path may become a master path).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from farmsync.gcode.backends.base import RemoteEntry
 from farmsync.gcode.manifest import ManifestRecord
-from farmsync.gcode.paths import in_scope, join, parents, path_problem
+from farmsync.gcode.paths import PrinterPath, in_scope, join, parents, path_problem
 
 DEFAULT_SUFFIXES: tuple[str, ...] = (".gcode", ".bgcode", ".gco", ".g")
 # Storage roots printers put in front of display paths; a leading one in ``--destination`` means "the root".
@@ -85,7 +85,7 @@ class Action:
     """One step of a plan. ``path`` is the printer display path; ``size`` the bytes concerned when known."""
 
     op: Op
-    path: str
+    path: PrinterPath
     reason: str
     size: int | None = None
     local: LocalFile | None = None
@@ -192,8 +192,8 @@ def make_plan(
     scope = join(options.destination, local.base)
     warnings: list[str] = []
     kept: set[str] = set()  # paths that will exist afterwards (their parents must stay)
-    remote_files: dict[str, RemoteEntry] = {}
-    remote_dirs: dict[str, RemoteEntry] = {}
+    remote_files: dict[PrinterPath, RemoteEntry] = {}  # every key passed path_problem
+    remote_dirs: dict[PrinterPath, RemoteEntry] = {}
 
     for entry in remote:
         path = entry.path.rstrip("/") if entry.is_dir else entry.path
@@ -208,7 +208,7 @@ def make_plan(
         if not in_scope(path, scope):
             continue  # outside the destination: never ours to touch
         table = remote_dirs if entry.is_dir else remote_files
-        table.setdefault(path, entry)
+        table.setdefault(PrinterPath(path), entry)
 
     uploads: list[Action] = []
     skips: list[Action] = []
@@ -220,7 +220,7 @@ def make_plan(
         if problem:
             warnings.append(f"left out source file {file.rel!r}: {problem}")
             continue
-        target = join(options.destination, file.rel)
+        target = PrinterPath(join(options.destination, file.rel))  # both parts checked
         kept.add(target)
         remote_file = remote_files.get(target)
         if remote_file is not None:
