@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from farmsync.errors import UpstreamConflict
 from farmsync.gcode.cli import GcodeDeps, expand_greedy, gcode
+from farmsync.gcode.guard import LOCK_NAMESPACE, lock_key, try_lock
 from farmsync.gcode.manifest import ManifestRecord
 from farmsync.gcode.store_manifest import StoreManifestStore
 from farmsync.store.sqlite import SqliteStore
@@ -72,6 +73,24 @@ def test_go_keeps_the_manifest_in_the_default_store_not_in_json_files(setup):
     assert sorted(recorded) == ["apple/a.gcode", "b.gcode"]
     assert recorded["b.gcode"].sha256 == hashlib.sha256(b"G1 b\n").hexdigest()
     assert not (data / "gcode-manifest").exists()
+
+
+def test_go_runs_behind_the_stores_write_guard(setup):
+    """A tick writing Ash's b.gcode right now holds its lock in the store: the command line leaves it alone."""
+    tmp_path, _, _, farm, _ = setup
+    store = SqliteStore(tmp_path / "data" / "sync.sqlite3")
+    held = try_lock(store, LOCK_NAMESPACE, lock_key("Ash", "b.gcode"), lease_seconds=600)
+    assert held.held
+    try:
+        result = invoke(setup, "-g", "--json")
+    finally:
+        store.close()
+    assert result.exit_code == 0, result.output
+    ash = next(p for p in json.loads(result.stdout)["printers"] if p["name"] == "Ash")
+    skipped = next(a for a in ash["actions"] if a["path"] == "b.gcode")
+    assert skipped["result"] == "skipped" and "write guard" in skipped["reason"]
+    assert ("upload", "b.gcode") not in farm["Ash"].calls
+    assert ("upload", "b.gcode") in farm["Bishop"].calls
 
 
 def test_first_run_after_upgrading_reads_the_old_manifest_and_uploads_nothing(setup):
