@@ -245,7 +245,7 @@ class _Pull:
         master: Path,
         base_dir: Path,
         options: MirrorOptions,
-        manifest: ManifestStore | None,
+        manifest: ManifestStore,
         digests: DigestCache,
     ) -> None:
         self.tree = tree
@@ -321,9 +321,7 @@ class _Pull:
             report.warnings.extend(
                 line.removeprefix(f"{state.name}: ") for line in skipped if isinstance(line, str)
             )
-            records = (
-                await asyncio.to_thread(self.manifest.load, state.name) if self.manifest is not None else {}
-            )
+            records = await asyncio.to_thread(self.manifest.load, state.name)
             for entry in entries:
                 if not entry.is_dir:
                     self._classify(state, entry, scope, records)
@@ -643,7 +641,7 @@ class _Pull:
 
     async def _remember(self, copy: _Copy) -> None:
         """Manifest records for every printer holding this content, so the next mirror uploads nothing there."""
-        if self.manifest is None or copy.sha256 is None or copy.entry.size is None:
+        if copy.sha256 is None or copy.entry.size is None:
             return
         for holder in [copy, *copy.twins]:
             record = ManifestRecord(sha256=copy.sha256, size=copy.entry.size, mtime=holder.entry.mtime)
