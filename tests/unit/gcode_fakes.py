@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -237,3 +239,13 @@ class MemoryManifestStore:
 def ctx(factory: BackendFactory, manifest: ManifestStore | None = None, **kwargs: object) -> MirrorContext:
     """A run context on in-memory printers: a fresh in-memory manifest unless one is given."""
     return MirrorContext(factory, manifest or MemoryManifestStore(), **kwargs)  # type: ignore[arg-type]
+
+
+def write_old_manifest(folder: Path, printer: str, records: dict[str, ManifestRecord]) -> Path:
+    """A file exactly as the old command line wrote it: ``<slug>-<sha256[:8]>.json``, indent 1, sorted keys."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", printer).strip("-.")[:40] or "printer"
+    file = folder / f"{slug}-{hashlib.sha256(printer.encode()).hexdigest()[:8]}.json"
+    body = {"printer": printer, "files": {p: records[p].model_dump(mode="json") for p in sorted(records)}}
+    folder.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(body, indent=1, sort_keys=True), encoding="utf-8")
+    return file

@@ -17,8 +17,7 @@ from farmsync.gcode.guard import LOCK_NAMESPACE, lock_key, try_lock
 from farmsync.gcode.manifest import ManifestRecord
 from farmsync.gcode.store_manifest import StoreManifestStore
 from farmsync.store.sqlite import SqliteStore
-from tests.unit.gcode_fakes import T0, FakeFarm, FakePrinter, write_tree
-from tests.unit.test_gcode_manifest import write_old_manifest
+from tests.unit.gcode_fakes import T0, FakeFarm, FakePrinter, write_old_manifest, write_tree
 
 NAMES = ("Ash", "Bishop", "Call")
 

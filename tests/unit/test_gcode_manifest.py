@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from datetime import UTC, datetime
-from pathlib import Path
 
 from farmsync.gcode.manifest import ManifestRecord
 from farmsync.gcode.old_manifest import import_old_manifests, read_old_manifest
 from farmsync.gcode.store_manifest import StoreManifestStore
 from farmsync.store.sqlite import SqliteStore
+from tests.unit.gcode_fakes import write_old_manifest
 
 AT = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)
 RECORD = ManifestRecord(sha256="ab" * 32, size=10, mtime=1_800_000_000.0, uploaded_at=AT)
-
-
-def write_old_manifest(folder: Path, printer: str, records: dict[str, ManifestRecord]) -> Path:
-    """A file exactly as the old command line wrote it: ``<slug>-<sha256[:8]>.json``, indent 1, sorted keys."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", printer).strip("-.")[:40] or "printer"
-    file = folder / f"{slug}-{hashlib.sha256(printer.encode()).hexdigest()[:8]}.json"
-    body = {"printer": printer, "files": {p: records[p].model_dump(mode="json") for p in sorted(records)}}
-    folder.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(body, indent=1, sort_keys=True), encoding="utf-8")
-    return file
 
 
 def test_read_old_manifest_gives_printer_and_records(tmp_path):
