@@ -143,7 +143,7 @@ def upstreams(workdir: Path) -> Iterator[dict[str, str]]:
 
 def prepare_store(env: dict[str, str], data_dir: Path) -> None:
     """A store that has synced once (prints ticked, printer mirrored), so the measured requests are idle ones."""
-    from farmsync.gcode.routes import run_gcode
+    from farmsync.gcode.service import run_gcode
     from farmsync.prints.service import run_tick
     from farmsync.services import Services
 

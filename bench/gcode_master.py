@@ -23,9 +23,10 @@ from bench.common import Result, Target, ratio, run_main
 from bench.gcode_sync import fake_printers, write_printers_yml
 from farmsync.gcode.backends import backend_for
 from farmsync.gcode.config import load_printers
-from farmsync.gcode.engine import MirrorOptions, run_mirror
+from farmsync.gcode.engine import MirrorContext, MirrorOptions, run_mirror
 from farmsync.gcode.local import DIGEST_CACHE_FILE, DigestCache
-from farmsync.gcode.manifest import JsonManifestStore
+from farmsync.gcode.store_manifest import StoreManifestStore
+from farmsync.store.sqlite import SqliteStore
 
 NAME = "gcode_master"
 MIB = 1 << 20
@@ -67,12 +68,14 @@ def process_reads() -> int:
 
 
 async def one_run(configs: list[Any], master: Path, data: Path, digests: DigestCache) -> dict[str, Any]:
-    manifest = JsonManifestStore(data / "gcode-manifest")
+    store = SqliteStore(data / "sync.sqlite3")  # where farmsync keeps the upload manifest
+    context = MirrorContext(backend_for, StoreManifestStore(store), digests=digests)
     before = process_reads()
     started = time.perf_counter()
-    report = await run_mirror(
-        configs, master, MirrorOptions(dry_run=False), backend_for, manifest, digests=digests
-    )
+    try:
+        report = await run_mirror(configs, master, MirrorOptions(dry_run=False), context)
+    finally:
+        store.close()
     seconds = time.perf_counter() - started
     actions = [a for p in report.printers for a in p.actions]
     return {

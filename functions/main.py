@@ -12,13 +12,13 @@ Run any of them locally with ``functions-framework --target=<name> --source=func
 
 from functions_framework import aio
 
-from farmsync.web.handlers import filament, prints
-from farmsync.web.targets import lazy, single
+from farmsync.web.handlers import filament, gcode, prints
+from farmsync.web.targets import single
 
 _webhook = single("POST", prints.webhook, "webhook")
 _backfill_tick = single("POST", prints.tick, "service")
 _filament_tick = single("POST", filament.tick, "service")
-_gcode_tick = single("POST", lazy("farmsync.gcode.routes:tick"), "service")
+_gcode_tick = single("POST", gcode.tick, "service")
 
 
 @aio.http

@@ -212,7 +212,7 @@ def tick_command(ctx: click.Context, which: str, as_json: bool) -> None:
     else:
         from farmsync.gcode.pull_report import PullReport, render_pull_report
         from farmsync.gcode.report import render_report
-        from farmsync.gcode.routes import run_scheduled as run_gcode
+        from farmsync.gcode.service import run_scheduled as run_gcode
 
         report = run(services, run_gcode)
         if as_json:

@@ -164,7 +164,7 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
 
     from farmsync.filament.page import refresh_snapshot
     from farmsync.filament.run import run_filament
-    from farmsync.gcode.routes import run_gcode
+    from farmsync.gcode.service import run_gcode
     from farmsync.jsonable import jsonable
     from farmsync.prints import tick as ticks
     from farmsync.prints.service import print_sync, remember

@@ -21,8 +21,9 @@ from starlette.routing import Route
 
 from farmsync.services import Services, set_services
 from farmsync.settings import Settings
+from farmsync.web.handlers import gcode
 from farmsync.web.serve import create_app
-from farmsync.web.targets import lazy, single
+from farmsync.web.targets import single
 
 TOKEN = "service-token-e2e"
 HEADERS = {"X-Service-Token": TOKEN}
@@ -205,7 +206,7 @@ async def test_concurrent_applies_upload_each_file_once(farm, tmp_path, client_f
         for body in (first.json(), second.json())
         for p in body["printers"]
         for a in p["actions"]
-        if "idempotency guard" in a["reason"]
+        if "write guard" in a["reason"]
     ]
     assert guarded, "both runs planned before either wrote, so the store guard had to decide"
 
@@ -251,7 +252,7 @@ async def test_missing_source_dir_is_503_naming_the_setting(farm, tmp_path, clie
 
 
 async def test_tick_function_target_takes_a_cloudevent_and_uses_settings(farm, tmp_path, client_for):
-    router = single("POST", lazy("farmsync.gcode.routes:tick"), "service")
+    router = single("POST", gcode.tick, "service")
 
     async def endpoint(request: Request) -> Any:
         return await router.dispatch(request)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from farmsync import logs, metrics
 from farmsync.filament.run import run_filament
-from farmsync.gcode.routes import run_gcode
+from farmsync.gcode.service import run_gcode
 from farmsync.prints.service import run_tick
 from farmsync.services import Services, set_services
 from farmsync.settings import load_settings

@@ -22,9 +22,9 @@ from farmsync.services import Services
 from farmsync.sim.server import SimFarm
 from farmsync.web import auth
 from farmsync.web.app import ROUTES, api_router
-from farmsync.web.handlers import filament, prints
+from farmsync.web.handlers import filament, gcode, prints
 from farmsync.web.router import Route, Router
-from farmsync.web.targets import lazy, single
+from farmsync.web.targets import single
 from tests.hostile.conftest import SERVICE_TOKEN, WEBHOOK_SECRET
 
 SERVICE_ROUTES = [r for r in ROUTES if r.auth == "service"]
@@ -116,7 +116,7 @@ async def test_function_targets_with_service_auth_are_closed_too(hostile_service
         "api": api_router,
         "backfill_tick": single("POST", prints.tick, "service"),
         "filament_tick": single("POST", filament.tick, "service"),
-        "gcode_tick": single("POST", lazy("farmsync.gcode.routes:tick"), "service"),
+        "gcode_tick": single("POST", gcode.tick, "service"),
     }
     for name, router in routers.items():
         async with asgi(router) as http:

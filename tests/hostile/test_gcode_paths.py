@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from farmsync.gcode.routes import run_gcode
+from farmsync.gcode.service import run_gcode
 from farmsync.services import Services
 from farmsync.sim.buddy import FakeBuddy
 from farmsync.sim.fakehttp import Request, Response, as_json

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from farmsync import logs
 from farmsync.errors import FarmsyncError
 from farmsync.filament.run import run_filament
-from farmsync.gcode.routes import run_gcode
+from farmsync.gcode.service import run_gcode
 from farmsync.prints.service import run_tick
 from farmsync.services import Services, set_services
 from farmsync.sim.buddy import FakeBuddy

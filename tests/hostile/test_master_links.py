@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from farmsync.gcode.local import scan_local
-from farmsync.gcode.routes import run_gcode
+from farmsync.gcode.service import run_gcode
 from farmsync.sim.buddy import FakeBuddy
 from farmsync.sim.moonraker import FakeMoonraker
 from tests.hostile.test_gcode_paths import services_for, write_printers

@@ -18,9 +18,9 @@ from farmsync.gcode.backends import backend_for
 from farmsync.gcode.cli import gcode
 from farmsync.gcode.config import load_printers
 from farmsync.gcode.engine import MirrorOptions, run_mirror
-from farmsync.gcode.manifest import MemoryManifestStore
 from farmsync.gcode.progress import ProgressDisplay
 from farmsync.sim.buddy import FakeBuddy
+from tests.unit.gcode_fakes import ctx
 
 RATE = 1 << 20  # bytes per second
 
@@ -70,9 +70,7 @@ async def test_the_bar_never_runs_ahead_of_the_printer(tmp_path: Path) -> None:
                 printers,
                 source,
                 MirrorOptions(dry_run=False),
-                backend_for,
-                MemoryManifestStore(),
-                listener=display,
+                ctx(backend_for, listener=display),
             )
         elapsed = time.monotonic() - started
     assert report.exit_code == 0, report

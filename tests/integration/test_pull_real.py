@@ -18,11 +18,11 @@ from farmsync.gcode.backends.base import PrinterBackend
 from farmsync.gcode.cli import default_backend_factory
 from farmsync.gcode.config import PrinterConfig
 from farmsync.gcode.engine import MirrorOptions
-from farmsync.gcode.manifest import MemoryManifestStore
 from farmsync.gcode.pull import run_pull
 from farmsync.gcode.pull_report import PullResult
 from tests.printers.octoprint_server import OctoPrintServer
 from tests.printers.prusalink_server import PrusaLinkServer
+from tests.unit.gcode_fakes import ctx
 
 pytestmark = pytest.mark.printers
 
@@ -92,7 +92,7 @@ async def test_pull_from_octoprint_and_prusalink(configs, backends, tmp_path):
     master.mkdir()
     try:
         options = MirrorOptions(dry_run=False, destination=root)
-        report = await run_pull(configs, master, options, default_backend_factory, MemoryManifestStore())
+        report = await run_pull(configs, master, options, ctx(default_backend_factory))
     finally:
         for backend in (octo, mk3):
             await remove_tree(backend, root)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from farmsync.gcode.routes import run_gcode
+from farmsync.gcode.service import run_gcode
 from farmsync.prints import tick as ticks
 from farmsync.prints.service import print_sync
 from farmsync.services import Services

@@ -410,7 +410,7 @@ async def run_round(services: Services, *, gcode: bool = True) -> Round:
     except FarmsyncError as exc:
         result.errors.append(f"filament: {exc}")
     if gcode:
-        from farmsync.gcode.routes import run_gcode
+        from farmsync.gcode.service import run_gcode
 
         try:
             mirror = await run_gcode(services, dry_run=False)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import re
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,6 +25,8 @@ from farmsync.gcode.backends.base import (
     UploadResult,
 )
 from farmsync.gcode.config import PrinterConfig
+from farmsync.gcode.engine import BackendFactory, MirrorContext
+from farmsync.gcode.manifest import ManifestRecord, ManifestStore
 
 T0 = 1_800_000_000.0  # 2027-01-15, a fixed "now" for printer timestamps
 IDLE_STATES = {"IDLE", "READY", "FINISHED", "STOPPED"}
@@ -209,3 +214,38 @@ def write_tree(root: Path, files: dict[str, bytes | str], *, mtime: float | None
         path.write_bytes(data.encode() if isinstance(data, str) else data)
         if mtime is not None:
             os.utime(path, (mtime, mtime))
+
+
+class MemoryManifestStore:
+    """An upload manifest in a dict, for tests of the engine and pull (the product keeps it in the store)."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, dict[str, ManifestRecord]] = {}
+        self._lock = threading.Lock()
+
+    def load(self, printer: str) -> dict[str, ManifestRecord]:
+        with self._lock:
+            return dict(self._data.get(printer, {}))
+
+    def save(self, printer: str, path: str, record: ManifestRecord) -> None:
+        with self._lock:
+            self._data.setdefault(printer, {})[path] = record
+
+    def forget(self, printer: str, path: str) -> None:
+        with self._lock:
+            self._data.get(printer, {}).pop(path, None)
+
+
+def ctx(factory: BackendFactory, manifest: ManifestStore | None = None, **kwargs: object) -> MirrorContext:
+    """A run context on in-memory printers: a fresh in-memory manifest unless one is given."""
+    return MirrorContext(factory, manifest or MemoryManifestStore(), **kwargs)  # type: ignore[arg-type]
+
+
+def write_old_manifest(folder: Path, printer: str, records: dict[str, ManifestRecord]) -> Path:
+    """A file exactly as the old command line wrote it: ``<slug>-<sha256[:8]>.json``, indent 1, sorted keys."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", printer).strip("-.")[:40] or "printer"
+    file = folder / f"{slug}-{hashlib.sha256(printer.encode()).hexdigest()[:8]}.json"
+    body = {"printer": printer, "files": {p: records[p].model_dump(mode="json") for p in sorted(records)}}
+    folder.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(body, indent=1, sort_keys=True), encoding="utf-8")
+    return file

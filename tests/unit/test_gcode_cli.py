@@ -1,16 +1,23 @@
-"""``farmsync gcode`` through click's CliRunner, with in-memory printers injected through GcodeDeps."""
+"""``farmsync gcode`` through click's CliRunner, with in-memory printers injected through GcodeDeps and the
+store a user with no settings gets (SQLite under ``--data-dir``)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from farmsync.errors import UpstreamConflict
 from farmsync.gcode.cli import GcodeDeps, expand_greedy, gcode
-from farmsync.gcode.manifest import MemoryManifestStore
-from tests.unit.gcode_fakes import T0, FakeFarm, FakePrinter, write_tree
+from farmsync.gcode.guard import LOCK_NAMESPACE, lock_key, try_lock
+from farmsync.gcode.manifest import ManifestRecord
+from farmsync.gcode.store_manifest import StoreManifestStore
+from farmsync.store.sqlite import SqliteStore
+from tests.unit.gcode_fakes import T0, FakeFarm, FakePrinter, write_old_manifest, write_tree
 
 NAMES = ("Ash", "Bishop", "Call")
 
@@ -28,7 +35,7 @@ def setup(tmp_path):
     source = tmp_path / "usb"
     write_tree(source, {"apple/a.gcode": "G1 apple\n", "b.gcode": "G1 b\n"}, mtime=T0)
     farm = FakeFarm(FakePrinter(n) for n in NAMES)
-    deps = GcodeDeps(backend_factory=farm.factory, manifest=MemoryManifestStore())
+    deps = GcodeDeps(backend_factory=farm.factory)
     return tmp_path, config, source, farm, deps
 
 
@@ -45,7 +52,71 @@ def test_dry_run_is_the_default(setup):
     assert all(p.writes() == [] for p in farm.printers.values())
     assert "dry run" in result.stdout
     assert "apple/a.gcode" in result.stdout
-    assert not (setup[0] / "data").exists()
+    assert manifest_in_store(setup[0] / "data", "Ash") == {}  # nothing uploaded, nothing recorded
+
+
+def manifest_in_store(data: Path, printer: str) -> dict[str, ManifestRecord]:
+    """What the default store under ``data`` (SQLite, as for a user with no settings) records for ``printer``."""
+    store = SqliteStore(data / "sync.sqlite3")
+    try:
+        return StoreManifestStore(store).load(printer)
+    finally:
+        store.close()
+
+
+def test_go_keeps_the_manifest_in_the_default_store_not_in_json_files(setup):
+    result = invoke(setup, "-g")
+    assert result.exit_code == 0, result.output
+    data = setup[0] / "data"
+    recorded = manifest_in_store(data, "Ash")
+    assert sorted(recorded) == ["apple/a.gcode", "b.gcode"]
+    assert recorded["b.gcode"].sha256 == hashlib.sha256(b"G1 b\n").hexdigest()
+    assert not (data / "gcode-manifest").exists()
+
+
+def test_go_runs_behind_the_stores_write_guard(setup):
+    """A tick writing Ash's b.gcode right now holds its lock in the store: the command line leaves it alone."""
+    tmp_path, _, _, farm, _ = setup
+    store = SqliteStore(tmp_path / "data" / "sync.sqlite3")
+    held = try_lock(store, LOCK_NAMESPACE, lock_key("Ash", "b.gcode"), lease_seconds=600)
+    assert held.held
+    try:
+        result = invoke(setup, "-g", "--json")
+    finally:
+        store.close()
+    assert result.exit_code == 0, result.output
+    ash = next(p for p in json.loads(result.stdout)["printers"] if p["name"] == "Ash")
+    skipped = next(a for a in ash["actions"] if a["path"] == "b.gcode")
+    assert skipped["result"] == "skipped" and "write guard" in skipped["reason"]
+    assert ("upload", "b.gcode") not in farm["Ash"].calls
+    assert ("upload", "b.gcode") in farm["Bishop"].calls
+
+
+def test_first_run_after_upgrading_reads_the_old_manifest_and_uploads_nothing(setup):
+    """The printers hold what the old command line uploaded (its manifest in JSON files); the master folder was
+    copied since, so every file's time is newer than the printer's: only the manifest can vouch for them."""
+    tmp_path, _, source, farm, _ = setup
+    printed_at = T0 + 100
+    files = {"apple/a.gcode": b"G1 apple\n", "b.gcode": b"G1 b\n"}
+    for name in NAMES:
+        records = {}
+        for path, data in files.items():
+            farm[name].add(path, data, mtime=printed_at)
+            records[path] = ManifestRecord(
+                sha256=hashlib.sha256(data).hexdigest(), size=len(data), mtime=printed_at
+            )
+        write_old_manifest(tmp_path / "data" / "gcode-manifest", name, records)
+    for path in source.rglob("*.gcode"):
+        os.utime(path, (T0 + 10**6, T0 + 10**6))
+
+    result = invoke(setup, "-g", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert all(p.writes() == [] for p in farm.printers.values())
+    report = json.loads(result.stdout)
+    assert any("old upload manifest (3 printers, 6 files)" in note for note in report["notes"])
+    assert sorted(manifest_in_store(tmp_path / "data", "Bishop")) == sorted(files)
+    assert (tmp_path / "data" / "gcode-manifest.imported").is_dir()
 
 
 def test_go_uploads_and_exits_0(setup):
@@ -82,9 +153,7 @@ def test_exclude_ignored_with_printer_prints_a_note(setup):
     assert "--exclude is ignored" in result.stdout
     result = invoke(setup, "-p", "Ash", "-x", "Ash", "--json")
     assert "--exclude is ignored" in result.stderr
-    assert json.loads(result.stdout)["notes"] == [
-        "--exclude is ignored because --printer was given (as link-sync does)"
-    ]
+    assert json.loads(result.stdout)["notes"] == ["--exclude is ignored because --printer was given"]
 
 
 def test_unknown_printer_is_a_usage_error(setup):

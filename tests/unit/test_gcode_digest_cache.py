@@ -9,8 +9,15 @@ from pathlib import Path
 
 from farmsync.gcode.engine import MirrorOptions, run_mirror
 from farmsync.gcode.local import DIGEST_CACHE_FILE, DigestCache, scan_local
-from farmsync.gcode.manifest import MemoryManifestStore
-from tests.unit.gcode_fakes import T0, FakeFarm, FakePrinter, printer_config, write_tree
+from tests.unit.gcode_fakes import (
+    T0,
+    FakeFarm,
+    FakePrinter,
+    MemoryManifestStore,
+    ctx,
+    printer_config,
+    write_tree,
+)
 
 GO = MirrorOptions(dry_run=False)
 
@@ -102,9 +109,9 @@ async def test_a_no_op_resync_reads_no_file_contents(tmp_path: Path) -> None:
     manifest = MemoryManifestStore()
     cache_file = tmp_path / "data" / DIGEST_CACHE_FILE
     first = DigestCache(cache_file)
-    await run_mirror(configs, master, GO, farm.factory, manifest, digests=first)
+    await run_mirror(configs, master, GO, ctx(farm.factory, manifest, digests=first))
     assert first.reads == 40  # each file read once for both printers
     again = DigestCache(cache_file)
-    report = await run_mirror(configs, master, GO, farm.factory, manifest, digests=again)
+    report = await run_mirror(configs, master, GO, ctx(farm.factory, manifest, digests=again))
     assert {a.op for p in report.printers for a in p.actions} == {"skip"}
     assert again.bytes_read == 0, "a no-op re-sync must not read the master folder's contents"

@@ -11,11 +11,19 @@ import pytest
 from farmsync.errors import InputError, UpstreamConflict, UpstreamTransportError
 from farmsync.gcode.backends.base import Kind, PrinterBackend
 from farmsync.gcode.config import select_printers
-from farmsync.gcode.engine import MirrorListener, MirrorOptions, idempotency_key, run_mirror
+from farmsync.gcode.engine import MirrorListener, MirrorOptions, run_mirror
 from farmsync.gcode.local import DigestCache
-from farmsync.gcode.manifest import ManifestRecord, MemoryManifestStore
+from farmsync.gcode.manifest import ManifestRecord
 from farmsync.gcode.report import ActionResult, PrinterOutcome
-from tests.unit.gcode_fakes import T0, FakeFarm, FakePrinter, printer_config, write_tree
+from tests.unit.gcode_fakes import (
+    T0,
+    FakeFarm,
+    FakePrinter,
+    MemoryManifestStore,
+    ctx,
+    printer_config,
+    write_tree,
+)
 
 GO = MirrorOptions(dry_run=False)
 DRY = MirrorOptions(dry_run=True)
@@ -41,7 +49,7 @@ def results(report, name):
 async def test_uploads_missing_files_and_records_the_manifest(source):
     farm, configs = farm_of("Ash")
     manifest = MemoryManifestStore()
-    report = await run_mirror(configs, source, GO, farm.factory, manifest)
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
     ash = report.printer("Ash")
     assert ash.status is PrinterOutcome.SYNCED and ash.kind == "prusalink" and ash.state == "IDLE"
     assert results(report, "Ash") == [("upload", "apple/pla.gcode", "ok"), ("upload", "banana.bgcode", "ok")]
@@ -57,11 +65,13 @@ async def test_uploads_missing_files_and_records_the_manifest(source):
 async def test_second_run_is_a_no_op_thanks_to_the_manifest(source):
     farm, configs = farm_of("Ash")  # Buddy-like: the listing gives no sizes
     manifest = MemoryManifestStore()
-    await run_mirror(configs, source, GO, farm.factory, manifest)
+    await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
     for path in source.rglob("*.*"):
-        os.utime(path, (T0 + 10**6, T0 + 10**6))  # touched long after the upload: link-sync would re-upload
+        os.utime(
+            path, (T0 + 10**6, T0 + 10**6)
+        )  # touched long after the upload: the mtime rule alone would re-upload
     farm["Ash"].calls.clear()
-    report = await run_mirror(configs, source, GO, farm.factory, manifest)
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
     assert {a.op for a in report.printer("Ash").actions} == {"skip"}
     assert farm["Ash"].writes() == []
 
@@ -69,16 +79,16 @@ async def test_second_run_is_a_no_op_thanks_to_the_manifest(source):
 async def test_same_size_edit_with_old_mtime_is_caught_by_the_manifest(source):
     farm, configs = farm_of("Ash")
     manifest = MemoryManifestStore()
-    await run_mirror(configs, source, GO, farm.factory, manifest)
+    await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
     write_tree(source, {"banana.bgcode": "G1 BANANA!\n"}, mtime=T0 - 10**6)  # same size, older mtime
-    report = await run_mirror(configs, source, GO, farm.factory, manifest)
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
     assert ("replace", "banana.bgcode", "ok") in results(report, "Ash")
     assert farm["Ash"].files["banana.bgcode"].data == b"G1 BANANA!\n"
 
 
 async def test_printers_run_in_parallel_one_transfer_at_a_time_each(source):
     farm, configs = farm_of("A", "B", "C", "D", "E", upload_delay=0.2)
-    report = await run_mirror(configs, source, GO, farm.factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, GO, ctx(farm.factory))
     assert all(p.status is PrinterOutcome.SYNCED for p in report.printers)
     firsts = [farm[n].intervals[0] for n in "ABCDE"]
     assert max(start for _, start, _ in firsts) < min(end for _, _, end in firsts)  # all five overlap
@@ -89,9 +99,7 @@ async def test_printers_run_in_parallel_one_transfer_at_a_time_each(source):
 
 async def test_concurrency_caps_printers_at_once(source):
     farm, configs = farm_of("A", "B", "C", upload_delay=0.05)
-    await run_mirror(
-        configs, source, GO.model_copy(update={"concurrency": 1}), farm.factory, MemoryManifestStore()
-    )
+    await run_mirror(configs, source, GO.model_copy(update={"concurrency": 1}), ctx(farm.factory))
     spans = sorted((farm[n].intervals[0][1], farm[n].intervals[-1][2]) for n in "ABC")
     assert all(prev_end <= next_start for (_, prev_end), (next_start, _) in itertools.pairwise(spans))
 
@@ -105,7 +113,7 @@ async def test_one_bad_printer_fails_only_itself(source):
     farm["OneFileFails"].fail[("upload", "apple/pla.gcode")] = UpstreamConflict(
         "OneFileFails", "PUT", "/api/v1/files/usb/apple/pla.gcode", "File is busy", status=409
     )
-    report = await run_mirror(configs, source, GO, farm.factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, GO, ctx(farm.factory))
     assert report.printer("Good").status is PrinterOutcome.SYNCED
     refused = report.printer("Refused")
     assert refused.status is PrinterOutcome.FAILED and "connection refused" in (refused.error or "")
@@ -123,7 +131,7 @@ async def test_one_bad_printer_fails_only_itself(source):
 async def test_transport_failure_mid_run_stops_that_printer(source):
     farm, configs = farm_of("Ash")
     farm["Ash"].fail[("upload", "apple/pla.gcode")] = UpstreamTransportError("Ash", "PUT", "/x", "reset")
-    report = await run_mirror(configs, source, GO, farm.factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, GO, ctx(farm.factory))
     second = report.printer("Ash").actions[1]
     assert second.result is ActionResult.SKIPPED and "not attempted" in (second.error or "")
     assert [c for c in farm["Ash"].calls if c[0] == "upload"] == [("upload", "apple/pla.gcode")]
@@ -132,9 +140,7 @@ async def test_transport_failure_mid_run_stops_that_printer(source):
 async def test_excluded_printers_are_never_constructed(source):
     farm, configs = farm_of("Ash", "Bishop", "Call")
     selection = select_printers(configs, exclude=["bishop"])
-    report = await run_mirror(
-        selection.selected, source, DRY, farm.factory, MemoryManifestStore(), excluded=selection.excluded
-    )
+    report = await run_mirror(selection.selected, source, DRY, ctx(farm.factory), excluded=selection.excluded)
     assert farm.constructed == ["Ash", "Call"]
     assert farm["Bishop"].calls == []
     assert report.excluded == ["Bishop"]
@@ -143,7 +149,7 @@ async def test_excluded_printers_are_never_constructed(source):
 async def test_busy_printer_is_deferred_and_not_listed(source):
     farm, configs = farm_of("Idle", "Printing")
     farm["Printing"].state = "PRINTING"
-    report = await run_mirror(configs, source, GO, farm.factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, GO, ctx(farm.factory))
     busy = report.printer("Printing")
     assert (busy.status, busy.state, busy.actions) == (PrinterOutcome.DEFERRED, "PRINTING", [])
     assert farm["Printing"].calls == [("status", "")]
@@ -153,7 +159,7 @@ async def test_busy_printer_is_deferred_and_not_listed(source):
 
 async def test_all_deferred_is_not_success(source):
     farm, configs = farm_of("A", "B", state="PRINTING")
-    report = await run_mirror(configs, source, GO, farm.factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, GO, ctx(farm.factory))
     assert {p.status for p in report.printers} == {PrinterOutcome.DEFERRED}
     assert report.exit_code == 2
 
@@ -164,7 +170,7 @@ async def test_ignore_state_syncs_busy_printers(source):
         "Printing", "GET", "/api/printer", "not connected"
     )
     options = GO.model_copy(update={"ignore_state": True})
-    report = await run_mirror(configs, source, options, farm.factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, options, ctx(farm.factory))
     printing = report.printer("Printing")
     assert printing.status is PrinterOutcome.SYNCED and printing.state == "unknown"
     assert "--ignore-state" in printing.warnings[0]
@@ -175,7 +181,7 @@ async def test_dry_run_makes_no_writes(source):
     farm["Ash"].add("old.gcode", "x")
     farm["Ash"].add("gone/old.gcode", "x")
     manifest = MemoryManifestStore()
-    report = await run_mirror(configs, source, DRY, farm.factory, manifest)
+    report = await run_mirror(configs, source, DRY, ctx(farm.factory, manifest))
     assert all(p.writes() == [] for p in farm.printers.values())
     assert manifest.load("Ash") == {}
     ash = report.printer("Ash")
@@ -194,7 +200,7 @@ async def test_deletes_extras_and_empty_folders_then_uploads(source):
     farm["Ash"].add("old/deep/x.gcode", "x")
     farm["Ash"].add("old/notes.gcode", "x", read_only=True)
     farm["Ash"].add("stale/a.gcode", "x")
-    report = await run_mirror(configs, source, GO, farm.factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, GO, ctx(farm.factory))
     assert results(report, "Ash") == [
         ("delete", "old/deep/x.gcode", "ok"),
         ("delete", "stale/a.gcode", "ok"),
@@ -214,7 +220,7 @@ async def test_folder_the_printer_refuses_to_delete_is_skipped_not_failed(source
     farm["Ash"].fail[("delete_folder", "leftover")] = UpstreamConflict(
         "Ash", "DELETE", "/leftover", "not empty"
     )
-    report = await run_mirror(configs, source, GO, farm.factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, GO, ctx(farm.factory))
     [folder] = [a for a in report.printer("Ash").actions if a.op == "delete_folder"]
     assert folder.result is ActionResult.SKIPPED and "kept the folder" in folder.reason
     assert report.printer("Ash").status is PrinterOutcome.SYNCED
@@ -224,7 +230,7 @@ async def test_destination_and_printer_destination(source):
     farm, configs = farm_of("Ash", "Bishop")
     configs[1] = printer_config("Bishop", 8102, destination="/usb/own")
     farm["Ash"].add("top.gcode", "an extra at the root; outside the destination once -d is given")
-    report = await run_mirror(configs, source, DRY, farm.factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, DRY, ctx(farm.factory))
     assert results(report, "Ash") == [
         ("delete", "top.gcode", "planned"),
         ("upload", "apple/pla.gcode", "planned"),
@@ -232,31 +238,41 @@ async def test_destination_and_printer_destination(source):
     ]
     assert [a.path for a in report.printer("Bishop").actions] == ["own/apple/pla.gcode", "own/banana.bgcode"]
     options = DRY.model_copy(update={"destination": "/usb/farm"})
-    report = await run_mirror(configs, source, options, farm.factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, options, ctx(farm.factory))
     assert {p.destination for p in report.printers} == {"farm"}
     assert ("list_tree", "farm") in farm["Ash"].calls
     assert [a.path for a in report.printer("Ash").actions] == ["farm/apple/pla.gcode", "farm/banana.bgcode"]
 
 
-async def test_guard_and_done_hooks(source):
-    farm, configs = farm_of("Ash")
-    seen: list[str] = []
-    finished: list[tuple[str, str, str]] = []
+class RecordingGuard:
+    """A guard that refuses banana.bgcode and records what it was asked and told."""
 
-    async def guard(printer, action):
-        seen.append(idempotency_key(printer, action))
+    def __init__(self, *, done_raises: bool = False) -> None:
+        self.seen: list[tuple[str, str, str | None]] = []
+        self.finished: list[tuple[str, str, str]] = []
+        self.done_raises = done_raises
+
+    async def allow(self, printer, action):
+        self.seen.append((printer, action.path, action.sha256))
         return action.path != "banana.bgcode"
 
-    async def done(printer, action, outcome):
-        finished.append((printer, action.path, outcome.result.value))
+    async def done(self, printer, action, outcome):
+        if self.done_raises:
+            raise RuntimeError("store down")
+        self.finished.append((printer, action.path, outcome.result.value))
 
-    report = await run_mirror(
-        configs, source, GO, farm.factory, MemoryManifestStore(), guard=guard, done=done
-    )
+    async def failed(self, printer, action, outcome):
+        self.finished.append((printer, action.path, outcome.result.value))
+
+
+async def test_guard_allows_and_hears_of_each_write(source):
+    farm, configs = farm_of("Ash")
+    guard = RecordingGuard()
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, guard=guard))
     apple = hashlib.sha256(b"G1 apple\n").hexdigest()
-    assert seen[0] == f"gcode:Ash:apple/pla.gcode:{apple}"
-    assert len(seen) == 2
-    assert finished == [("Ash", "apple/pla.gcode", "ok")]
+    assert guard.seen[0] == ("Ash", "apple/pla.gcode", apple)  # asked with the content hash known
+    assert len(guard.seen) == 2
+    assert guard.finished == [("Ash", "apple/pla.gcode", "ok")]
     banana = report.printer("Ash").actions[1]
     assert banana.result is ActionResult.SKIPPED and "guard" in banana.reason
     assert "banana.bgcode" not in farm["Ash"].files
@@ -264,11 +280,7 @@ async def test_guard_and_done_hooks(source):
 
 async def test_failing_done_hook_is_a_warning(source):
     farm, configs = farm_of("Ash")
-
-    async def done(printer, action, outcome):
-        raise RuntimeError("store down")
-
-    report = await run_mirror(configs, source, GO, farm.factory, MemoryManifestStore(), done=done)
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, guard=RecordingGuard(done_raises=True)))
     ash = report.printer("Ash")
     assert ash.status is PrinterOutcome.SYNCED and "store down" in ash.warnings[0]
 
@@ -289,9 +301,7 @@ async def test_progress_events_and_single_hashing_across_printers(source):
 
     recorder = Recorder()
     digests = DigestCache()
-    await run_mirror(
-        configs, source, GO, farm.factory, MemoryManifestStore(), listener=recorder, digests=digests
-    )
+    await run_mirror(configs, source, GO, ctx(farm.factory, listener=recorder, digests=digests))
     assert recorder.bytes == {"A": 20, "B": 20, "C": 20}
     assert sorted(recorder.finished) == ["A", "B", "C"]
     assert digests.reads == 2  # two files, hashed once for three printers
@@ -302,7 +312,7 @@ async def test_octoprint_listing_compares_by_sha1(source):
     configs = [printer_config("Octo", kind=Kind.OCTOPRINT, printer_type="OctoPrint", api_key="k")]
     farm["Octo"].add("apple/pla.gcode", "G1 apple\n", mtime=T0 - 10**6)  # older, but same content
     farm["Octo"].add("banana.bgcode", "G1 BANANA!\n", mtime=T0 + 10**6)  # newer, same size, other content
-    report = await run_mirror(configs, source, GO, farm.factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, GO, ctx(farm.factory))
     assert results(report, "Octo") == [
         ("replace", "banana.bgcode", "ok"),
         ("skip", "apple/pla.gcode", "skipped"),
@@ -313,7 +323,7 @@ async def test_manifest_records_of_vanished_files_are_forgotten(source):
     farm, configs = farm_of("Ash")
     manifest = MemoryManifestStore()
     manifest.save("Ash", "removed-by-hand.gcode", ManifestRecord(sha256="0" * 64, size=1))
-    await run_mirror(configs, source, GO, farm.factory, manifest)
+    await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
     assert "removed-by-hand.gcode" not in manifest.load("Ash")
 
 
@@ -321,11 +331,11 @@ async def test_empty_source_is_refused_before_contacting_printers(tmp_path):
     farm, configs = farm_of("Ash")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="allow-empty-source"):
-        await run_mirror(configs, tmp_path / "empty", GO, farm.factory, MemoryManifestStore())
+        await run_mirror(configs, tmp_path / "empty", GO, ctx(farm.factory))
     assert farm.constructed == []
     options = GO.model_copy(update={"allow_empty_source": True})
     farm["Ash"].add("x.gcode", "x")
-    report = await run_mirror(configs, tmp_path / "empty", options, farm.factory, MemoryManifestStore())
+    report = await run_mirror(configs, tmp_path / "empty", options, ctx(farm.factory))
     assert results(report, "Ash") == [("delete", "x.gcode", "ok")]
 
 
@@ -336,8 +346,7 @@ async def test_bad_destination_is_refused(source):
             configs,
             source,
             DRY.model_copy(update={"destination": "/usb/../x"}),
-            farm.factory,
-            MemoryManifestStore(),
+            ctx(farm.factory),
         )
     assert farm.constructed == []
 
@@ -348,7 +357,7 @@ async def test_async_backend_factory_is_awaited(source):
     async def factory(config):
         return farm.factory(config)
 
-    report = await run_mirror(configs, source, DRY, factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, DRY, ctx(factory))
     assert report.printer("Ash").status is PrinterOutcome.DRY_RUN
 
 
@@ -365,11 +374,11 @@ async def test_buddy_sizes_are_fetched_only_when_they_matter(source):
     # Put there by someone else (no manifest), stamped after our source mtime: the mtime rule alone keeps it.
     farm["Ash"].add("banana.bgcode", "G1 a longer banana from elsewhere\n", mtime=T0 + 100)
     manifest = MemoryManifestStore()
-    report = await run_mirror(configs, source, GO, farm.factory, manifest)
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
     assert ("stat", "banana.bgcode") in farm["Ash"].calls
     assert ("replace", "banana.bgcode", "ok") in results(report, "Ash")
     farm["Ash"].calls.clear()
-    report = await run_mirror(configs, source, GO, farm.factory, manifest)
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
     assert [c for c in farm["Ash"].calls if c[0] == "stat"] == []  # the manifest covers our own uploads
     assert {a.op for a in report.printer("Ash").actions} == {"skip"}
 
@@ -382,7 +391,7 @@ async def test_entries_the_backend_left_out_become_warnings(source):
         backend.skipped = ["Ash: skipped remote entry '../x.gcode': has a '..' component"]
         return backend
 
-    report = await run_mirror(configs, source, DRY, factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, DRY, ctx(factory))
     assert report.printer("Ash").warnings == ["skipped remote entry '../x.gcode': has a '..' component"]
 
 
@@ -401,7 +410,7 @@ async def test_a_broken_progress_display_does_not_fail_the_upload(source):
             Broken.calls += 1
             raise RuntimeError("display bug")
 
-    report = await run_mirror(configs, source, GO, farm.factory, MemoryManifestStore(), listener=Broken())
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, listener=Broken()))
     assert report.printer("Ash").status is PrinterOutcome.SYNCED and report.exit_code == 0
     assert Broken.calls == 1  # switched off after the first error
 
@@ -415,7 +424,7 @@ async def test_a_back_end_that_accepts_fewer_types_gets_only_those(source):
             backend.accepts = (".gcode.3mf", ".3mf", ".gcode")  # no .bgcode on a Bambu printer
         return backend
 
-    report = await run_mirror(configs, source, GO, factory, MemoryManifestStore())
+    report = await run_mirror(configs, source, GO, ctx(factory))
     assert results(report, "Ash") == [("upload", "apple/pla.gcode", "ok"), ("upload", "banana.bgcode", "ok")]
     assert results(report, "Bambu") == [("upload", "apple/pla.gcode", "ok")]
     assert set(farm["Bambu"].files) == {"apple/pla.gcode"}

@@ -13,11 +13,21 @@ from farmsync.errors import UpstreamUnavailable, UpstreamValidation
 from farmsync.gcode import pull as pull_module
 from farmsync.gcode.backends.base import RemoteEntry
 from farmsync.gcode.engine import MirrorOptions, run_mirror
-from farmsync.gcode.manifest import ManifestRecord, MemoryManifestStore
-from farmsync.gcode.pull import PART_SUFFIX, inside, place, run_pull, unsafe_name
+from farmsync.gcode.manifest import ManifestRecord
+from farmsync.gcode.paths import path_problem
+from farmsync.gcode.pull import PART_SUFFIX, inside, place, run_pull
 from farmsync.gcode.pull_report import PullResult
 from farmsync.gcode.report import PrinterOutcome
-from tests.unit.gcode_fakes import T0, FakeBackend, FakeFarm, FakePrinter, printer_config, write_tree
+from tests.unit.gcode_fakes import (
+    T0,
+    FakeBackend,
+    FakeFarm,
+    FakePrinter,
+    MemoryManifestStore,
+    ctx,
+    printer_config,
+    write_tree,
+)
 
 GO = MirrorOptions(dry_run=False)
 DRY = MirrorOptions(dry_run=True)
@@ -54,7 +64,7 @@ async def test_printer_only_file_is_planned_in_a_dry_run_and_pulled_with_go(mast
     farm, configs = farm_of(ash)
     before = files_under(master)
 
-    dry = await run_pull(configs, master, DRY, farm.factory)
+    dry = await run_pull(configs, master, DRY, ctx(farm.factory))
     assert files_under(master) == before
     here = result_of(dry, "Ash", "sliced/here.gcode")
     assert (here.result, here.target, here.source) == (PullResult.PLANNED, "sliced/here.gcode", "Ash")
@@ -65,7 +75,7 @@ async def test_printer_only_file_is_planned_in_a_dry_run_and_pulled_with_go(mast
     assert result_of(dry, "Ash", "kept/a.gcode").reason == "in the master already (sha256 matches)"
 
     manifest = MemoryManifestStore()
-    report = await run_pull(configs, master, GO, farm.factory, manifest)
+    report = await run_pull(configs, master, GO, ctx(farm.factory, manifest))
     assert result_of(report, "Ash", "sliced/here.gcode").result is PullResult.PULLED
     pulled = master / "sliced/here.gcode"
     assert pulled.read_bytes() == b"G1 sliced at the printer\n"
@@ -82,7 +92,7 @@ async def test_identical_copies_on_two_printers_are_pulled_once(master):
     for printer in (ash, bishop):
         printer.add("x.gcode", "G1 same\n", mtime=T0 + 100)
     farm, configs = farm_of(ash, bishop)
-    report = await run_pull(configs, master, GO, farm.factory)
+    report = await run_pull(configs, master, GO, ctx(farm.factory))
     assert (master / "x.gcode").read_bytes() == b"G1 same\n"
     assert result_of(report, "Ash", "x.gcode").result is PullResult.PULLED
     twin = result_of(report, "Bishop", "x.gcode")
@@ -97,7 +107,7 @@ async def test_hashes_decide_without_downloading(master):
     for printer in (ash, bishop):
         printer.add("x.gcode", "G1 same\n")
     farm, configs = farm_of(ash, bishop)
-    report = await run_pull(configs, master, GO, farm.factory)
+    report = await run_pull(configs, master, GO, ctx(farm.factory))
     assert result_of(report, "Ash", "x.gcode").result is PullResult.PULLED
     assert downloads(ash) == ["x.gcode"] and downloads(bishop) == []
 
@@ -108,7 +118,7 @@ async def test_different_sizes_on_two_printers_are_a_conflict_without_downloads(
     bishop.add("x.gcode", "G1 rather longer\n", mtime=T0 + 20)
     farm, configs = farm_of(ash, bishop)
     before = files_under(master)
-    report = await run_pull(configs, master, GO, farm.factory)
+    report = await run_pull(configs, master, GO, ctx(farm.factory))
     assert files_under(master) == before
     assert downloads(ash) == downloads(bishop) == []
     assert [r.result for r in (result_of(report, n, "x.gcode") for n in ("Ash", "Bishop"))] == [
@@ -130,7 +140,7 @@ async def test_same_size_different_content_is_a_conflict_and_leaves_no_temp_file
     bishop.add("new/x.gcode", "G1 BBBB\n")
     farm, configs = farm_of(ash, bishop)
     before = files_under(master)
-    report = await run_pull(configs, master, GO, farm.factory)
+    report = await run_pull(configs, master, GO, ctx(farm.factory))
     assert files_under(master) == before
     assert not (master / "new").exists()  # the folder made for the comparison downloads is gone again
     (conflict,) = report.conflicts
@@ -148,7 +158,7 @@ async def test_dry_run_comparison_downloads_stay_outside_the_master(master):
     bishop.add("x.gcode", "G1 BBBB\n")
     farm, configs = farm_of(ash, bishop)
     before = sorted(p.as_posix() for p in master.rglob("*"))
-    report = await run_pull(configs, master, DRY, farm.factory)
+    report = await run_pull(configs, master, DRY, ctx(farm.factory))
     assert sorted(p.as_posix() for p in master.rglob("*")) == before
     assert len(report.conflicts) == 1 and report.exit_code == 2
 
@@ -157,7 +167,7 @@ async def test_master_holding_a_different_file_is_a_conflict_listing_both_sides(
     ash = FakePrinter("Ash", listing="sizes")
     ash.add("kept/a.gcode", "G1 printer's own, longer version\n", mtime=T0 + 99)
     farm, configs = farm_of(ash)
-    report = await run_pull(configs, master, GO, farm.factory)
+    report = await run_pull(configs, master, GO, ctx(farm.factory))
     assert (master / "kept/a.gcode").read_bytes() == b"G1 master a\n"
     (conflict,) = report.conflicts
     assert conflict.reason == "the master holds a different file at this path"
@@ -174,7 +184,7 @@ async def test_master_copy_the_same_is_skipped(master):
     bishop = FakePrinter("Bishop", listing="octoprint")
     bishop.add("kept/a.gcode", "G1 master a\n")
     farm, configs = farm_of(ash, bishop)
-    report = await run_pull(configs, master, GO, farm.factory)
+    report = await run_pull(configs, master, GO, ctx(farm.factory))
     assert result_of(report, "Ash", "kept/a.gcode").reason == "in the master already (sha256 matches)"
     assert result_of(report, "Bishop", "kept/a.gcode").reason == "in the master already (sha1 matches)"
     assert downloads(bishop) == [] and report.exit_code == 0
@@ -188,7 +198,7 @@ async def test_printer_copy_farmsync_uploaded_before_the_master_changed_is_stale
     old = hashlib.sha256(b"G1 old version\n").hexdigest()
     manifest.save("Ash", "kept/a.gcode", ManifestRecord(sha256=old, size=15, mtime=T0 + 7))
     farm, configs = farm_of(ash)
-    report = await run_pull(configs, master, GO, farm.factory, manifest)
+    report = await run_pull(configs, master, GO, ctx(farm.factory, manifest))
     file = result_of(report, "Ash", "kept/a.gcode")
     assert file.result is PullResult.SKIPPED and "the mirror replaces it" in file.reason
     assert report.conflicts == [] and report.exit_code == 0
@@ -199,7 +209,7 @@ async def test_printer_copy_farmsync_uploaded_before_the_master_changed_is_stale
     "name", ["../evil.gcode", "/etc/evil.gcode", "a/../../evil.gcode", "a\\..\\evil.gcode", "a/./b.gcode"]
 )
 def test_unsafe_printer_names_are_recognised(name):
-    assert unsafe_name(name) is not None
+    assert path_problem(name) is not None
 
 
 class HostileBackend(FakeBackend):
@@ -225,7 +235,7 @@ async def test_traversal_names_are_rejected_and_nothing_lands_outside_the_master
     farm.factory = lambda config: HostileBackend(ash)  # type: ignore[method-assign]
     before = sorted(p for p in tmp_path.rglob("*") if master not in p.parents and p != master)
 
-    report = await run_pull(configs, master, GO, farm.factory)
+    report = await run_pull(configs, master, GO, ctx(farm.factory))
 
     rejected = {f.path: f.reason for f in report.printer("Ash").files if f.result is PullResult.REJECTED}
     assert set(rejected) == {*HostileBackend.HOSTILE, "link/escape.gcode"}
@@ -254,7 +264,7 @@ async def test_destination_and_relative_to_map_printer_paths_into_the_source(tmp
     ash.add("jobs/other/c.gcode", "G1 outside the source's scope\n")
     farm, configs = farm_of(ash)
     options = MirrorOptions(dry_run=False, destination="/usb/jobs", relative_to=root)
-    report = await run_pull(configs, source, options, farm.factory)
+    report = await run_pull(configs, source, options, ctx(farm.factory))
     assert (source / "b.gcode").read_bytes() == b"G1 b\n"
     assert result_of(report, "Ash", "jobs/mk4/b.gcode").target == "mk4/b.gcode"
     assert not (root / "other").exists()
@@ -268,7 +278,7 @@ async def test_other_types_read_only_and_busy_printers_are_left_alone(master):
     busy = FakePrinter("Busy", state="PRINTING", listing="sizes")
     busy.add("busy-only.gcode", "G1 busy\n")
     farm, configs = farm_of(ash, busy)
-    report = await run_pull(configs, master, GO, farm.factory)
+    report = await run_pull(configs, master, GO, ctx(farm.factory))
     assert result_of(report, "Ash", "notes.txt").reason == "not a mirrored file type"
     assert result_of(report, "Ash", "moving.gcode").reason == "read-only or transfer in progress"
     assert report.printer("Busy").status is PrinterOutcome.DEFERRED
@@ -288,7 +298,7 @@ class ShortBackend(FakeBackend):
 async def test_a_short_download_is_never_put_in_place(master):
     ash = FakePrinter("Ash", listing="sizes")
     ash.add("x.gcode", "G1 complete file\n")
-    report = await run_pull(configs_of(ash), master, GO, lambda config: ShortBackend(ash))
+    report = await run_pull(configs_of(ash), master, GO, ctx(lambda config: ShortBackend(ash)))
     file = result_of(report, "Ash", "x.gcode")
     assert file.result is PullResult.FAILED and "not placed" in (file.error or "")
     assert not (master / "x.gcode").exists()
@@ -309,7 +319,7 @@ async def test_downloads_are_retried_like_uploads(master, monkeypatch):
             finally:
                 ash.fail.clear()  # only the first attempt fails
 
-    report = await run_pull(configs_of(ash), master, GO, lambda config: Flaky(ash))
+    report = await run_pull(configs_of(ash), master, GO, ctx(lambda config: Flaky(ash)))
     assert result_of(report, "Ash", "x.gcode").result is PullResult.PULLED
     assert downloads(ash) == ["x.gcode", "x.gcode"]
 
@@ -319,7 +329,7 @@ async def test_a_refused_download_is_not_retried(master, monkeypatch):
     ash = FakePrinter("Ash", listing="sizes")
     ash.add("x.gcode", "G1 x\n")
     ash.fail[("download", "x.gcode")] = UpstreamValidation("Ash", "GET", "/usb/X.GCO", status=400)
-    report = await run_pull(configs_of(ash), master, GO, lambda config: FakeBackend(ash))
+    report = await run_pull(configs_of(ash), master, GO, ctx(lambda config: FakeBackend(ash)))
     assert result_of(report, "Ash", "x.gcode").result is PullResult.FAILED
     assert downloads(ash) == ["x.gcode"]
 
@@ -354,8 +364,8 @@ async def test_after_a_pull_the_mirror_spreads_the_file_without_re_uploading_it(
         printer.add("kept/a.gcode", "G1 master a\n", mtime=T0 + 2000)
     farm, configs = farm_of(ash, bishop)
     manifest = MemoryManifestStore()
-    assert (await run_pull(configs, master, GO, farm.factory, manifest)).exit_code == 0
-    mirror = await run_mirror(configs, master, GO, farm.factory, manifest)
+    assert (await run_pull(configs, master, GO, ctx(farm.factory, manifest))).exit_code == 0
+    mirror = await run_mirror(configs, master, GO, ctx(farm.factory, manifest))
     uploads = {p.name: [a.path for a in p.actions if a.op == "upload"] for p in mirror.printers}
     assert uploads == {"Ash": [], "Bishop": ["sliced.gcode"]}
     assert os.path.exists(master / "sliced.gcode")

@@ -8,7 +8,6 @@ import pytest
 from click.testing import CliRunner
 
 from farmsync.gcode.cli import GcodeDeps, gcode
-from farmsync.gcode.manifest import MemoryManifestStore
 from tests.unit.gcode_fakes import T0, FakeFarm, FakePrinter, write_tree
 
 NAMES = ("Ash", "Bishop", "Call")
@@ -28,7 +27,7 @@ def setup(tmp_path):
     write_tree(source, {"b.gcode": "G1 b\n"}, mtime=T0)
     farm = FakeFarm(FakePrinter(n, listing="sizes") for n in NAMES)
     farm["Ash"].add("ash-only.gcode", "G1 sliced on Ash\n", mtime=T0 + 60)
-    deps = GcodeDeps(backend_factory=farm.factory, manifest=MemoryManifestStore())
+    deps = GcodeDeps(backend_factory=farm.factory)
     return tmp_path, config, source, farm, deps
 
 

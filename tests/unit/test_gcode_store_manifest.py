@@ -37,6 +37,28 @@ def test_save_load_forget_round_trip(store):
     assert manifest.load("ash") == {"b.gcode": record(3)}
 
 
+def test_merge_keeps_the_later_upload_of_each_path_in_one_write(store):
+    manifest = StoreManifestStore(store)
+    newer = record(1).model_copy(update={"uploaded_at": AT.replace(hour=13)})
+    manifest.save("Ash", "kept.gcode", newer)
+    manifest.save("Ash", "replaced.gcode", record(2))
+    older = record(9)  # uploaded_at AT: older than ``newer``
+    changed = manifest.merge(
+        "Ash",
+        {
+            "kept.gcode": older,
+            "replaced.gcode": record(3).model_copy(update={"uploaded_at": AT.replace(hour=14)}),
+            "new.gcode": record(4),
+        },
+    )
+    assert changed == 2
+    loaded = manifest.load("Ash")
+    assert loaded["kept.gcode"] == newer
+    assert loaded["replaced.gcode"].size == 3
+    assert loaded["new.gcode"] == record(4)
+    assert manifest.merge("Ash", {"kept.gcode": older}) == 0
+
+
 def test_corrupt_value_is_an_error_not_an_empty_manifest(store):
     store.put_value(NAMESPACE, "Ash", {"files": [{"sha256": "x"}]})
     with pytest.raises(StoreError, match="unexpected content"):
@@ -93,10 +115,10 @@ def ok() -> ActionReport:
 
 async def test_guard_refuses_a_file_another_run_is_writing(store):
     first, second = WriteGuard(store), WriteGuard(store)
-    assert await first.guard("Ash", upload())
-    assert not await second.guard("Ash", upload())
-    assert await second.guard("Bishop", upload())  # other printer, other lock
-    assert await second.guard("Ash", upload("b.gcode"))
+    assert await first.allow("Ash", upload())
+    assert not await second.allow("Ash", upload())
+    assert await second.allow("Bishop", upload())  # other printer, other lock
+    assert await second.allow("Ash", upload("b.gcode"))
     await first.done("Ash", upload(), ok())
     await second.aclose()
 
@@ -104,29 +126,29 @@ async def test_guard_refuses_a_file_another_run_is_writing(store):
 async def test_write_after_a_run_started_is_skipped_but_a_later_run_writes_again(store, clock):
     early = WriteGuard(store)
     writer = WriteGuard(store)
-    assert await writer.guard("Ash", upload())
+    assert await writer.allow("Ash", upload())
     await writer.done("Ash", upload(), ok())
     # planned from a listing made before that upload: its plan is stale
-    assert not await early.guard("Ash", upload())
+    assert not await early.allow("Ash", upload())
     assert "meanwhile" in early.skipped[-1][2]
     clock.advance(1)
     later = WriteGuard(store)  # listed after the upload; if it still plans one, the file vanished: upload
-    assert await later.guard("Ash", upload())
+    assert await later.allow("Ash", upload())
     await later.failed("Ash", upload(), ok())
     assert try_lock(store, LOCK_NAMESPACE, lock_key("Ash", "a.gcode"), lease_seconds=1).held
 
 
 async def test_failed_write_releases_the_lock(store):
     first = WriteGuard(store)
-    assert await first.guard("Ash", upload())
+    assert await first.allow("Ash", upload())
     await first.failed("Ash", upload(), ok())
-    assert await WriteGuard(store).guard("Ash", upload())
+    assert await WriteGuard(store).allow("Ash", upload())
 
 
 async def test_lease_is_renewed_while_a_slow_write_runs(make_store):
     store, _ = make_store()  # real clock
     guard = WriteGuard(store, lease_seconds=0.3)
-    assert await guard.guard("Ash", upload())
+    assert await guard.allow("Ash", upload())
     await asyncio.sleep(0.6)  # twice the lease: only renewal keeps it
     assert (
         try_lock(store, LOCK_NAMESPACE, lock_key("Ash", "a.gcode"), lease_seconds=1).outcome is Outcome.BUSY
@@ -137,7 +159,7 @@ async def test_lease_is_renewed_while_a_slow_write_runs(make_store):
 
 async def test_engine_releases_the_lock_of_a_failed_write(store, tmp_path):
     from farmsync.errors import UpstreamConflict
-    from farmsync.gcode.engine import MirrorOptions, run_mirror
+    from farmsync.gcode.engine import MirrorContext, MirrorOptions, run_mirror
     from tests.unit.gcode_fakes import FakeFarm, FakePrinter, printer_config, write_tree
 
     write_tree(tmp_path / "master", {"a.gcode": "G1 a\n"})
@@ -148,10 +170,8 @@ async def test_engine_releases_the_lock_of_a_failed_write(store, tmp_path):
 
     async def run() -> str:
         guard = WriteGuard(store)
-        report = await run_mirror(
-            configs, tmp_path / "master", options, farm.factory, manifest,
-            guard=guard.guard, done=guard.done, failed=guard.failed,
-        )  # fmt: skip
+        context = MirrorContext(farm.factory, manifest, guard)
+        report = await run_mirror(configs, tmp_path / "master", options, context)
         return report.printer("Ash").actions[0].result.value
 
     assert await run() == "failed"

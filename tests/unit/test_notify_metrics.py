@@ -77,7 +77,7 @@ def test_recording_does_not_import_prometheus_client() -> None:
     """Features record into plain dicts: the 140 ms import is paid by the first scrape, not a cold start."""
     code = (
         "import sys\n"
-        "import farmsync.services, farmsync.prints.tick, farmsync.filament.run, farmsync.gcode.routes\n"
+        "import farmsync.services, farmsync.prints.tick, farmsync.filament.run, farmsync.gcode.service\n"
         "from farmsync import metrics\n"
         "metrics.print_outcome('synced'); metrics.run_duration('gcode', 1.0)\n"
         "print('prometheus_client' in sys.modules)\n"

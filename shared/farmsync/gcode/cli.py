@@ -1,9 +1,14 @@
-"""``farmsync gcode``: link-sync's command line, on the parallel engine.
+"""``farmsync gcode``: mirror a master folder onto the printers of a printers.yml file, from the command line.
 
-link-sync's flags keep their meaning (``-c -s -d -r -p -x -g --ignore-state``; dry run by default; ``-p A B`` as
-well as ``-p A -p B``; ``-x`` ignored when ``-p`` is given). New: ``--json``, ``--concurrency``, ``--suffix``,
-``--verbose``, ``--allow-empty-source``, ``--data-dir``, and ``--pull`` (copy printer-only files into the source
-instead of deleting them; see :mod:`farmsync.gcode.pull`), which exits 2 on any conflict.
+The flags of the printers.yml format's original command line keep their meaning (``-c -s -d -r -p -x -g
+--ignore-state``; dry run by default; ``-p A B`` as well as ``-p A -p B``; ``-x`` ignored when ``-p`` is given).
+Also: ``--json``, ``--concurrency``, ``--suffix``, ``--verbose``, ``--allow-empty-source``, ``--data-dir``, and
+``--pull`` (copy printer-only files into the source instead of deleting them; see :mod:`farmsync.gcode.pull`),
+which exits 2 on any conflict.
+
+The run is :mod:`farmsync.gcode.service`'s, the same as the tick's: the upload manifest and the write guard live
+in the store (DATA_DIR/sync.sqlite3 by default, or what STORE_BACKEND names), so a command-line run and a tick on
+the same farm never upload a file twice.
 
 Exit codes: 0 nothing failed (busy printers are deferred, listed, and do not fail the run); 2 a printer or file
 failed, a source file was left out, or every selected printer was deferred; 1 usage or configuration error,
@@ -25,24 +30,20 @@ import click
 from farmsync.errors import ConfigError, FarmsyncError
 from farmsync.gcode.backends.base import PrinterBackend
 from farmsync.gcode.config import PrinterConfig, Selection, load_printers, select_printers
-from farmsync.gcode.engine import BackendFactory, Done, Guard, MirrorListener, MirrorOptions, run_mirror
-from farmsync.gcode.local import DIGEST_CACHE_FILE, DigestCache
-from farmsync.gcode.manifest import JsonManifestStore, ManifestStore
+from farmsync.gcode.engine import BackendFactory, MirrorListener, MirrorOptions
 from farmsync.gcode.plan import normalize_suffixes
 from farmsync.gcode.progress import ProgressDisplay
 from farmsync.gcode.report import EXIT_USAGE, MirrorReport
-
-MANIFEST_DIR = "gcode-manifest"
+from farmsync.gcode.service import GcodeHome, mirror_printers, pull_printers
+from farmsync.store.base import Store
 
 
 @dataclass
 class GcodeDeps:
-    """Seams for tests and for the lead's wiring: pass as ``obj`` (or put in the context) to override."""
+    """Seams for tests: pass as ``obj`` (or put in the context) to override the back ends or the store."""
 
     backend_factory: BackendFactory | None = None
-    manifest: ManifestStore | None = None
-    guard: Guard | None = None
-    done: Done | None = None
+    store: Store | None = None
 
 
 def default_backend_factory(printer: PrinterConfig) -> PrinterBackend:
@@ -52,7 +53,7 @@ def default_backend_factory(printer: PrinterConfig) -> PrinterBackend:
     return backend_for(printer)
 
 
-# --- link-sync's nargs='*' options -----------------------------------------------------------------------
+# --- options taking several values after one flag (argparse's nargs='*') -----------------------------------------------------------------------
 
 
 class GreedyOption(click.Option):
@@ -188,7 +189,8 @@ class GcodeCommand(click.Command):
     envvar="DATA_DIR",
     default="data",
     show_default=True,
-    help="Where the upload manifest is kept (env DATA_DIR).",
+    help="Where farmsync keeps its state (env DATA_DIR): the store with the upload manifest "
+    "(sync.sqlite3, unless STORE_BACKEND names another) and the cache of file hashes.",
 )
 @click.option(
     "--pull",
@@ -241,26 +243,21 @@ def gcode(
         for note in selection.notes:
             click.echo(f"note: {note}", err=True)
 
-    manifest = deps.manifest or JsonManifestStore(data_dir / MANIFEST_DIR)
-    if pull:
-        _pull(ctx, selection.selected, source, options, deps, manifest, selection, as_json, verbose)
-    listener = ProgressDisplay() if go else MirrorListener()
     try:
-        report = _run(
-            selection.selected,
-            source,
-            options,
-            deps.backend_factory or default_backend_factory,
-            manifest,
-            listener=listener,
-            excluded=selection.excluded,
-            notes=selection.notes,
-            guard=deps.guard,
-            done=deps.done,
-            digests=DigestCache(data_dir / DIGEST_CACHE_FILE),
-        )
-    except FarmsyncError as exc:
-        _fail(ctx, str(exc))
+        home = _home(ctx, deps, data_dir)
+    except ConfigError as exc:
+        _fail(ctx, *exc.problems)
+    try:
+        if pull:
+            _pull(ctx, home, source, options, selection, as_json, verbose)
+        listener = ProgressDisplay() if go else MirrorListener()
+        try:
+            report = _run(home, source, options, selection, listener)
+        except FarmsyncError as exc:
+            _fail(ctx, str(exc))
+    finally:
+        if deps.store is None:
+            home.store.close()
 
     if as_json:
         click.echo(report.model_dump_json(indent=2))
@@ -273,18 +270,32 @@ def gcode(
     ctx.exit(report.exit_code)
 
 
+def _home(ctx: click.Context, deps: GcodeDeps, data_dir: Path) -> GcodeHome:
+    """The store the settings name (with DATA_DIR from ``--data-dir``), unless a test gives one."""
+    store = deps.store
+    if store is None:
+        from farmsync.settings import load_settings
+        from farmsync.store import open_store
+
+        root = ctx.find_root().obj
+        env_file = root.get("env_file") if isinstance(root, dict) else None
+        store = open_store(load_settings(env_file, data_dir=data_dir))
+    return GcodeHome(store, data_dir, deps.backend_factory or default_backend_factory)
+
+
 def _run(
-    printers: Sequence[PrinterConfig],
-    source: Path,
-    options: MirrorOptions,
-    factory: BackendFactory,
-    manifest: ManifestStore,
-    *,
-    listener: MirrorListener,
-    **kwargs: Any,
+    home: GcodeHome, source: Path, options: MirrorOptions, selection: Selection, listener: MirrorListener
 ) -> MirrorReport:
-    """Run the engine on a fresh event loop, with the progress display live only for real runs."""
-    coro = run_mirror(printers, source, options, factory, manifest, listener=listener, **kwargs)
+    """Run the mirror on a fresh event loop, with the progress display live only for real runs."""
+    coro = mirror_printers(
+        home,
+        selection.selected,
+        source,
+        options,
+        listener=listener,
+        excluded=selection.excluded,
+        notes=selection.notes,
+    )
     if isinstance(listener, ProgressDisplay):
         from farmsync.logs import through_console
 
@@ -295,28 +306,18 @@ def _run(
 
 def _pull(
     ctx: click.Context,
-    printers: Sequence[PrinterConfig],
+    home: GcodeHome,
     source: Path,
     options: MirrorOptions,
-    deps: GcodeDeps,
-    manifest: ManifestStore,
     selection: Selection,
     as_json: bool,
     verbose: bool,
 ) -> NoReturn:
-    """``--pull``: the same selection, options and exit-code rules, with run_pull instead of run_mirror."""
-    from farmsync.gcode.pull import run_pull
-
+    """``--pull``: the same selection, options and exit-code rules, pulling instead of mirroring."""
     try:
         report = asyncio.run(
-            run_pull(
-                printers,
-                source,
-                options,
-                deps.backend_factory or default_backend_factory,
-                manifest,
-                excluded=selection.excluded,
-                notes=selection.notes,
+            pull_printers(
+                home, selection.selected, source, options, excluded=selection.excluded, notes=selection.notes
             )
         )
     except FarmsyncError as exc:

@@ -1,6 +1,6 @@
-"""printers.yml: link-sync's printer file, read as is, plus a few optional farmsync keys.
+"""printers.yml: the farm's printer file in its established format, read as is, plus optional farmsync keys.
 
-A file maps each printer name to ``printer_type``, ``host``, ``username`` and ``password`` (link-sync's four
+A file maps each printer name to ``printer_type``, ``host``, ``username`` and ``password`` (the format's four
 keys). farmsync also accepts ``kind`` (which API the printer speaks; inferred from ``printer_type`` when absent),
 ``api_key``, ``storage`` and ``destination``. Bambu Lab printers (``printer_type: X1C``, ``P1S``, ``A1``, ...) take
 ``host`` as a bare name or IP, ``serial``, ``access_code`` (a secret, like ``password``), optionally ``ca_bundle``,
@@ -333,7 +333,7 @@ def _json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def load_printers(path: Path | str) -> list[PrinterConfig]:
-    """Read and validate a printers file; YAML by .yml/.yaml, JSON by .json/.jsn/.jso (like link-sync)."""
+    """Read and validate a printers file; YAML by .yml/.yaml, JSON by .json/.jsn/.jso (the format's own suffixes)."""
     file = Path(path)
     label = str(path)
     suffix = file.suffix.lower()
@@ -372,7 +372,7 @@ class Selection:
 def select_printers(
     printers: Sequence[PrinterConfig], include: Iterable[str] = (), exclude: Iterable[str] = ()
 ) -> Selection:
-    """Apply ``-p`` / ``-x`` (case-insensitive). As in link-sync, ``-x`` is ignored when ``-p`` is given.
+    """Apply ``-p`` / ``-x`` (case-insensitive). ``-x`` is ignored when ``-p`` is given (the flags' long-standing meaning).
 
     Unknown names are an InputError: a typo in ``-x`` must not sync a printer the operator meant to skip.
     """
@@ -381,7 +381,7 @@ def select_printers(
     by_name = {p.name.casefold(): p for p in printers}
     notes: list[str] = []
     if include and exclude:
-        notes.append("--exclude is ignored because --printer was given (as link-sync does)")
+        notes.append("--exclude is ignored because --printer was given")
         exclude = []
     names = include or exclude
     unknown = [n for n in names if n.casefold() not in by_name]

@@ -1,8 +1,8 @@
 """Runs the mirror on many printers at once: one asyncio task per printer, one transfer at a time within each.
 
-Unlike link-sync (a thread pool capped at the CPU count, every printer contacted serially before the pool even
-starts, no timeouts) every selected printer starts at once unless ``concurrency`` caps it, excluded printers are
-never contacted, and a printer that is unreachable or misconfigured fails only itself. Timeouts belong to the
+Every selected printer starts at once unless ``concurrency`` caps it (no thread pool capped at the CPU count,
+no printer contacted before the run starts), excluded printers are never contacted, and a printer that is
+unreachable or misconfigured fails only itself. Timeouts belong to the
 back ends (each request has one), so a hung printer cannot hold the others back.
 
 Per printer: build the back end -> status (busy -> deferred) -> list the destination -> plan -> execute the writes
@@ -20,6 +20,7 @@ from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,6 +36,7 @@ from farmsync.gcode.backends.base import PrinterBackend, PrinterStatus, RemoteEn
 from farmsync.gcode.config import PrinterConfig
 from farmsync.gcode.local import DigestCache, scan_local
 from farmsync.gcode.manifest import ManifestRecord, ManifestStore
+from farmsync.gcode.paths import in_scope, join
 from farmsync.gcode.plan import (
     DEFAULT_SUFFIXES,
     Action,
@@ -44,8 +46,6 @@ from farmsync.gcode.plan import (
     Plan,
     PlanOptions,
     has_suffix,
-    in_scope,
-    join,
     make_plan,
     normalize_destination,
     normalize_suffixes,
@@ -57,11 +57,21 @@ log = logging.getLogger(__name__)
 
 BackendFactory = Callable[[PrinterConfig], PrinterBackend | Awaitable[PrinterBackend]]
 """Builds the back end of one printer (sync or async). Called only for selected printers."""
-Guard = Callable[[str, Action], Awaitable[bool]]
-"""``guard(printer, action)`` before each write: False skips the write (done already, or claimed elsewhere)."""
-Done = Callable[[str, Action, ActionReport], Awaitable[None]]
-"""``done(printer, action, report)`` after each successful write; ``failed`` (same shape) after a write the guard
-let through that did not succeed, so a lock taken in ``guard`` can be released."""
+
+
+class Guard(Protocol):
+    """One object around every printer write of a run (:class:`farmsync.gcode.guard.WriteGuard` is the store's).
+
+    ``allow`` is asked before each write: False skips it (written meanwhile by another run, or being written by
+    one now). After a write it let through, exactly one of ``done`` (the write succeeded) or ``failed`` (it did
+    not) is called, so whatever ``allow`` took (a lock) can be given back.
+    """
+
+    async def allow(self, printer: str, action: Action) -> bool: ...
+
+    async def done(self, printer: str, action: Action, report: ActionReport) -> None: ...
+
+    async def failed(self, printer: str, action: Action, report: ActionReport) -> None: ...
 
 
 class MirrorOptions(BaseModel):
@@ -142,24 +152,25 @@ class SafeListener(MirrorListener):
         self._call("printer_finished", report)
 
 
-def idempotency_key(printer: str, action: Action) -> str:
-    """A store key naming one write: ``gcode:<printer>:<path>:<sha256>`` for uploads.
-
-    Use it to claim a write against a concurrent run, not to remember it forever: the plan is computed from what
-    the printer holds now, so a file deleted on the printer after we uploaded it must be uploaded again.
-    """
-    if action.op in (Op.UPLOAD, Op.REPLACE):
-        return f"gcode:{printer}:{action.path}:{action.sha256 or ''}"
-    stamp = "" if action.remote is None or action.remote.mtime is None else f"{action.remote.mtime:.0f}"
-    return f"gcode:{printer}:{action.path}:{action.op.value}:{stamp}"
-
-
 def describe(exc: BaseException) -> str:
     """One line for a report: farmsync errors carry their own wording (never secrets); others get their type."""
     text = str(exc).strip()
     if isinstance(exc, FarmsyncError):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class MirrorContext:
+    """What a mirror (or pull) run works with besides its options: the printers' back ends, the upload manifest,
+    the write guard, the cache of local file hashes and the live display. :mod:`farmsync.gcode.service` builds
+    the one the command line, the tick and the routes share (store manifest, store guard, DATA_DIR's cache)."""
+
+    backend_factory: BackendFactory
+    manifest: ManifestStore
+    guard: Guard | None = None
+    digests: DigestCache | None = None
+    listener: MirrorListener | None = None
 
 
 @dataclass
@@ -173,23 +184,15 @@ class _Run:
     digests: DigestCache
     listener: MirrorListener
     guard: Guard | None
-    done: Done | None
-    failed: Done | None = None
 
 
 async def run_mirror(
     printers: Sequence[PrinterConfig],
     source: Path,
     options: MirrorOptions,
-    backend_factory: BackendFactory,
-    manifest: ManifestStore,
+    context: MirrorContext,
     *,
     excluded: Sequence[PrinterConfig] = (),
-    guard: Guard | None = None,
-    done: Done | None = None,
-    failed: Done | None = None,
-    listener: MirrorListener | None = None,
-    digests: DigestCache | None = None,
     notes: Sequence[str] = (),
 ) -> MirrorReport:
     """Mirror ``source`` onto every printer in ``printers`` (already selected; ``excluded`` only for the report).
@@ -212,16 +215,15 @@ async def run_mirror(
             "every file under the destination (pass --allow-empty-source to do that)",
             field="source",
         )
+    listener = context.listener
     run = _Run(
         tree=tree,
         options=options,
-        backend_factory=backend_factory,
-        manifest=manifest,
-        digests=digests or DigestCache(),
+        backend_factory=context.backend_factory,
+        manifest=context.manifest,
+        digests=context.digests or DigestCache(),
         listener=SafeListener(listener) if listener is not None else MirrorListener(),
-        guard=guard,
-        done=done,
-        failed=failed,
+        guard=context.guard,
     )
     limit = options.concurrency or len(printers) or 1
     semaphore = asyncio.Semaphore(limit)
@@ -445,23 +447,23 @@ async def _write(
         reason=action.reason,
     )
     error: Exception | None = None
-    guarded = False  # the guard let this write through and no done/failed hook has run for it yet
+    guard = run.guard
+    guarded = False  # the guard let this write through and neither done nor failed has run for it yet
     try:
         if action.op in (Op.UPLOAD, Op.REPLACE) and action.sha256 is None and action.local is not None:
             action = replace(action, sha256=await asyncio.to_thread(run.digests, action.local, "sha256"))
-        if run.guard is not None and not await run.guard(name, action):
+        if guard is not None and not await guard.allow(name, action):
             outcome.result = ActionResult.SKIPPED
-            outcome.reason = "skipped by the idempotency guard (done already or claimed elsewhere)"
+            outcome.reason = "skipped by the write guard (written meanwhile or being written by another run)"
             return outcome, None
-        guarded = True
+        guarded = guard is not None
         outcome.result = await _perform(run, name, backend, action, outcome)
         outcome.seconds = round(time.perf_counter() - started, 3)
         ok = outcome.result is ActionResult.OK
-        hook = run.done if ok else run.failed
-        if hook is not None:
+        if guard is not None:
             guarded = False
             try:
-                await hook(name, action, outcome)
+                await (guard.done if ok else guard.failed)(name, action, outcome)
             except Exception as exc:
                 which = "done" if ok else "failed"
                 report.warnings.append(f"{action.path}: {which} hook failed: {describe(exc)}")
@@ -473,9 +475,9 @@ async def _write(
         outcome.result = ActionResult.FAILED
         outcome.error = describe(exc)
         outcome.seconds = round(time.perf_counter() - started, 3)
-        if guarded and run.failed is not None:
+        if guarded and guard is not None:
             try:
-                await run.failed(name, action, outcome)
+                await guard.failed(name, action, outcome)
             except Exception as hook_exc:
                 report.warnings.append(f"{action.path}: failed hook failed: {describe(hook_exc)}")
     finally:

@@ -1,4 +1,4 @@
-"""Store-backed locks for the G-code mirror: a short lease lock, and the engine's guard/done/failed hooks.
+"""Store-backed locks for the G-code mirror: a short lease lock, and the engine's write guard.
 
 The idempotency store's claims are built for "do this once, ever" (``complete`` makes a key done for good). A
 printer write is different: the plan is computed from what the printer holds *now*, so the same upload must be
@@ -10,8 +10,7 @@ that are released after the write, and a separate value remembers *when* each pr
 - lock ``gcode-lock:<printer>:<path>`` is held by another run -> skip (someone is writing that file right now);
 - the path was written by anyone *after this run started* (so after it listed the printer) -> skip: the plan
   was made from a printer state that no longer holds, and the next run re-plans from a fresh listing;
-- otherwise write, then record the time and release the lock (also on failure, via the engine's ``failed``
-  hook; a crashed run's lock simply expires, it is renewed only while its holder is alive).
+- otherwise write, then record the time and release the lock (also on failure, via ``failed``; a crashed run's lock simply expires, it is renewed only while its holder is alive).
 
 Clocks: "after this run started" compares the writer's clock with ours. Skew between hosts can only cause a
 redundant upload (overwrite semantics make it harmless) or delay a legitimate one to the next run; it can never
@@ -98,7 +97,7 @@ def lock_key(printer: str, path: str) -> str:
 
 
 class WriteGuard:
-    """``guard``/``done``/``failed`` hooks for :func:`farmsync.gcode.engine.run_mirror`; make one per run.
+    """The :class:`farmsync.gcode.engine.Guard` every mirror run uses, kept in the store; make one per run.
 
     Create it *before* the run lists any printer: its start time is the line between writes the run's plan
     already saw and writes that happened behind its back.
@@ -113,7 +112,8 @@ class WriteGuard:
         self.skipped: list[tuple[str, str, str]] = []
         """(printer, path, why) for every write this guard refused, for tests and logs."""
 
-    async def guard(self, printer: str, action: Action) -> bool:
+    async def allow(self, printer: str, action: Action) -> bool:
+        """Lock the printer file and check nobody wrote it since this run started; False skips the write."""
         claim = await asyncio.to_thread(
             try_lock,
             self.store,
@@ -137,6 +137,7 @@ class WriteGuard:
         return True
 
     async def done(self, printer: str, action: Action, report: ActionReport) -> None:
+        """Remember when (and what) this run wrote, then give the lock back."""
         try:
             record: dict[str, Any] = {"at": self.store.clock(), "op": action.op.value, "owner": self.owner}
             if action.op in (Op.UPLOAD, Op.REPLACE):
@@ -148,6 +149,7 @@ class WriteGuard:
             await self._release(printer, action.path)
 
     async def failed(self, printer: str, action: Action, report: ActionReport) -> None:
+        """Give the lock back: nothing was written, a later run may try again."""
         await self._release(printer, action.path)
 
     async def _release(self, printer: str, path: str) -> None:

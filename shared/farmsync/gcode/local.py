@@ -16,13 +16,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from farmsync.errors import InputError
+from farmsync.gcode.paths import path_problem
 from farmsync.gcode.plan import (
     DEFAULT_SUFFIXES,
     HASH_ALGORITHMS,
     LocalFile,
     LocalTree,
     has_suffix,
-    path_problem,
 )
 from farmsync.logs import get_logger
 

@@ -9,9 +9,9 @@ Decision order for a file present on both sides (the first rule that has data de
 2. sizes known on both sides and different -> replace;
 3. our manifest: when the printer copy still looks like what we uploaded (its size and time match the record),
    the local sha256 against the record's decides;
-4. link-sync's rule: local mtime later than the printer's time + 60 s -> replace. Both are epoch seconds, which
-   are UTC by definition (link-sync's bug was re-reading a UTC stamp as local time);
-5. nothing to compare -> unchanged (link-sync did the same when ``m_timestamp`` was missing).
+4. the mtime rule: local mtime later than the printer's time + 60 s -> replace. Both are epoch seconds, which
+   are UTC by definition (never re-read a UTC stamp as local time: that shifts it by the UTC offset);
+5. nothing to compare -> unchanged (a printer copy with no size, hash or time is taken as in step).
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from pathlib import Path
 
 from farmsync.gcode.backends.base import RemoteEntry
 from farmsync.gcode.manifest import ManifestRecord
+from farmsync.gcode.paths import PrinterPath, in_scope, join, parents, path_problem
 
 DEFAULT_SUFFIXES: tuple[str, ...] = (".gcode", ".bgcode", ".gco", ".g")
 # Storage roots printers put in front of display paths; a leading one in ``--destination`` means "the root".
 STORAGE_ROOTS: tuple[str, ...] = ("usb", "local", "sdcard", "gcodes")
-MTIME_SLACK = 60.0  # link-sync's "> 60 s newer" rule
+MTIME_SLACK = 60.0  # the mtime rule: "> 60 s newer" means changed
 MTIME_TOLERANCE = 2.0  # FAT stores times with 2 s resolution
 HASH_ALGORITHMS = frozenset({"sha1", "sha256", "md5"})
 
@@ -37,7 +38,7 @@ Digest = Callable[["LocalFile", str], str]
 
 
 class PathProblem(ValueError):
-    """A path that must not be used: traversal, absolute, backslash, NUL."""
+    """A destination that must not be used: traversal, backslash, NUL or another control character."""
 
 
 class Op(StrEnum):
@@ -84,7 +85,7 @@ class Action:
     """One step of a plan. ``path`` is the printer display path; ``size`` the bytes concerned when known."""
 
     op: Op
-    path: str
+    path: PrinterPath
     reason: str
     size: int | None = None
     local: LocalFile | None = None
@@ -119,43 +120,11 @@ class Plan:
 # --- paths -----------------------------------------------------------------------------------------------
 
 
-def path_problem(path: str) -> str | None:
-    """Why ``path`` is not a safe relative POSIX display path, or None when it is."""
-    if not path:
-        return "empty path"
-    if "\x00" in path:
-        return "contains a NUL byte"
-    if "\\" in path:
-        return "contains a backslash"
-    if path.startswith("/"):
-        return "is absolute"
-    if any(part in ("", ".", "..") for part in path.split("/")):
-        return "has an empty, '.' or '..' component"
-    return None
-
-
-def join(*parts: str) -> str:
-    """Join display-path pieces, ignoring empty ones."""
-    return "/".join(p for p in parts if p)
-
-
-def in_scope(path: str, scope: str) -> bool:
-    """True when ``path`` is ``scope`` itself or below it."""
-    return not scope or path == scope or path.startswith(scope + "/")
-
-
-def parents(path: str) -> Iterable[str]:
-    """Every proper ancestor folder of ``path``, nearest first (never "")."""
-    while "/" in path:
-        path = path.rsplit("/", 1)[0]
-        yield path
-
-
 def normalize_destination(value: str | None, *, storage: str | None = None) -> str:
     """``--destination`` as a display path. ``/usb/`` -> "", ``/usb/farm`` -> "farm", ``farm/`` -> "farm".
 
     A leading storage root (usb, local, sdcard, gcodes, or the printer's configured ``storage``) is stripped only
-    from absolute values, which is how link-sync users wrote them (``-d /usb/``).
+    from absolute values, which is how printers.yml users wrote them (``-d /usb/``).
     """
     if value is None:
         return ""
@@ -164,6 +133,8 @@ def normalize_destination(value: str | None, *, storage: str | None = None) -> s
         raise PathProblem("contains a NUL byte")
     if "\\" in text:
         raise PathProblem("contains a backslash")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise PathProblem("contains a control character")
     parts = [p for p in text.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise PathProblem("has a '..' component")
@@ -221,8 +192,8 @@ def make_plan(
     scope = join(options.destination, local.base)
     warnings: list[str] = []
     kept: set[str] = set()  # paths that will exist afterwards (their parents must stay)
-    remote_files: dict[str, RemoteEntry] = {}
-    remote_dirs: dict[str, RemoteEntry] = {}
+    remote_files: dict[PrinterPath, RemoteEntry] = {}  # every key passed path_problem
+    remote_dirs: dict[PrinterPath, RemoteEntry] = {}
 
     for entry in remote:
         path = entry.path.rstrip("/") if entry.is_dir else entry.path
@@ -237,7 +208,7 @@ def make_plan(
         if not in_scope(path, scope):
             continue  # outside the destination: never ours to touch
         table = remote_dirs if entry.is_dir else remote_files
-        table.setdefault(path, entry)
+        table.setdefault(PrinterPath(path), entry)
 
     uploads: list[Action] = []
     skips: list[Action] = []
@@ -249,7 +220,7 @@ def make_plan(
         if problem:
             warnings.append(f"left out source file {file.rel!r}: {problem}")
             continue
-        target = join(options.destination, file.rel)
+        target = PrinterPath(join(options.destination, file.rel))  # both parts checked
         kept.add(target)
         remote_file = remote_files.get(target)
         if remote_file is not None:

@@ -47,11 +47,11 @@ from pathlib import Path
 from farmsync.errors import FarmsyncError, InputError, UpstreamError, UpstreamNotFound, UpstreamTransportError
 from farmsync.gcode.backends.base import PrinterBackend, RemoteEntry
 from farmsync.gcode.backends.common import UPLOAD_RETRY
-from farmsync.gcode.backends.common import path_problem as wire_problem
 from farmsync.gcode.config import PrinterConfig
-from farmsync.gcode.engine import BackendFactory, MirrorOptions, describe, destination_for
+from farmsync.gcode.engine import BackendFactory, MirrorContext, MirrorOptions, describe, destination_for
 from farmsync.gcode.local import CHUNK, DigestCache, scan_local
 from farmsync.gcode.manifest import ManifestRecord, ManifestStore
+from farmsync.gcode.paths import in_scope, join, path_problem
 from farmsync.gcode.plan import (
     HASH_ALGORITHMS,
     MTIME_TOLERANCE,
@@ -59,11 +59,8 @@ from farmsync.gcode.plan import (
     LocalTree,
     PathProblem,
     has_suffix,
-    in_scope,
     is_hidden,
-    join,
     normalize_destination,
-    path_problem,
 )
 from farmsync.gcode.pull_report import (
     Copy,
@@ -127,11 +124,6 @@ class _Copy:
             mtime=self.entry.mtime,
             sha256=self.sha256,
         )
-
-
-def unsafe_name(path: str) -> str | None:
-    """Why a printer path must not become a master path (both the planner's and the back ends' rules)."""
-    return path_problem(path) or wire_problem(path)
 
 
 def inside(target: Path, root: Path) -> bool:
@@ -201,12 +193,10 @@ async def run_pull(
     printers: Sequence[PrinterConfig],
     source: Path,
     options: MirrorOptions,
-    backend_factory: BackendFactory,
-    manifest: ManifestStore | None = None,
+    context: MirrorContext,
     *,
     excluded: Sequence[PrinterConfig] = (),
     notes: Sequence[str] = (),
-    digests: DigestCache | None = None,
 ) -> PullReport:
     """Pull printer-only files of every printer in ``printers`` into ``source`` (a dry run unless told).
 
@@ -223,7 +213,7 @@ async def run_pull(
         scan_local, Path(source), relative_to=options.relative_to, suffixes=options.suffixes
     )
     master, base_dir = _roots(Path(source), options.relative_to)
-    pull = _Pull(tree, master, base_dir, options, manifest, digests or DigestCache())
+    pull = _Pull(tree, master, base_dir, options, context.manifest, context.digests or DigestCache())
     states = [
         _Printer(
             config=p,
@@ -232,7 +222,7 @@ async def run_pull(
         )
         for p in printers
     ]
-    await pull.run(states, backend_factory)
+    await pull.run(states, context.backend_factory)
     return PullReport(
         dry_run=options.dry_run,
         source=str(source),
@@ -255,7 +245,7 @@ class _Pull:
         master: Path,
         base_dir: Path,
         options: MirrorOptions,
-        manifest: ManifestStore | None,
+        manifest: ManifestStore,
         digests: DigestCache,
     ) -> None:
         self.tree = tree
@@ -331,9 +321,7 @@ class _Pull:
             report.warnings.extend(
                 line.removeprefix(f"{state.name}: ") for line in skipped if isinstance(line, str)
             )
-            records = (
-                await asyncio.to_thread(self.manifest.load, state.name) if self.manifest is not None else {}
-            )
+            records = await asyncio.to_thread(self.manifest.load, state.name)
             for entry in entries:
                 if not entry.is_dir:
                     self._classify(state, entry, scope, records)
@@ -351,7 +339,7 @@ class _Pull:
     ) -> None:
         path = entry.path
         file = PullFileReport(path=path, size=entry.size, mtime=entry.mtime, result=PullResult.SKIPPED)
-        problem = unsafe_name(path)
+        problem = path_problem(path)
         if problem is not None:
             file.result, file.reason = PullResult.REJECTED, f"unsafe name from the printer: {problem}"
             state.report.files.append(file)
@@ -653,7 +641,7 @@ class _Pull:
 
     async def _remember(self, copy: _Copy) -> None:
         """Manifest records for every printer holding this content, so the next mirror uploads nothing there."""
-        if self.manifest is None or copy.sha256 is None or copy.entry.size is None:
+        if copy.sha256 is None or copy.entry.size is None:
             return
         for holder in [copy, *copy.twins]:
             record = ManifestRecord(sha256=copy.sha256, size=copy.entry.size, mtime=holder.entry.mtime)

@@ -1,4 +1,5 @@
-"""The upload manifest kept in the project's store (SQLite or Firestore), for the service and its ticks.
+"""The upload manifest kept in the project's store (SQLite or Firestore), for every G-code run: the command
+line, the ticks and the routes (:mod:`farmsync.gcode.service`).
 
 Layout: values namespace ``gcode-manifest``, one value per printer (key = printer name) holding
 ``{"printer": name, "files": [{"path": ..., "sha256": ..., "size": ..., "mtime": ..., "uploaded_at": ...}]}``.
@@ -13,6 +14,7 @@ files per printer.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -50,6 +52,21 @@ class StoreManifestStore:
             records = self.load(printer)
             if records.pop(path, None) is not None:
                 self._write(printer, records)
+
+    def merge(self, printer: str, records: Mapping[str, ManifestRecord]) -> int:
+        """Add ``records`` (the old upload manifest's) in one write; where both hold a path, the later upload
+        wins. Returns how many records changed."""
+        with self._locked(printer):
+            current = self.load(printer)
+            changed = 0
+            for path, record in records.items():
+                known = current.get(path)
+                if known is None or record.uploaded_at > known.uploaded_at:
+                    current[path] = record
+                    changed += 1
+            if changed:
+                self._write(printer, current)
+        return changed
 
     def _locked(self, printer: str) -> Any:
         return store_lock(

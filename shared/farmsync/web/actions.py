@@ -120,7 +120,7 @@ async def filament_plan(call: Call) -> Response:
 
 
 def gcode_words(report: Any) -> str:
-    from farmsync.gcode.routes import summary
+    from farmsync.gcode.status import summary
 
     return "; ".join(f"{p.name}: {summary(p, dry_run=report.dry_run)[0]}" for p in report.printers)
 
@@ -135,7 +135,7 @@ def printer_field(fields: dict[str, str]) -> str:
 
 
 async def _preview(services: Services, fields: dict[str, str], sess: session.Session) -> str:
-    from farmsync.gcode.routes import run_gcode
+    from farmsync.gcode.service import run_gcode
 
     name = printer_field(fields)
     report = await run_gcode(services, dry_run=True, pull=False, trigger="page-preview", only=name)
@@ -148,7 +148,7 @@ async def gcode_preview(call: Call) -> Response:
 
 
 async def _gcode_apply(services: Services, fields: dict[str, str], sess: session.Session) -> str:
-    from farmsync.gcode.routes import run_gcode
+    from farmsync.gcode.service import run_gcode
     from farmsync.web.dashboard import PREVIEW_VALID_SECONDS
 
     name = printer_field(fields)

@@ -9,24 +9,10 @@ handlers (farmsync.web.inputs); the OpenAPI description is built from this table
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from farmsync.web import actions, dashboard
-from farmsync.web.handlers import filament, prints, system
-from farmsync.web.inputs import DryRun, Flag
+from farmsync.web.handlers import filament, gcode, prints, system
 from farmsync.web.router import Route, Router
-from farmsync.web.targets import authorize, lazy
-
-G = "farmsync.gcode.routes"
-
-
-class GcodeSyncQuery(DryRun):
-    """``POST /sync/gcode``'s query (read by the G-code handler itself until it moves into web/handlers)."""
-
-    pull: Flag | None = Field(
-        None, description="Copy printer-only files into the master instead of deleting them."
-    )
-
+from farmsync.web.targets import authorize
 
 PAGE = "The operator page's form (session + CSRF, or X-Service-Token): "
 PAGE_ROUTES = [  # the page checks its own session (farmsync.web.session), so the router lets them through
@@ -124,14 +110,13 @@ ROUTES: list[Route] = [
         "service",
         "Subtract Bambuddy usage from InvenTree, exactly once.",
     ),
-    Route("GET", "/gcode/status", lazy(f"{G}:status"), "service", "G-code mirror state per printer."),
+    Route("GET", "/gcode/status", gcode.status, "service", "G-code mirror state per printer."),
     Route(
         "POST",
         "/sync/gcode",
-        lazy(f"{G}:sync"),
+        gcode.sync,
         "service",
         "Mirror the master folder onto the printers (or pull printer-only files back).",
-        query=GcodeSyncQuery,
     ),
     Route(
         "GET",

@@ -41,25 +41,6 @@ class Call:
     def query(self) -> QueryParams:
         return self.request.query_params
 
-    def flag(self, name: str, default: bool | None = None) -> bool | None:
-        """A boolean query parameter (``?force=true``); an unknown word is a 422 naming the parameter.
-
-        For the G-code routes until their handlers take a query model (farmsync.web.inputs) like the others."""
-        raw = self.query.get(name)
-        if raw is None or raw == "":
-            return default
-        word = raw.strip().lower()
-        if word in TRUE_WORDS:
-            return True
-        if word in FALSE_WORDS:
-            return False
-        raise InputError(
-            f"query parameter {name!r} must be true or false, got {raw[:40]!r}",
-            field=name,
-            expected="true or false",
-            status_code=422,
-        )
-
     async def body(self, limit: int = MAX_BODY_BYTES) -> bytes:
         """The raw body, refused with 413 past ``limit`` bytes (checked while reading, not after)."""
         if self._body is not None:

@@ -2,7 +2,7 @@
 
 Viewing it makes no request to Bambuddy, InvenTree or a printer: prints carry their names and links in their
 done records (farmsync.prints.page), filament keeps a snapshot with its plan (farmsync.filament.page), and the
-G-code mirror keeps each printer's last result (farmsync.gcode.routes). Jinja2 renders it with autoescape; the
+G-code mirror keeps each printer's last result (farmsync.gcode.status). Jinja2 renders it with autoescape; the
 buttons are forms (farmsync.web.actions), so the page works without JavaScript.
 """
 
@@ -171,7 +171,7 @@ async def filament_data(services: Services) -> dict[str, Any] | None:
 
 
 async def gcode_data(services: Services) -> dict[str, Any]:
-    from farmsync.gcode.routes import gcode_status
+    from farmsync.gcode.service import gcode_status
 
     return await gcode_status(services)
 

@@ -36,7 +36,7 @@ def scheduled_jobs(services: Services) -> list[Job]:
 
         jobs.append(Job("filament", lambda: run_scheduled(services)))
     if settings.gcode_source_dir is not None:
-        from farmsync.gcode.routes import run_scheduled as run_gcode
+        from farmsync.gcode.service import run_scheduled as run_gcode
 
         jobs.append(Job("gcode", lambda: run_gcode(services)))
     return jobs

@@ -6,30 +6,11 @@ importing every route's module (cold start, #17).
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from farmsync.services import get_services
 from farmsync.web.auth import require_service_token, require_webhook_secret
 from farmsync.web.call import Call
 from farmsync.web.handlers import system
 from farmsync.web.router import Auth, Handler, Route, Router
-
-
-def lazy(target: str) -> Callable[[Call], Awaitable[Any]]:
-    """A handler that imports ``module:function`` on first call: only the G-code routes, until their handlers
-    move into farmsync.web.handlers beside the others."""
-    module_name, name = target.split(":")
-
-    async def handler(call: Call) -> Any:
-        function = getattr(importlib.import_module(module_name), name)
-        return await function(call)
-
-    handler.__name__ = name
-    handler.__qualname__ = target
-    return handler
-
 
 OPENED_BY_SETTING = {"/metrics": "metrics_public"}
 """Service routes a setting may open to anyone (a Prometheus scraper on a trusted network)."""

@@ -21,6 +21,12 @@ import httpx
 from farmsync.clients.http import HttpClient, RetryPolicy, decode_json
 from farmsync.errors import InputError, UpstreamError, UpstreamValidation
 from farmsync.gcode.backends.base import ProgressCallback
+from farmsync.gcode.paths import basename as basename
+from farmsync.gcode.paths import check_path as check_path
+from farmsync.gcode.paths import join as join
+from farmsync.gcode.paths import name_problem as name_problem
+from farmsync.gcode.paths import parent_of as parent_of
+from farmsync.gcode.paths import path_problem as path_problem
 
 log = logging.getLogger("farmsync.gcode.backends")
 
@@ -54,66 +60,7 @@ class LocalFileChanged(InputError):
 
 
 # --------------------------------------------------------------------------------------------------- paths
-
-
-def check_path(path: str, *, what: str = "path", allow_root: bool = False) -> str:
-    """Return ``path`` as a clean display path or raise :class:`InputError`.
-
-    Rejects what could escape the storage or confuse a printer's URL parser: ``..``/``.`` components, absolute
-    paths, backslashes, NUL and control characters, empty components.
-    """
-    if not isinstance(path, str):
-        raise InputError(f"{what} must be a string", field=what)
-    if path == "" and allow_root:
-        return ""
-    problem = path_problem(path)
-    if problem:
-        raise InputError(f"unsafe {what} {path!r}: {problem}", field=what, expected="relative POSIX path")
-    return path
-
-
-def path_problem(path: str) -> str | None:
-    """Why ``path`` is unsafe as a display path, or None when it is fine."""
-    if path == "":
-        return "empty"
-    if "\x00" in path:
-        return "contains NUL"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
-        return "contains a control character"
-    if "\\" in path:
-        return "contains a backslash"
-    if path.startswith("/"):
-        return "is absolute"
-    parts = path.split("/")
-    if any(part == "" for part in parts):
-        return "has an empty component"
-    if any(part in (".", "..") for part in parts):
-        return "has a '.' or '..' component"
-    return None
-
-
-def name_problem(name: str) -> str | None:
-    """Why a single name received from a printer is unsafe, or None."""
-    if "/" in name:
-        return "contains a slash"
-    return path_problem(name)
-
-
-def join(parent: str, name: str) -> str:
-    return f"{parent}/{name}" if parent else name
-
-
-def parent_of(path: str) -> str:
-    return path.rpartition("/")[0]
-
-
-def basename(path: str) -> str:
-    return path.rpartition("/")[2]
-
-
-def under(path: str, root: str) -> bool:
-    """Whether ``path`` is ``root`` itself or inside it ("" is the storage root)."""
-    return root == "" or path == root or path.startswith(root + "/")
+# The rules themselves are in farmsync.gcode.paths (imported above), shared with the planner and pull.
 
 
 SEGMENT_SAFE = "!$&'()*+,;=@"

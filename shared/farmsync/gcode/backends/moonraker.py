@@ -39,8 +39,8 @@ from farmsync.gcode.backends.common import (
     path_problem,
     quote_path,
     reworded,
-    under,
 )
+from farmsync.gcode.paths import in_scope
 
 IDLE_STATES = frozenset({"standby", "complete", "cancelled"})
 
@@ -161,7 +161,7 @@ class MoonrakerBackend(HttpBackend):
                 continue
             out.append(_entry(path, item, is_dir=False))
         await self._folders("", out)
-        return sorted((e for e in out if under(e.path, root) and e.path != root), key=lambda e: e.path)
+        return sorted((e for e in out if in_scope(e.path, root) and e.path != root), key=lambda e: e.path)
 
     async def stat(self, path: str) -> RemoteEntry | None:
         path = check_path(path)

@@ -38,8 +38,8 @@ from farmsync.gcode.backends.common import (
     quote_path,
     reworded,
     same_origin_path,
-    under,
 )
+from farmsync.gcode.paths import in_scope
 
 BUSY_FLAGS = ("printing", "paused", "pausing", "cancelling", "resuming", "finishing")
 
@@ -152,7 +152,7 @@ class OctoPrintBackend(HttpBackend):
     async def list_tree(self, root: str = "") -> list[RemoteEntry]:
         root = check_path(root, what="root", allow_root=True)
         entries = await self._tree()
-        return sorted((e for e in entries if under(e.path, root) and e.path != root), key=lambda e: e.path)
+        return sorted((e for e in entries if in_scope(e.path, root) and e.path != root), key=lambda e: e.path)
 
     async def stat(self, path: str) -> RemoteEntry | None:
         path = check_path(path)

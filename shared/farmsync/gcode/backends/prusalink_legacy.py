@@ -59,9 +59,9 @@ from farmsync.gcode.backends.common import (
     quote_segment,
     reworded,
     same_origin_path,
-    under,
 )
 from farmsync.gcode.backends.digest import DigestAuth
+from farmsync.gcode.paths import in_scope
 
 IDLE_STATES = frozenset({"IDLE", "READY", "FINISHED", "STOPPED"})
 READ_ONLY_STORAGES = frozenset({"sdcard"})
@@ -242,7 +242,7 @@ class PrusaLinkLegacyBackend(HttpBackend):
                 self._folders.add(entry.path)
         for folder in folders:  # HTTP/1.0, one connection per request: stay sequential
             if not await self._walk(folder, out, top=False):
-                out[:] = [e for e in out if not under(e.path, folder)]
+                out[:] = [e for e in out if not in_scope(e.path, folder)]
                 self._forget_folders(folder)
         return True
 
