@@ -18,7 +18,7 @@ from farmsync.prints import tick as ticks
 from farmsync.prints.pipeline import ARCHIVE_DELETED, HELD_REASON, PrintSync, SimulatedCrash
 from farmsync.prints.routes import print_sync
 from farmsync.services import Services
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
 
 pytestmark = pytest.mark.usefixtures("store_backend")
 

@@ -20,7 +20,7 @@ from farmsync.gcode.config import load_printers
 from farmsync.gcode.engine import MirrorOptions, run_mirror
 from farmsync.gcode.manifest import MemoryManifestStore
 from farmsync.gcode.progress import ProgressDisplay
-from farmsync.sim.buddy import FakeBuddy
+from farmsync_sim.buddy import FakeBuddy
 
 RATE = 1 << 20  # bytes per second
 

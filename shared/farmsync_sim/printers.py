@@ -1,8 +1,8 @@
 """Fake printers to try the G-code mirror on, and the ``printers.yml`` that points at them.
 
 Used by ``farmsync sim`` (a few of each kind) and ``farmsync demo`` (three). Only the kinds with a pure-Python
-fake in :mod:`farmsync.sim` are served: Buddy firmware's PrusaLink (:mod:`farmsync.sim.buddy`) and Moonraker
-(:mod:`farmsync.sim.moonraker`). PrusaLink 0.8 (MK3) and OctoPrint are tested against the real software, which
+fake in :mod:`farmsync_sim` are served: Buddy firmware's PrusaLink (:mod:`farmsync_sim.buddy`) and Moonraker
+(:mod:`farmsync_sim.moonraker`). PrusaLink 0.8 (MK3) and OctoPrint are tested against the real software, which
 runs in virtualenvs of its own (``make setup-printers``, several minutes to build) and, for PrusaLink 0.8, a
 fake MK3 on a pseudo-terminal: too heavy to start from a command meant to answer in a second.
 """
@@ -73,8 +73,8 @@ class FakePrinters:
         self.printers: dict[str, Any] = {}
 
     def start(self) -> FakePrinters:
-        from farmsync.sim.buddy import FakeBuddy
-        from farmsync.sim.moonraker import FakeMoonraker
+        from farmsync_sim.buddy import FakeBuddy
+        from farmsync_sim.moonraker import FakeMoonraker
 
         try:
             for spec in self.specs:
