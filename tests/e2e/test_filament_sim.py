@@ -25,14 +25,11 @@ from farmsync.services import Services, set_services
 from farmsync.settings import Settings, load_settings
 from farmsync.store import State, Store
 from farmsync_sim.server import SimFarm
+from tests.fixtures.crash import SimulatedCrash
 from tests.fixtures.filament import make_call as call
 from tests.fixtures.store import ManualClock, open_spec
 
 MakeStore = Callable[..., tuple[Store, dict[str, Any]]]
-
-
-class Crash(BaseException):
-    """Stops a run dead, like a killed process."""
 
 
 def sim_settings(farm: SimFarm, data_dir: Path, **overrides: Any) -> Settings:
@@ -202,9 +199,9 @@ async def test_a_crash_at_each_step_still_subtracts_once(
 
     def hook(where: str, key: str) -> None:
         if where == point:
-            raise Crash(key)
+            raise SimulatedCrash(key)
 
-    with pytest.raises(Crash):
+    with pytest.raises(SimulatedCrash):
         await run_filament(services, steps=["usage"], hook=hook)
     clock.advance(services.settings.lease_seconds + 1)
     report = await run_filament(services_for(spec, clock=clock), steps=["usage"])
@@ -232,9 +229,9 @@ async def test_a_depleted_spool_is_charged_once_and_not_lost(
 
     def hook(where: str, key: str) -> None:
         if where == "after_remove":
-            raise Crash(key)
+            raise SimulatedCrash(key)
 
-    with pytest.raises(Crash):
+    with pytest.raises(SimulatedCrash):
         await run_filament(services, steps=["usage"], hook=hook)
     assert pk not in farm.inventree.state.stock_items  # InvenTree deleted the emptied item
     history = [t for t in farm.inventree.state.tracking.values() if t["notes"] == marker(row["id"])]

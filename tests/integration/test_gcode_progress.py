@@ -18,9 +18,9 @@ from farmsync.gcode.backends import backend_for
 from farmsync.gcode.cli import gcode
 from farmsync.gcode.config import load_printers
 from farmsync.gcode.engine import MirrorOptions, run_mirror
-from farmsync.gcode.manifest import MemoryManifestStore
 from farmsync.gcode.progress import ProgressDisplay
 from farmsync_sim.buddy import FakeBuddy
+from tests.fixtures.manifest import MemoryManifestStore
 
 RATE = 1 << 20  # bytes per second
 

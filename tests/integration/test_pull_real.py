@@ -18,9 +18,9 @@ from farmsync.gcode.backends.base import PrinterBackend
 from farmsync.gcode.cli import default_backend_factory
 from farmsync.gcode.config import PrinterConfig
 from farmsync.gcode.engine import MirrorOptions
-from farmsync.gcode.manifest import MemoryManifestStore
 from farmsync.gcode.pull import run_pull
 from farmsync.gcode.pull_report import PullResult
+from tests.fixtures.manifest import MemoryManifestStore
 from tests.printers.octoprint_server import OctoPrintServer
 from tests.printers.prusalink_server import PrusaLinkServer
 

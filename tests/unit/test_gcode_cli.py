@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from farmsync.errors import UpstreamConflict
 from farmsync.gcode.cli import GcodeDeps, expand_greedy, gcode
-from farmsync.gcode.manifest import MemoryManifestStore
+from tests.fixtures.manifest import MemoryManifestStore
 from tests.unit.gcode_fakes import T0, FakeFarm, FakePrinter, write_tree
 
 NAMES = ("Ash", "Bishop", "Call")

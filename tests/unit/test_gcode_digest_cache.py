@@ -9,7 +9,7 @@ from pathlib import Path
 
 from farmsync.gcode.engine import MirrorOptions, run_mirror
 from farmsync.gcode.local import DIGEST_CACHE_FILE, DigestCache, scan_local
-from farmsync.gcode.manifest import MemoryManifestStore
+from tests.fixtures.manifest import MemoryManifestStore
 from tests.unit.gcode_fakes import T0, FakeFarm, FakePrinter, printer_config, write_tree
 
 GO = MirrorOptions(dry_run=False)

@@ -11,10 +11,11 @@ import pytest
 from farmsync.errors import InputError, UpstreamConflict, UpstreamTransportError
 from farmsync.gcode.backends.base import Kind, PrinterBackend
 from farmsync.gcode.config import select_printers
-from farmsync.gcode.engine import MirrorListener, MirrorOptions, idempotency_key, run_mirror
+from farmsync.gcode.engine import MirrorListener, MirrorOptions, run_mirror
 from farmsync.gcode.local import DigestCache
-from farmsync.gcode.manifest import ManifestRecord, MemoryManifestStore
+from farmsync.gcode.manifest import ManifestRecord
 from farmsync.gcode.report import ActionResult, PrinterOutcome
+from tests.fixtures.manifest import MemoryManifestStore
 from tests.unit.gcode_fakes import T0, FakeFarm, FakePrinter, printer_config, write_tree
 
 GO = MirrorOptions(dry_run=False)
@@ -244,7 +245,7 @@ async def test_guard_and_done_hooks(source):
     finished: list[tuple[str, str, str]] = []
 
     async def guard(printer, action):
-        seen.append(idempotency_key(printer, action))
+        seen.append((printer, action.path, action.sha256))
         return action.path != "banana.bgcode"
 
     async def done(printer, action, outcome):
@@ -254,7 +255,7 @@ async def test_guard_and_done_hooks(source):
         configs, source, GO, farm.factory, MemoryManifestStore(), guard=guard, done=done
     )
     apple = hashlib.sha256(b"G1 apple\n").hexdigest()
-    assert seen[0] == f"gcode:Ash:apple/pla.gcode:{apple}"
+    assert seen[0] == ("Ash", "apple/pla.gcode", apple)
     assert len(seen) == 2
     assert finished == [("Ash", "apple/pla.gcode", "ok")]
     banana = report.printer("Ash").actions[1]

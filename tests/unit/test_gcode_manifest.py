@@ -7,7 +7,8 @@ import json
 import pytest
 
 from farmsync.errors import StoreError
-from farmsync.gcode.manifest import JsonManifestStore, ManifestRecord, ManifestStore, MemoryManifestStore
+from farmsync.gcode.manifest import JsonManifestStore, ManifestRecord, ManifestStore
+from tests.fixtures.manifest import MemoryManifestStore
 
 RECORD = ManifestRecord(sha256="ab" * 32, size=10, mtime=1_800_000_000.0)
 

@@ -13,10 +13,11 @@ from farmsync.errors import UpstreamUnavailable, UpstreamValidation
 from farmsync.gcode import pull as pull_module
 from farmsync.gcode.backends.base import RemoteEntry
 from farmsync.gcode.engine import MirrorOptions, run_mirror
-from farmsync.gcode.manifest import ManifestRecord, MemoryManifestStore
+from farmsync.gcode.manifest import ManifestRecord
 from farmsync.gcode.pull import PART_SUFFIX, inside, place, run_pull, unsafe_name
 from farmsync.gcode.pull_report import PullResult
 from farmsync.gcode.report import PrinterOutcome
+from tests.fixtures.manifest import MemoryManifestStore
 from tests.unit.gcode_fakes import T0, FakeBackend, FakeFarm, FakePrinter, printer_config, write_tree
 
 GO = MirrorOptions(dry_run=False)

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from farmsync.gcode.cli import GcodeDeps, gcode
-from farmsync.gcode.manifest import MemoryManifestStore
+from tests.fixtures.manifest import MemoryManifestStore
 from tests.unit.gcode_fakes import T0, FakeFarm, FakePrinter, write_tree
 
 NAMES = ("Ash", "Bishop", "Call")

@@ -140,18 +140,6 @@ class SafeListener(MirrorListener):
         self._call("printer_finished", report)
 
 
-def idempotency_key(printer: str, action: Action) -> str:
-    """A store key naming one write: ``gcode:<printer>:<path>:<sha256>`` for uploads.
-
-    Use it to claim a write against a concurrent run, not to remember it forever: the plan is computed from what
-    the printer holds now, so a file deleted on the printer after we uploaded it must be uploaded again.
-    """
-    if action.op in (Op.UPLOAD, Op.REPLACE):
-        return f"gcode:{printer}:{action.path}:{action.sha256 or ''}"
-    stamp = "" if action.remote is None or action.remote.mtime is None else f"{action.remote.mtime:.0f}"
-    return f"gcode:{printer}:{action.path}:{action.op.value}:{stamp}"
-
-
 def describe(exc: BaseException) -> str:
     """One line for a report: farmsync errors carry their own wording (never secrets); others get their type."""
     text = str(exc).strip()

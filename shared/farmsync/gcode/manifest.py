@@ -50,26 +50,6 @@ class ManifestStore(Protocol):
     def forget(self, printer: str, path: str) -> None: ...
 
 
-class MemoryManifestStore:
-    """In-process store, for tests and dry runs."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, dict[str, ManifestRecord]] = {}
-        self._lock = threading.Lock()
-
-    def load(self, printer: str) -> dict[str, ManifestRecord]:
-        with self._lock:
-            return dict(self._data.get(printer, {}))
-
-    def save(self, printer: str, path: str, record: ManifestRecord) -> None:
-        with self._lock:
-            self._data.setdefault(printer, {})[path] = record
-
-    def forget(self, printer: str, path: str) -> None:
-        with self._lock:
-            self._data.get(printer, {}).pop(path, None)
-
-
 class JsonManifestStore:
     """One JSON file per printer under ``directory``, replaced atomically on every change.
 
