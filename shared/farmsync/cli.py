@@ -40,10 +40,11 @@ COMMAND_PLUGINS = "farmsync.commands"
 """Entry-point group through which another distribution adds commands: farmsync_sim adds ``sim`` and ``demo``.
 The product names no such distribution; it only looks the group up."""
 
-# name -> what to say when a command that comes from another distribution is asked for but not installed
+# name -> what to say (in 80 columns, after click's "Error: ") when a command that another distribution adds is
+# asked for but not installed
 PLUGIN_HINTS: dict[str, str] = {
-    name: f"`farmsync {name}` comes with the simulator (farmsync_sim), which is not installed. "
-    "In a clone of the repository, `make demo` installs it and runs the demo; "
+    name: f"`farmsync {name}` needs the simulator (farmsync_sim), not installed here.\n"
+    "In a clone of the repository, `make demo` installs it and runs the demo;\n"
     "or install it yourself: pip install -e shared/farmsync_sim"
     for name in ("sim", "demo")
 }

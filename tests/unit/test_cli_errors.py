@@ -103,6 +103,7 @@ def test_demo_without_the_simulator_says_how_to_get_it(monkeypatch: pytest.Monke
         result = CliRunner().invoke(cli, [command])
         assert result.exit_code == 1, result.output
         flat = " ".join(result.stderr.split())
-        assert f"`farmsync {command}` comes with the simulator (farmsync_sim), which is not installed" in flat
+        assert f"`farmsync {command}` needs the simulator (farmsync_sim), not installed here." in flat
         assert "`make demo` installs it" in flat and "pip install -e shared/farmsync_sim" in flat
+        assert max(len(line) for line in result.stderr.splitlines()) <= 80
         assert result.exception is None or isinstance(result.exception, SystemExit)
