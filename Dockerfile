@@ -22,7 +22,8 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 COPY pyproject.toml README.md ./
-COPY shared ./shared
+# Only the product: the simulator and the demo (shared/farmsync_sim) stay out of the image.
+COPY shared/farmsync ./shared/farmsync
 COPY functions ./functions
 COPY deploy/lan/bin/farmsync-tick deploy/lan/bin/farmsync-schedule /usr/local/bin/
 # --no-deps: the dependencies are exactly the lock, requirements.txt, installed above (pyproject.toml holds

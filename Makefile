@@ -14,14 +14,16 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # pip's own output goes to .venv/pip.log; the terminal shows each package as pip collects it, then pip's summary.
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# Then farmsync itself and shared/farmsync_sim (the simulator and the demo: a distribution of its own, which the
+# product never ships), both editable.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml shared/farmsync_sim/pyproject.toml
 	@echo "setup: Python packages into .venv (first run: about 2 minutes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --disable-pip-version-check --progress-bar off -r requirements-dev.txt 2>&1 \
 	  | tee $(VENV)/pip.log | { grep --line-buffered -E '^(Collecting|ERROR)' \
 	  | sed -u -E 's/^Collecting ([^ ]+).*/  collecting \1/; s/^ERROR/  ERROR/' || true; }
-	@$(BIN)/pip install --disable-pip-version-check --no-deps -e . >>$(VENV)/pip.log 2>&1 \
-	  || { tail -n 20 $(VENV)/pip.log; echo "setup: installing farmsync itself failed (log: .venv/pip.log)"; exit 1; }
+	@$(BIN)/pip install --disable-pip-version-check --no-deps -e . -e shared/farmsync_sim >>$(VENV)/pip.log 2>&1 \
+	  || { tail -n 20 $(VENV)/pip.log; echo "setup: installing farmsync and farmsync_sim failed (log: .venv/pip.log)"; exit 1; }
 	@echo "setup: .venv is ready (pip's full log: .venv/pip.log)"
 	@touch $(STAMP)
 
@@ -60,4 +62,4 @@ bench: setup-system setup setup-printers
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) .printer-venvs .pytest_cache .ruff_cache .mypy_cache build shared/*.egg-info
+	rm -rf $(VENV) .printer-venvs .pytest_cache .ruff_cache .mypy_cache build shared/*.egg-info shared/farmsync_sim/*.egg-info

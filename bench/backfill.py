@@ -29,8 +29,8 @@ from farmsync.prints import tick as ticks
 from farmsync.prints.service import print_sync
 from farmsync.services import Services
 from farmsync.settings import Settings
-from farmsync.sim.scenarios import Scenario, make_scenario
-from farmsync.sim.server import SimFarm
+from farmsync_sim.scenarios import Scenario, make_scenario
+from farmsync_sim.server import SimFarm
 from tests.fixtures.farm import farm_settings
 
 NAME = "backfill"

@@ -29,7 +29,7 @@ from bench.common import Result, Target, run_main
 from farmsync.prints import tick as ticks
 from farmsync.prints.service import print_sync
 from farmsync.services import Services
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
 from tests.fixtures.farm import farm_settings
 
 NAME = "capacity"

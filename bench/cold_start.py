@@ -99,8 +99,8 @@ class Config:
 @contextmanager
 def upstreams(workdir: Path) -> Iterator[dict[str, str]]:
     """A simulated farm and one fake Buddy printer on 127.0.0.1, and the environment a deployment would set."""
-    from farmsync.sim.buddy import FakeBuddy
-    from farmsync.sim.server import SimFarm
+    from farmsync_sim.buddy import FakeBuddy
+    from farmsync_sim.server import SimFarm
 
     source = workdir / "gcode"
     source.mkdir()

@@ -31,8 +31,8 @@ from farmsync.filament.usage import USAGE_STREAM, marker
 from farmsync.filament.writes import remove_body
 from farmsync.services import Services
 from farmsync.settings import Settings, load_settings
-from farmsync.sim.server import SimFarm
 from farmsync.store.sqlite import SqliteStore
+from farmsync_sim.server import SimFarm
 
 NAME = "filament_usage"
 

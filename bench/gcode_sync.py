@@ -47,7 +47,7 @@ from bench.common import (
     run_process,
     size_name,
 )
-from farmsync.sim.buddy import FakeBuddy
+from farmsync_sim.buddy import FakeBuddy
 
 NAME = "gcode_sync"
 LINK_SYNC = ROOT / ".bench-venvs" / "link-sync" / "bin" / "link-sync"

@@ -1,7 +1,7 @@
 """Issue #17 target 8: a backfill of a long print log, with flat memory and time linear in runs.
 
 For each size (2,500, 5,000 and 10,000 runs at full size) a simulated farm is served by its own process
-(``python -m farmsync.sim.cli``, 0 ms latency) and the backfill runs in another, so the peak RSS measured
+(``python -m farmsync_sim.cli``, 0 ms latency) and the backfill runs in another, so the peak RSS measured
 (``wait4``'s ru_maxrss of the backfill's process) is farmsync's alone and not the simulator's growing state.
 Reported per size: seconds per 1,000 runs, peak RSS, and exactly-once (one stock item per completed run).
 """
@@ -33,7 +33,7 @@ SIZES = {
 def start_sim(scenario_path: Path, log: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """The simulator in its own process; returns it and the JSON line it announces itself with."""
     proc = subprocess.Popen(
-        [VENV_PYTHON, "-m", "farmsync.sim.cli", "--scenario", str(scenario_path)],
+        [VENV_PYTHON, "-m", "farmsync_sim.cli", "--scenario", str(scenario_path)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=log.open("wb"),
@@ -57,7 +57,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def one_size(runs: int, work: Path) -> dict[str, Any]:
-    from farmsync.sim.scenarios import make_scenario
+    from farmsync_sim.scenarios import make_scenario
 
     scenario = make_scenario(name=f"long-{runs}", runs=runs, repeat_ratio=0.5, seed=1, printers=6, spools=16)
     scenario_path = work / f"scenario-{runs}.json"

@@ -52,9 +52,9 @@ from farmsync.filament.usage import USAGE_STREAM
 from farmsync.prints import tick as ticks
 from farmsync.prints.service import print_sync
 from farmsync.services import Services
-from farmsync.sim.server import SimFarm
 from farmsync.store import EMULATOR_VARIABLE
 from farmsync.store.firestore import FirestoreStore
+from farmsync_sim.server import SimFarm
 from tests.emulator import FirestoreEmulator
 from tests.fixtures.farm import farm_settings
 from tests.integration.test_lan_gateway import free_port, nginx_test, render_nginx, stop

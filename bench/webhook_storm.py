@@ -30,8 +30,8 @@ from farmsync.prints import service as print_service
 from farmsync.prints import tick as ticks
 from farmsync.services import Services, set_services
 from farmsync.settings import load_settings
-from farmsync.sim.server import SimFarm
 from farmsync.web.app import app_router
+from farmsync_sim.server import SimFarm
 
 NAME = "webhook_storm"
 SECRET = "bench-hook-secret"  # a loopback simulator's secret

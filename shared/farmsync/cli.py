@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 import sys
@@ -37,8 +38,19 @@ LAZY_COMMANDS: dict[str, str] = {
     "validate": "farmsync.commands:validate_command",
     "notify": "farmsync.notify_cli:notify_command",
     "gcode": "farmsync.gcode.cli:gcode",
-    "sim": "farmsync.sim.cli:sim",
-    "demo": "farmsync.demo:demo",
+}
+
+COMMAND_PLUGINS = "farmsync.commands"
+"""Entry-point group through which another distribution adds commands: farmsync_sim adds ``sim`` and ``demo``.
+The product names no such distribution; it only looks the group up."""
+
+# name -> what to say (in 80 columns, after click's "Error: ") when a command that another distribution adds is
+# asked for but not installed
+PLUGIN_HINTS: dict[str, str] = {
+    name: f"`farmsync {name}` needs the simulator (farmsync_sim), not installed here.\n"
+    "In a clone of the repository, `make demo` installs it and runs the demo;\n"
+    "or install it yourself: pip install -e shared/farmsync_sim"
+    for name in ("sim", "demo")
 }
 
 
@@ -50,12 +62,18 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)
-        if command is not None or name not in LAZY_COMMANDS:
+        if command is not None:
             return command
-        module_name, attribute = LAZY_COMMANDS[name].split(":")
-        found = getattr(importlib.import_module(module_name), attribute)
+        if name in LAZY_COMMANDS:
+            found = _load_command(LAZY_COMMANDS[name])
+        elif (plugin := _plugins().get(name)) is not None:
+            found = plugin.load()
+        elif name in PLUGIN_HINTS:
+            raise click.ClickException(PLUGIN_HINTS[name])
+        else:
+            return None
         if not isinstance(found, click.Command):
-            raise TypeError(f"{LAZY_COMMANDS[name]} is not a click command")
+            raise TypeError(f"farmsync {name}: {found!r} is not a click command")
         return found
 
     def resolve_command(
@@ -74,11 +92,22 @@ class LazyGroup(click.Group):
 
     @staticmethod
     def _available() -> list[str]:
-        found = []
+        found = list(_plugins())
         for name, target in LAZY_COMMANDS.items():
             if importlib.util.find_spec(target.split(":")[0]) is not None:
                 found.append(name)
         return found
+
+
+def _load_command(target: str) -> Any:
+    module_name, attribute = target.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def _plugins() -> dict[str, importlib.metadata.EntryPoint]:
+    """Commands other installed distributions declare in :data:`COMMAND_PLUGINS`; farmsync's own names win."""
+    found = importlib.metadata.entry_points(group=COMMAND_PLUGINS)
+    return {ep.name: ep for ep in found if ep.name not in LAZY_COMMANDS}
 
 
 @click.group(

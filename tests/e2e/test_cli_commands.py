@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from farmsync.cli import cli
 from farmsync.services import set_services
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from farmsync.cli import cli
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
 from tests.e2e.test_cli_commands import env_file  # noqa: F401 - the farm's .env, a fixture
 
 WIDTH = 80
@@ -121,7 +121,7 @@ def test_filament_shows_names_and_changes(env_file: Path, sim_farm: SimFarm) -> 
 
 
 def test_tick_gcode_is_a_report_not_raw_json(env_file: Path, tmp_path: Path) -> None:  # noqa: F811
-    from farmsync.sim.printers import FakePrinters, PrinterSpec, write_master
+    from farmsync_sim.printers import FakePrinters, PrinterSpec, write_master
 
     printers = FakePrinters((PrinterSpec("Ash", "MK4", "prusalink"),), tmp_path).start()
     try:

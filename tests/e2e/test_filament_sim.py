@@ -22,9 +22,9 @@ from farmsync.filament.status import filament_status
 from farmsync.filament.usage import USAGE_NS, USAGE_STREAM, marker
 from farmsync.services import Services, set_services
 from farmsync.settings import Settings, load_settings
-from farmsync.sim.server import SimFarm
 from farmsync.store import State, Store
 from farmsync.web.handlers import filament as routes
+from farmsync_sim.server import SimFarm
 from tests.fixtures.filament import make_call as call
 from tests.fixtures.store import ManualClock, open_spec
 

@@ -17,11 +17,11 @@ from farmsync import metrics
 from farmsync.clients.http import COUNTERS
 from farmsync.services import Services, set_services
 from farmsync.settings import load_settings
-from farmsync.sim.scenarios import scenario_by_name
-from farmsync.sim.server import SimFarm
 from farmsync.store.sqlite import SqliteStore
 from farmsync.web.app import api_router
 from farmsync.web.serve import create_app
+from farmsync_sim.scenarios import scenario_by_name
+from farmsync_sim.server import SimFarm
 from tests.fixtures.farm import farm_settings
 
 TOKEN = "svc-token-for-tests"

@@ -22,10 +22,10 @@ from farmsync.gcode.service import run_gcode
 from farmsync.prints.service import run_tick
 from farmsync.services import Services, set_services
 from farmsync.settings import load_settings
-from farmsync.sim.scenarios import scenario_by_name
-from farmsync.sim.server import SimFarm
 from farmsync.store import State, Store
 from farmsync.web.serve import create_app
+from farmsync_sim.scenarios import scenario_by_name
+from farmsync_sim.server import SimFarm
 from tests.emulator import free_port
 from tests.fixtures.farm import farm_settings
 from tests.fixtures.log_scan import register_test_secret

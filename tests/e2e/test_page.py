@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from farmsync.prints.page import THUMB_MAX_BYTES
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
 from tests.fixtures.page import FAILED_PRINT, PAGE_TOKEN, PageFarm, serve_page
 
 pytestmark = pytest.mark.slow

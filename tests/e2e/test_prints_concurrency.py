@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 
-from farmsync.sim.scenarios import make_scenario
+from farmsync_sim.scenarios import make_scenario
 from tests.fixtures.farm import farm_settings
 from tests.fixtures.store import open_spec
 

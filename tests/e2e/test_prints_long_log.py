@@ -13,7 +13,7 @@ import pytest
 from farmsync.prints import pipeline
 from farmsync.prints import tick as ticks
 from farmsync.prints.service import print_sync
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
 
 
 async def test_a_backfill_keeps_few_archives_and_no_idle_locks(

@@ -11,10 +11,11 @@ import pytest
 
 from farmsync.errors import UpstreamError
 from farmsync.prints import tick as ticks
-from farmsync.prints.pipeline import PrintSync, SimulatedCrash
+from farmsync.prints.pipeline import PrintSync
 from farmsync.prints.service import print_sync
 from farmsync.services import Services
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
+from tests.fixtures.crash import SimulatedCrash
 
 pytestmark = pytest.mark.usefixtures("store_backend")
 

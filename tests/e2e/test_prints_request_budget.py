@@ -14,7 +14,7 @@ import pytest
 
 from farmsync.prints import tick as ticks
 from farmsync.prints.service import print_sync
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
 
 NEW_PART_530 = [
     "GET /api/part/",  # look by IPN before creating

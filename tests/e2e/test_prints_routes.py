@@ -18,10 +18,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 
-from farmsync.sim.server import SimFarm
-from farmsync.sim.webhook import build_payload, finish_photo, finish_photo_fields, fire_webhook
 from farmsync.web.app import app_router
 from farmsync.web.openapi import render
+from farmsync_sim.server import SimFarm
+from farmsync_sim.webhook import build_payload, finish_photo, finish_photo_fields, fire_webhook
 from tests.fixtures.farm import farm_settings
 
 SERVICE = {"X-Service-Token": "svc-token-for-tests"}

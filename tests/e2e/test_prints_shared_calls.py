@@ -10,7 +10,7 @@ from typing import Any
 
 from farmsync.prints import tick as ticks
 from farmsync.prints.service import print_sync
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
 
 
 async def test_one_camera_stream_token_per_run_is_shared_by_the_workers(

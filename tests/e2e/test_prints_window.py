@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from farmsync.prints import tick as ticks
-from farmsync.prints.pipeline import ARCHIVE_DELETED, HELD_REASON, PrintSync, SimulatedCrash
+from farmsync.prints.pipeline import ARCHIVE_DELETED, HELD_REASON, PrintSync
 from farmsync.prints.service import print_sync
 from farmsync.services import Services
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
+from tests.fixtures.crash import SimulatedCrash
 
 pytestmark = pytest.mark.usefixtures("store_backend")
 

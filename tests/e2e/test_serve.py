@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
 
 
 def test_serve_syncs_on_startup_serves_routes_and_stops_on_sigterm(sim_farm: SimFarm, tmp_path: Path) -> None:

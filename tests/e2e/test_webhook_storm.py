@@ -11,8 +11,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.routing import Route
 
-from farmsync.sim.server import SimFarm
 from farmsync.web.app import app_router
+from farmsync_sim.server import SimFarm
 
 BEARER = {"Authorization": "Bearer hook-secret-for-tests"}
 STORM = 60

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from farmsync.services import Services, set_services
-from farmsync.sim.server import SimFarm
 from farmsync.store.sqlite import SqliteStore
+from farmsync_sim.server import SimFarm
 from tests.reliability.world import settings_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,12 +19,12 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from farmsync.services import Services
-from farmsync.sim.server import SimFarm
 from farmsync.web import auth
 from farmsync.web.app import ROUTES, api_router
 from farmsync.web.handlers import filament, gcode, prints
 from farmsync.web.router import Route, Router
 from farmsync.web.targets import single
+from farmsync_sim.server import SimFarm
 from tests.hostile.conftest import SERVICE_TOKEN, WEBHOOK_SECRET
 
 SERVICE_ROUTES = [r for r in ROUTES if r.auth == "service"]

@@ -14,10 +14,10 @@ from typing import Any
 
 from farmsync.gcode.service import run_gcode
 from farmsync.services import Services
-from farmsync.sim.buddy import FakeBuddy
-from farmsync.sim.fakehttp import Request, Response, as_json
-from farmsync.sim.moonraker import FakeMoonraker
 from farmsync.store.sqlite import SqliteStore
+from farmsync_sim.buddy import FakeBuddy
+from farmsync_sim.fakehttp import Request, Response, as_json
+from farmsync_sim.moonraker import FakeMoonraker
 from tests.fixtures.farm import farm_settings
 from tests.reliability.world import close_clients
 

@@ -27,10 +27,10 @@ from farmsync.filament.run import run_filament
 from farmsync.gcode.service import run_gcode
 from farmsync.prints.service import run_tick
 from farmsync.services import Services, set_services
-from farmsync.sim.buddy import FakeBuddy
-from farmsync.sim.server import SimFarm
 from farmsync.store.sqlite import SqliteStore
 from farmsync.web.app import app_router
+from farmsync_sim.buddy import FakeBuddy
+from farmsync_sim.server import SimFarm
 from tests.reliability.world import close_clients, settings_for
 
 WRONG_TOKEN = "inv-wrong-token-0123456789abcdef"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from farmsync.gcode.local import scan_local
 from farmsync.gcode.service import run_gcode
-from farmsync.sim.buddy import FakeBuddy
-from farmsync.sim.moonraker import FakeMoonraker
+from farmsync_sim.buddy import FakeBuddy
+from farmsync_sim.moonraker import FakeMoonraker
 from tests.hostile.test_gcode_paths import services_for, write_printers
 from tests.reliability.world import close_clients
 

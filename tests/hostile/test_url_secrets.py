@@ -17,8 +17,8 @@ from farmsync.errors import ConfigError, UpstreamError
 from farmsync.logs import configure, get_logger
 from farmsync.services import Services
 from farmsync.settings import load_settings
-from farmsync.sim.server import SimFarm
 from farmsync.store.sqlite import SqliteStore
+from farmsync_sim.server import SimFarm
 from tests.fixtures.cli import run_farmsync
 from tests.fixtures.log_scan import register_test_secret
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from farmsync.gcode.cli import gcode
-from farmsync.sim.moonraker import FakeMoonraker
+from farmsync_sim.moonraker import FakeMoonraker
 from tests.fixtures.bambu import FakeBambuFactory
 from tests.printers.fake_bambu import FakeBambu, Pki
 from tests.printers.octoprint_server import OctoPrintServer

@@ -12,8 +12,8 @@ from pydantic import SecretStr
 
 from farmsync.errors import UpstreamValidation
 from farmsync.gcode.cli import gcode
-from farmsync.sim.server import SimFarm
 from farmsync.validate import Checks, bambu_printer_checks
+from farmsync_sim.server import SimFarm
 from tests.fixtures.bambu import FakeBambuFactory
 from tests.printers.fake_bambu import Pki
 

@@ -1,4 +1,4 @@
-"""Both clients against the simulated farm (farmsync.sim on 127.0.0.1): real HTTP, real paths and bodies."""
+"""Both clients against the simulated farm (farmsync_sim on 127.0.0.1): real HTTP, real paths and bodies."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from farmsync.clients.bambuddy_models import SpoolWrite
 from farmsync.clients.http import RequestCounters, RetryPolicy
 from farmsync.clients.inventree import InvenTreeClient
 from farmsync.errors import UpstreamAuthError, UpstreamNotFound, UpstreamValidation
-from farmsync.sim.common import tiny_png
-from farmsync.sim.server import SimFarm
+from farmsync_sim.common import tiny_png
+from farmsync_sim.server import SimFarm
 
 FAST = RetryPolicy(attempts=2, base=0.0)
 

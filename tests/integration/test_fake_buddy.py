@@ -19,7 +19,7 @@ from farmsync.errors import UpstreamConflict
 from farmsync.gcode.backends import RemoteEntry, make_backend
 from farmsync.gcode.backends.digest import DigestAuth
 from farmsync.gcode.backends.prusalink import PrusaLinkBackend
-from farmsync.sim.buddy import FakeBuddy, short_name
+from farmsync_sim.buddy import FakeBuddy, short_name
 from tests.fixtures.printers_fake import FakeBuddyFactory
 
 PW = "pw-8101"

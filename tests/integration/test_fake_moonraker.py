@@ -12,7 +12,7 @@ import pytest
 from farmsync.errors import UpstreamConflict
 from farmsync.gcode.backends import RemoteEntry, make_backend
 from farmsync.gcode.backends.moonraker import MoonrakerBackend
-from farmsync.sim.moonraker import FakeMoonraker
+from farmsync_sim.moonraker import FakeMoonraker
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from farmsync.gcode.cli import gcode
 from farmsync.gcode.config import load_printers
 from farmsync.gcode.engine import MirrorOptions, run_mirror
 from farmsync.gcode.progress import ProgressDisplay
-from farmsync.sim.buddy import FakeBuddy
+from farmsync_sim.buddy import FakeBuddy
 from tests.unit.gcode_fakes import ctx
 
 RATE = 1 << 20  # bytes per second

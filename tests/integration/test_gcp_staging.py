@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -63,6 +64,14 @@ def test_stage_holds_exactly_what_the_functions_need(tmp_path: Path) -> None:
     for data in ("web/templates/dashboard.css", "web/openapi.json", "py.typed"):
         assert (staged / "farmsync" / data).is_file(), data
     assert not list(staged.rglob("__pycache__")) and not list(staged.rglob("*.pyc"))
+    # the simulator and the demo are their own distribution (shared/farmsync_sim): not a line of it is uploaded
+    assert not [p for p in staged.rglob("*") if p.name in ("sim", "farmsync_sim", "demo.py")]
+    importing = [
+        p
+        for p in staged.rglob("*.py")
+        if re.search(r"^\s*(from|import)\s+farmsync_sim\b", p.read_text(), re.M)
+    ]
+    assert not importing, importing
     assert "functions-framework==" in (staged / "requirements.txt").read_text()
     # a second run replaces its own folder; a folder it did not make is refused
     stage(staged)

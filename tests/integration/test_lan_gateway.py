@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from farmsync.sim.server import SimFarm
-from farmsync.sim.webhook import fire_webhook
+from farmsync_sim.server import SimFarm
+from farmsync_sim.webhook import fire_webhook
 
 ROOT = Path(__file__).resolve().parents[2]
 LAN = ROOT / "deploy/lan"

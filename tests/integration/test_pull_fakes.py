@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from farmsync.gcode.cli import gcode
-from farmsync.sim.fakehttp import Request, Response, as_json
-from farmsync.sim.moonraker import FakeMoonraker
+from farmsync_sim.fakehttp import Request, Response, as_json
+from farmsync_sim.moonraker import FakeMoonraker
 
 WRITE_METHODS = ("PUT", "DELETE", "POST")
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from farmsync.sim.control import Knobs
-from farmsync.sim.server import SimFarm
+from farmsync_sim.control import Knobs
+from farmsync_sim.server import SimFarm
 
 
 def headers(farm: SimFarm) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""``python -m farmsync.sim.cli`` serves a seeded farm and announces it on its first stdout line."""
+"""``python -m farmsync_sim.cli`` serves a seeded farm and announces it on its first stdout line."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from farmsync.sim.scenarios import SCENARIO_DIR
+from farmsync_sim.scenarios import SCENARIO_DIR
 
 
 @pytest.fixture
 def sim_process() -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
     args = ["--scenario", str(SCENARIO_DIR / "tiny.json"), "--seed", "5", "--auth", "--api-version", "450"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "farmsync.sim.cli", *args],
+        [sys.executable, "-m", "farmsync_sim.cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

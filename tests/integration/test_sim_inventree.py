@@ -8,10 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from farmsync.sim.common import tiny_png
-from farmsync.sim.server import SimFarm
+from farmsync_sim.common import tiny_png
+from farmsync_sim.server import SimFarm
 
-# Small-scenario layout (see farmsync.sim.scenarios): category 2 Filament with 3 PLA / 4 PETG below it,
+# Small-scenario layout (see farmsync_sim.scenarios): category 2 Filament with 3 PLA / 4 PETG below it,
 # 5 structural; location 1 Storage > 2 shelf, 3 structural Printers > 4..7 per printer, 8 print output.
 PRINTERS_LOCATION = 3
 SHELF = 2

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from farmsync.sim.server import SimFarm
-from farmsync.sim.webhook import IMAGE_MAX_BYTES
+from farmsync_sim.server import SimFarm
+from farmsync_sim.webhook import IMAGE_MAX_BYTES
 
 PRINTER = "B1-X1-CARBON"
 

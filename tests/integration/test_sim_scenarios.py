@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import httpx
 
-from farmsync.sim.scenarios import Scenario, make_scenario, scenario_by_name
-from farmsync.sim.server import SimFarm
+from farmsync_sim.scenarios import Scenario, make_scenario, scenario_by_name
+from farmsync_sim.server import SimFarm
 
 
 def test_same_seed_same_farm_other_seed_other_farm() -> None:

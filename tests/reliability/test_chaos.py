@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from farmsync.services import Services
-from farmsync.sim.server import SimFarm
 from farmsync.store import Store
+from farmsync_sim.server import SimFarm
 from tests.fixtures.store import ManualClock
 from tests.reliability.world import (
     PrinterRig,

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from farmsync.services import Services
-from farmsync.sim.server import SimFarm
 from farmsync.store import Store
+from farmsync_sim.server import SimFarm
 from tests.fixtures.log_scan import child_log_path
 from tests.fixtures.store import open_spec
 from tests.reliability.workers import concurrent_worker

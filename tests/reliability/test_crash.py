@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from farmsync.services import Services
-from farmsync.sim.server import SimFarm
 from farmsync.store import State, Store
+from farmsync_sim.server import SimFarm
 from tests.fixtures.log_scan import child_log_path
 from tests.fixtures.store import open_spec
 from tests.reliability.workers import crash_worker, kill_wave

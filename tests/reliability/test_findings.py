@@ -12,9 +12,9 @@ from farmsync.gcode.service import run_gcode
 from farmsync.prints import tick as ticks
 from farmsync.prints.service import print_sync
 from farmsync.services import Services
-from farmsync.sim.moonraker import FakeMoonraker
-from farmsync.sim.server import SimFarm
 from farmsync.store.sqlite import SqliteStore
+from farmsync_sim.moonraker import FakeMoonraker
+from farmsync_sim.server import SimFarm
 from tests.reliability.world import close_clients, settings_for
 
 

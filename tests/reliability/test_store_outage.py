@@ -40,9 +40,9 @@ from farmsync.prints import tick as ticks
 from farmsync.prints.pipeline import PrintSync
 from farmsync.prints.service import print_sync
 from farmsync.services import Services, set_services
-from farmsync.sim.server import SimFarm
 from farmsync.store.firestore import FirestoreStore
 from farmsync.web.app import app_router
+from farmsync_sim.server import SimFarm
 from tests.emulator import PROJECT, SDK_LAUNCHER, EmulatorError, FirestoreEmulator, _sdk_root
 from tests.fixtures.store import ManualClock
 from tests.reliability.world import close_clients, scenario, settings_for

@@ -16,7 +16,7 @@ from typing import Any
 
 from farmsync.filament.report import FilamentReport
 from farmsync.services import Services
-from farmsync.sim.server import SimFarm
+from farmsync_sim.server import SimFarm
 from tests.reliability.world import FarmAddress, close_clients, settings_for, snapshot
 
 

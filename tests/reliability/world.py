@@ -23,10 +23,10 @@ from typing import Any
 from farmsync.errors import FarmsyncError
 from farmsync.services import Services
 from farmsync.settings import Settings
-from farmsync.sim.buddy import FakeBuddy
-from farmsync.sim.moonraker import FakeMoonraker
-from farmsync.sim.scenarios import Scenario, make_scenario
-from farmsync.sim.server import SimFarm
+from farmsync_sim.buddy import FakeBuddy
+from farmsync_sim.moonraker import FakeMoonraker
+from farmsync_sim.scenarios import Scenario, make_scenario
+from farmsync_sim.server import SimFarm
 from tests.fixtures.farm import farm_settings
 
 MASTER: dict[str, bytes] = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import httpx
@@ -12,7 +11,6 @@ from pytest_httpx import HTTPXMock
 from farmsync.clients.bambuddy import PROBE_KEY, STREAM_TOKEN_TTL, BambuddyClient, normalise_base
 from farmsync.clients.bambuddy_models import SpoolWrite
 from farmsync.clients.http import RequestCounters, RetryPolicy
-from farmsync.clients.registry import aclose_all, get_bambuddy
 from farmsync.errors import (
     UpstreamAuthError,
     UpstreamError,
@@ -593,17 +591,6 @@ async def test_no_key_sends_no_header(httpx_mock: HTTPXMock):
     await bb.aclose()
 
 
-async def test_registry_caches_per_url_and_key(httpx_mock: HTTPXMock):
-    one = get_bambuddy(BASE, KEY)
-    assert get_bambuddy(BASE + "/", KEY) is one
-    other = get_bambuddy(BASE, "bb_other")
-    assert other is not one
-    await aclose_all()
-    assert one.http.is_closed and other.http.is_closed
-    assert get_bambuddy(BASE, KEY) is not one
-    await aclose_all()
-
-
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
@@ -642,23 +629,6 @@ async def test_null_totals_and_grams_are_zero(httpx_mock: HTTPXMock, client: Bam
     )
     assert (await client.print_log()).total == 0
     assert (await client.usage())[0].weight_used == 0.0
-
-
-def test_registry_replaces_a_client_from_another_event_loop():
-    """asyncio.run per request (Cloud Functions) must not reuse a pool bound to a closed loop."""
-
-    async def fetch() -> BambuddyClient:
-        return get_bambuddy(BASE, KEY)
-
-    first = asyncio.run(fetch())
-    second = asyncio.run(fetch())
-    assert first is not second
-
-    async def close() -> None:
-        assert get_bambuddy(BASE, KEY) is not second  # second's loop is gone too
-        await aclose_all()
-
-    asyncio.run(close())
 
 
 async def test_stream_token_post_is_retried(httpx_mock: HTTPXMock, client: BambuddyClient, sleeps):

@@ -75,3 +75,35 @@ def test_shell_completion_as_the_readme_documents_it() -> None:
         check=False,
     )
     assert answer.stdout.split() == ["plain,status"], answer.stderr
+
+
+def test_sim_and_demo_come_from_the_simulator_distribution_through_entry_points() -> None:
+    """The product names no simulator module: `farmsync sim` and `farmsync demo` are whatever farmsync_sim
+    declares in the ``farmsync.commands`` entry points (installed by `make setup`)."""
+    import importlib.metadata
+
+    from farmsync.cli import COMMAND_PLUGINS, LAZY_COMMANDS
+
+    declared = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=COMMAND_PLUGINS)}
+    assert declared == {"sim": "farmsync_sim.cli:sim", "demo": "farmsync_sim.demo:demo"}
+    assert not any("sim" in target for target in LAZY_COMMANDS.values())
+    listed = CliRunner().invoke(cli, ["--help"])
+    assert "demo " in listed.output and "sim " in listed.output
+    result = CliRunner().invoke(cli, ["demo", "--help"])
+    assert result.exit_code == 0 and "simulated farm" in result.output
+
+
+def test_demo_without_the_simulator_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_: importlib.metadata.EntryPoints(()))
+    listed = CliRunner().invoke(cli, ["--help"])
+    assert listed.exit_code == 0 and "demo " not in listed.output and "sim " not in listed.output
+    for command in ("demo", "sim"):
+        result = CliRunner().invoke(cli, [command])
+        assert result.exit_code == 1, result.output
+        flat = " ".join(result.stderr.split())
+        assert f"`farmsync {command}` needs the simulator (farmsync_sim), not installed here." in flat
+        assert "`make demo` installs it" in flat and "pip install -e shared/farmsync_sim" in flat
+        assert max(len(line) for line in result.stderr.splitlines()) <= 80
+        assert result.exception is None or isinstance(result.exception, SystemExit)

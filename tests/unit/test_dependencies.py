@@ -36,12 +36,25 @@ def _declared() -> list[Requirement]:
     return reqs
 
 
-def test_every_declared_dependency_is_pinned_within_its_range() -> None:
+def _assert_pinned(declared: list[Requirement], where: str) -> None:
     pins = _pins()
-    for req in _declared():
+    for req in declared:
         name = canonicalize_name(req.name)
-        assert name in pins, f"{req.name} is declared in pyproject.toml but not pinned in requirements.txt"
+        assert name in pins, f"{req.name} is declared in {where} but not pinned in requirements.txt"
         assert req.specifier.contains(pins[name]), f"{req.name}=={pins[name]} is outside {req.specifier}"
+
+
+def test_every_declared_dependency_is_pinned_within_its_range() -> None:
+    _assert_pinned(_declared(), "pyproject.toml")
+
+
+def test_the_simulator_needs_nothing_the_lock_does_not_pin() -> None:
+    """`make setup` installs shared/farmsync_sim with --no-deps beside farmsync: the lock must cover it."""
+    where = "shared/farmsync_sim/pyproject.toml"
+    project = tomllib.loads((ROOT / where).read_text())["project"]
+    declared = [Requirement(r) for r in project["dependencies"]]
+    assert "farmsync" in {r.name for r in declared}
+    _assert_pinned([r for r in declared if r.name != "farmsync"], where)
 
 
 def test_every_pin_is_declared() -> None:

@@ -597,6 +597,15 @@ def test_dockerignore_keeps_local_state_and_secrets_out() -> None:
                  ".printer-venvs/octoprint/bin/python", ".bench-venvs/x/bin/python", "tests/conftest.py"):  # fmt: skip
         assert ignored(path), path
     assert not ignored("shared/farmsync/web/templates/dashboard.css")
+    assert ignored("shared/farmsync_sim/server.py")  # the simulator and the demo are no part of the image
+
+
+def test_the_image_carries_no_simulator() -> None:
+    """shared/farmsync_sim is its own distribution for the demo, tests and benchmarks: never copied in."""
+    sources = [source for sources, _ in copies() for source in sources]
+    assert "shared/farmsync" in sources
+    assert not any(s in ("shared", "shared/", ".", "./") or "farmsync_sim" in s for s in sources), sources
+    assert not any("farmsync_sim" in args for _, args in dockerfile())
 
 
 def test_dockerfile_copies_only_what_exists_and_survives_dockerignore() -> None:
@@ -610,7 +619,7 @@ def test_dockerfile_copies_only_what_exists_and_survives_dockerignore() -> None:
     package = next(
         n for n, step in enumerate(steps) if step[0] == "RUN" and "pip install --no-deps ." in step[1]
     )
-    assert package > steps.index(("COPY", "shared ./shared")) > requirements
+    assert package > steps.index(("COPY", "shared/farmsync ./shared/farmsync")) > requirements
     assert ("WORKDIR", "/app") in dockerfile() and ("CMD", '["farmsync", "serve"]') in dockerfile()
     env = " ".join(a for i, a in dockerfile() if i == "ENV")
     assert "DATA_DIR=/data" in env and "PORT=8088" in env
@@ -651,8 +660,11 @@ def test_the_image_build_context_makes_a_complete_package(tmp_path: Path) -> Non
     assert [Requirement(r) for r in core] == [Requirement(r) for r in declared["dependencies"]]
     assert "[firestore]" in (info / "requires.txt").read_text()
     assert "farmsync = farmsync.cli:main" in (info / "entry_points.txt").read_text()
-    for data in ("web/templates/dashboard.css", "web/openapi.json", "sim/scenarios/tiny.json", "py.typed"):
+    for data in ("web/templates/dashboard.css", "web/openapi.json", "py.typed"):
         assert (lib / "farmsync" / data).is_file(), data
+    built = sorted(p.relative_to(lib).as_posix() for p in lib.rglob("*"))
+    assert not [p for p in built if "sim" in p.split("/") or "farmsync_sim" in p or p.endswith("demo.py")]
+    assert not (info / "entry_points.txt").read_text().count("farmsync.commands")
     assert (app / "functions/main.py").is_file()
 
 

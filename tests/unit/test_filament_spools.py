@@ -14,14 +14,11 @@ from farmsync.filament.run import run_filament
 from farmsync.filament.spools import SPOOL_NS
 from farmsync.services import Services
 from farmsync.store.sqlite import SqliteStore
+from tests.fixtures.crash import SimulatedCrash
 from tests.fixtures.filament import INVENTREE, FakeFarm
 from tests.fixtures.store import ManualClock
 
 MakeServices = Callable[..., Services]
-
-
-class Crash(BaseException):
-    pass
 
 
 async def spools(services: Services, *, dry: bool = False, hook: Any = None) -> Any:
@@ -148,9 +145,9 @@ async def test_a_crash_never_makes_a_second_spool(
 
     def hook(where: str, key: str) -> None:
         if where == point:
-            raise Crash(key)
+            raise SimulatedCrash(key)
 
-    with pytest.raises(Crash):
+    with pytest.raises(SimulatedCrash):
         await spools(filament_services(store=store), hook=hook)
     clock.advance(filament_services().settings.lease_seconds + 1)
     report = await spools(filament_services(store=store))

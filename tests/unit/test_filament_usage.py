@@ -14,20 +14,17 @@ from farmsync.filament.usage import INTENT_NS, USAGE_NS, USAGE_STREAM
 from farmsync.services import Services
 from farmsync.store import State
 from farmsync.store.sqlite import SqliteStore
+from tests.fixtures.crash import SimulatedCrash
 from tests.fixtures.filament import FakeFarm
 from tests.fixtures.store import ManualClock
 
 MakeServices = Callable[..., Services]
 
 
-class Crash(BaseException):
-    """Stops a run dead, like a killed process: no release, no cleanup."""
-
-
 def crash_at(point: str) -> Callable[[str, str], None]:
     def hook(where: str, key: str) -> None:
         if where == point:
-            raise Crash(f"{where} {key}")
+            raise SimulatedCrash(f"{where} {key}")
 
     return hook
 
@@ -216,7 +213,7 @@ async def test_a_crash_at_any_point_still_subtracts_exactly_once(
     filament_fake.use(1, 11, grams)
     clock = ManualClock()
     store = SqliteStore(tmp_path / "crash.sqlite3", clock=clock)
-    with pytest.raises(Crash):
+    with pytest.raises(SimulatedCrash):
         await usage(filament_services(store=store), hook=crash_at(point))
     busy = await usage(filament_services(store=store))
     assert busy.usage.lines[0].outcome is Outcome.PENDING  # the lease is still live

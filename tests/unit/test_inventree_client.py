@@ -22,7 +22,6 @@ from farmsync.clients.inventree import (
     truncate,
 )
 from farmsync.clients.inventree_models import StockItem, StockStatus
-from farmsync.clients.registry import aclose_all, get_inventree
 from farmsync.errors import (
     InputError,
     UpstreamAuthError,
@@ -951,14 +950,6 @@ async def test_probe_without_token(httpx_mock: HTTPXMock):
     assert "Authorization" not in httpx_mock.get_request().headers
     assert probe.token_valid is None and "no InvenTree token configured" in probe.problems
     await inv.aclose()
-
-
-async def test_registry_caches_per_root_and_token(httpx_mock: HTTPXMock):
-    one = get_inventree(ROOT, TOKEN)
-    assert get_inventree(ROOT + "/api/", TOKEN) is one
-    assert get_inventree(ROOT, TOKEN, web_url="https://x") is not one
-    await aclose_all()
-    assert one.http.is_closed
 
 
 async def test_paging_stops_at_count_even_if_next_is_set(httpx_mock: HTTPXMock, client: InvenTreeClient):

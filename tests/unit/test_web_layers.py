@@ -54,7 +54,10 @@ def test_handlers_are_imported_not_named_by_strings() -> None:
     """Every handler is a function of farmsync.web (no ``module:function`` strings loaded on first call)."""
     by_name = [r.path for r in ROUTES if ":" in r.handler.__qualname__]
     assert not by_name, by_name
-    assert {r.handler.__module__.rsplit(".", 1)[0] for r in ROUTES} <= {"farmsync.web", "farmsync.web.handlers"}
+    assert {r.handler.__module__.rsplit(".", 1)[0] for r in ROUTES} <= {
+        "farmsync.web",
+        "farmsync.web.handlers",
+    }
 
 
 def test_no_markup_is_built_from_f_strings() -> None:

@@ -71,7 +71,7 @@ class Thumbnail:
 
 
 class BambuddyClient:
-    """One Bambuddy server. Build it once per process (see :mod:`farmsync.clients.registry`).
+    """One Bambuddy server. Build it once per process (:class:`farmsync.services.Services` holds it).
 
     Thumbnail auth: tokens are not fetched up front. The first thumbnail is tried without a token; a 401 means
     auth is on, and from then on a camera stream token is fetched, cached for 50 minutes and renewed once on a

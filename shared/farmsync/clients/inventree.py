@@ -66,7 +66,7 @@ T = TypeVar("T")
 
 
 class InvenTreeClient:
-    """One InvenTree server. Build it once per process (see :mod:`farmsync.clients.registry`).
+    """One InvenTree server. Build it once per process (:class:`farmsync.services.Services` holds it).
 
     ``base_url`` may be the site root or end in ``/api``; ``web_url`` (INVENTREE_WEB_URL) is where people open
     part pages when that differs from the API address (e.g. an internal API URL behind a public proxy).

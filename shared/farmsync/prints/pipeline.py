@@ -56,10 +56,6 @@ read, and a backfill of a long print log does not hold every archive it has seen
 INVENTREE_LINK = re.compile(r"/(web|platform)?/?part/\d+/?(details)?/?$")
 
 
-class SimulatedCrash(BaseException):
-    """Raised by test hooks to stop a unit dead, as a killed process would: no release, no cleanup."""
-
-
 class Skip(FarmsyncError):
     """The unit needs no stock (not a print, no part key, archive gone): report it and move on."""
 

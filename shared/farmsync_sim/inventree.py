@@ -21,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from farmsync.sim import inventree_ops as ops
-from farmsync.sim.common import JSON, parse_multipart
-from farmsync.sim.control import Knobs, RequestLog, SimMiddleware, control_app
-from farmsync.sim.drf import INVALID_CHOICE, ApiError, paginate, query_bool
-from farmsync.sim.inventree_state import (
+from farmsync_sim import inventree_ops as ops
+from farmsync_sim.common import JSON, parse_multipart
+from farmsync_sim.control import Knobs, RequestLog, SimMiddleware, control_app
+from farmsync_sim.drf import INVALID_CHOICE, ApiError, paginate, query_bool
+from farmsync_sim.inventree_state import (
     DEFAULT_API_VERSION,
     GENERIC_PARAMETERS_API,
     HISTORY_SURVIVES_API,

@@ -1,8 +1,8 @@
 """Fake printers to try the G-code mirror on, and the ``printers.yml`` that points at them.
 
 Used by ``farmsync sim`` (a few of each kind) and ``farmsync demo`` (three). Only the kinds with a pure-Python
-fake in :mod:`farmsync.sim` are served: Buddy firmware's PrusaLink (:mod:`farmsync.sim.buddy`) and Moonraker
-(:mod:`farmsync.sim.moonraker`). PrusaLink 0.8 (MK3) and OctoPrint are tested against the real software, which
+fake in :mod:`farmsync_sim` are served: Buddy firmware's PrusaLink (:mod:`farmsync_sim.buddy`) and Moonraker
+(:mod:`farmsync_sim.moonraker`). PrusaLink 0.8 (MK3) and OctoPrint are tested against the real software, which
 runs in virtualenvs of its own (``make setup-printers``, several minutes to build) and, for PrusaLink 0.8, a
 fake MK3 on a pseudo-terminal: too heavy to start from a command meant to answer in a second.
 """
@@ -26,7 +26,7 @@ NOT_SIMULATED = {
 
 @dataclass(frozen=True)
 class PrinterSpec:
-    """One fake printer: its name in printers.yml, link-sync's ``printer_type``, and how it behaves."""
+    """One fake printer: its name and ``printer_type`` in printers.yml, and how it behaves."""
 
     name: str
     printer_type: str
@@ -46,7 +46,7 @@ SIM_PRINTERS = (
 
 
 def write_master(folder: Path) -> list[Path]:
-    """A small master folder of G-code in nested folders (link-sync's example layout)."""
+    """A small master folder of G-code in nested folders."""
     files = {
         "apple/prusament pla/apple_0.4n_0.15mm_PLA_MK4IS_4h52m.gcode": 180_000,
         "apple/prusament petg/apple_0.4n_0.15mm_PETG_MK4IS_4h58m.gcode": 220_000,
@@ -73,8 +73,8 @@ class FakePrinters:
         self.printers: dict[str, Any] = {}
 
     def start(self) -> FakePrinters:
-        from farmsync.sim.buddy import FakeBuddy
-        from farmsync.sim.moonraker import FakeMoonraker
+        from farmsync_sim.buddy import FakeBuddy
+        from farmsync_sim.moonraker import FakeMoonraker
 
         try:
             for spec in self.specs:
@@ -105,9 +105,9 @@ class FakePrinters:
         return self.printers[name]
 
     def printers_yml(self, path: Path | None = None) -> Path:
-        """link-sync's format (``kind`` is farmsync's optional extra key); credentials of the fakes only."""
+        """A printers.yml for the fakes (``kind`` only where ``printer_type`` does not imply it); their credentials only."""
         path = path or self.workdir / "printers.yml"
-        lines = ["# fake printers served by farmsync on 127.0.0.1; link-sync's format, 'kind' is optional"]
+        lines = ["# fake printers on 127.0.0.1 (farmsync_sim); 'kind' is optional"]
         for spec in self.specs:
             printer = self.printers[spec.name]
             lines += [f"{spec.name}:", f"  printer_type: {spec.printer_type}", f"  host: {printer.url}"]

@@ -14,7 +14,7 @@ What it imitates, and farmsync's back end and link-sync 0.2.5 both rely on:
   parents created, ``Create-Folder: ?1`` = one-level mkdir (409 exists, 500 parent missing), disk full -> 507,
   ``ro:true`` while a transfer runs, idle body for ``active_timeout`` s -> 408, disconnect -> 400;
 - DELETE: 204, busy or transferring file -> 409, non-empty folder -> 404 (no ``Force``);
-- at most 3 connections and an optional bandwidth cap (see :mod:`farmsync.sim.fakehttp`); a request log.
+- at most 3 connections and an optional bandwidth cap (see :mod:`farmsync_sim.fakehttp`); a request log.
 
 File contents live in a spool directory on disk, so multi-GB uploads do not grow memory.
 """
@@ -37,7 +37,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 from urllib.request import parse_http_list, parse_keqv_list
 
-from farmsync.sim.fakehttp import (
+from farmsync_sim.fakehttp import (
     BodyTimeout,
     BodyTruncated,
     FakeHttpServer,

@@ -1,6 +1,6 @@
 """InvenTree's write operations with its validation rules and messages: parts, stock, adjustments, parameters.
 
-Each function takes the state, the request data and the acting user, raises :class:`farmsync.sim.drf.ApiError`
+Each function takes the state, the request data and the acting user, raises :class:`farmsync_sim.drf.ApiError`
 with InvenTree's error body, and returns the record it wrote. Callers hold no lock; these functions take it.
 """
 
@@ -10,9 +10,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from farmsync.sim import units
-from farmsync.sim.common import stable_hex, utcnow
-from farmsync.sim.drf import (
+from farmsync_sim import units
+from farmsync_sim.common import stable_hex, utcnow
+from farmsync_sim.drf import (
     BLANK,
     REQUIRED,
     ApiError,
@@ -23,7 +23,7 @@ from farmsync.sim.drf import (
     parse_decimal,
     parse_pk,
 )
-from farmsync.sim.inventree_state import (
+from farmsync_sim.inventree_state import (
     CATEGORY_DEFAULTS,
     FINAL_REMOVAL_TRACKED_API,
     GENERIC_PARAMETERS_API,

@@ -18,12 +18,12 @@ from typing import Any
 
 import uvicorn
 
-from farmsync.sim.bambuddy import BambuddySim
-from farmsync.sim.common import stable_hex
-from farmsync.sim.control import DropLogFilter, Knobs
-from farmsync.sim.inventree import InvenTreeSim
-from farmsync.sim.inventree_state import DEFAULT_API_VERSION
-from farmsync.sim.scenarios import Scenario, scenario_by_name
+from farmsync_sim.bambuddy import BambuddySim
+from farmsync_sim.common import stable_hex
+from farmsync_sim.control import DropLogFilter, Knobs
+from farmsync_sim.inventree import InvenTreeSim
+from farmsync_sim.inventree_state import DEFAULT_API_VERSION
+from farmsync_sim.scenarios import Scenario, scenario_by_name
 
 HOST = "127.0.0.1"
 _drop_filter_installed = False

@@ -28,10 +28,6 @@ class ApiError(Exception):
         super().__init__(str(body))
 
 
-def field_error(field: str, *messages: str) -> ApiError:
-    return ApiError(400, {field: list(messages)})
-
-
 def invalid_pk(value: Any) -> str:
     return f'Invalid pk "{value}" - object does not exist.'
 

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from farmsync.sim.common import JSON
+from farmsync_sim.common import JSON
 
 FAULT_KINDS = ("503", "drop", "timeout")
 """Drawn by default. ``locked`` (below) is only drawn when asked for in ``fault_kinds``."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from farmsync.sim.common import dump_records, iso, load_records, stable_hex, tiny_png, utcnow
+from farmsync_sim.common import dump_records, iso, load_records, stable_hex, tiny_png, utcnow
 
 APP_VERSION = "1.2.5.2"
 STREAM_TOKEN_LIFETIME = timedelta(minutes=60)
@@ -220,7 +220,7 @@ class BambuddyState:
     def from_seed(
         cls, seed: dict[str, Any], *, api_key: str | None = None, auth: bool = False
     ) -> BambuddyState:
-        """Build the state from a scenario's ``bambuddy`` section (see :mod:`farmsync.sim.scenarios`)."""
+        """Build the state from a scenario's ``bambuddy`` section (see :mod:`farmsync_sim.scenarios`)."""
         state = cls(auth_enabled=auth)
         state.load(seed)
         if api_key:

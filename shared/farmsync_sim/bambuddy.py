@@ -22,10 +22,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from farmsync.sim.bambuddy_state import APP_VERSION, PRINT_LOG_ORDERS, BambuddyState
-from farmsync.sim.common import JSON, parse_dt
-from farmsync.sim.control import Knobs, RequestLog, SimMiddleware, control_app
-from farmsync.sim.webhook import EVENT_FOR_STATUS, finish_photo, finish_photo_fields, fire_webhook
+from farmsync_sim.bambuddy_state import APP_VERSION, PRINT_LOG_ORDERS, BambuddyState
+from farmsync_sim.common import JSON, parse_dt
+from farmsync_sim.control import Knobs, RequestLog, SimMiddleware, control_app
+from farmsync_sim.webhook import EVENT_FOR_STATUS, finish_photo, finish_photo_fields, fire_webhook
 
 PREFIX = "/api/v1"
 THUMBNAIL_TOKEN_MESSAGE = (

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from farmsync.sim.fakehttp import (
+from farmsync_sim.fakehttp import (
     BodyTimeout,
     BodyTruncated,
     FakeHttpServer,

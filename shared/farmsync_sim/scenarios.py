@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from farmsync.sim.bambuddy_state import BambuddyState
-from farmsync.sim.common import stable_hex
+from farmsync_sim.bambuddy_state import BambuddyState
+from farmsync_sim.common import stable_hex
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 START = datetime(2026, 1, 5, 8, 0, 0)

@@ -24,11 +24,11 @@ from typing import Any
 import click
 
 from farmsync.human import counts_text
-from farmsync.sim.printers import MIB, FakePrinters, PrinterSpec, write_master
+from farmsync_sim.printers import MIB, FakePrinters, PrinterSpec, write_master
 
 # Credentials of the simulated farm only: the demo never talks to anything but its own loopback fakes.
-DEMO_SERVICE_TOKEN = "demo-service-token"  # noqa: S105
-DEMO_WEBHOOK_SECRET = "demo-webhook-secret"  # noqa: S105
+DEMO_SERVICE_TOKEN = "demo-service-token"
+DEMO_WEBHOOK_SECRET = "demo-webhook-secret"
 
 
 @dataclass
@@ -62,7 +62,7 @@ class DemoFarm:
     """The simulated farm: Bambuddy + InvenTree, two Buddy printers (one busy) and a Klipper printer."""
 
     def __init__(self, workdir: Path) -> None:
-        from farmsync.sim.server import SimFarm
+        from farmsync_sim.server import SimFarm
 
         self.workdir = workdir
         self.sim = SimFarm("small", seed=1, latency_ms=5)
@@ -168,7 +168,7 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
     from farmsync.jsonable import jsonable
     from farmsync.prints import tick as ticks
     from farmsync.prints.service import print_sync, remember
-    from farmsync.sim.webhook import fire_webhook
+    from farmsync_sim.webhook import fire_webhook
 
     steps: list[Step] = []
 

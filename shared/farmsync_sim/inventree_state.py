@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
-from farmsync.sim.common import date_text, dump_records, load_records, minute_text, stable_hex, utcnow
+from farmsync_sim.common import date_text, dump_records, load_records, minute_text, stable_hex, utcnow
 
 DEFAULT_API_VERSION = 530
 GENERIC_PARAMETERS_API = 430  # /api/parameter/... replaces /api/part/parameter/... (PR #10699)

@@ -35,11 +35,6 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def iso_z(value: datetime | None) -> str | None:
-    """The form a Bambuddy field takes right after some writes: ISO-8601 with a Z suffix."""
-    return value.isoformat() + "Z" if value is not None else None
-
-
 def minute_text(value: datetime | None) -> str | None:
     """InvenTree's display form for tracking dates and ``updated``: minute resolution."""
     return value.strftime("%Y-%m-%d %H:%M") if value is not None else None

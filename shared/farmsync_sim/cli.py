@@ -3,7 +3,7 @@
 The first line on stdout is one JSON object with the base URLs, credentials and the category, location and
 template ids farmsync's settings need, so scripts can read it and go. With printers (the default) it also names
 a ready ``printers.yml`` (``GCODE_PRINTERS_FILE``) and a sample master folder (``GCODE_SOURCE_DIR``), so
-``farmsync gcode -c <printers.yml> -s <master>`` works at once. Run it as ``python -m farmsync.sim.cli``.
+``farmsync gcode -c <printers.yml> -s <master>`` works at once. Run it as ``python -m farmsync_sim.cli``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 
 import click
 
-from farmsync.sim.inventree_state import DEFAULT_API_VERSION
-from farmsync.sim.printers import NOT_SIMULATED, SIM_PRINTERS, FakePrinters, write_master
-from farmsync.sim.server import SimFarm, run_foreground
+from farmsync_sim.inventree_state import DEFAULT_API_VERSION
+from farmsync_sim.printers import NOT_SIMULATED, SIM_PRINTERS, FakePrinters, write_master
+from farmsync_sim.server import SimFarm, run_foreground
 
 
 @click.command("sim")
