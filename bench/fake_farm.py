@@ -66,6 +66,8 @@ class FakeAddress:
 def _answer(printers: list[Any], command: str, args: Any) -> Any:
     if command == "requests":
         return [len(p.request_log) for p in printers]
+    if command == "cpu":  # this worker process's CPU seconds so far (one entry per worker, not per printer)
+        return [time.process_time()]
     if command == "challenges":
         return [p.challenges for p in printers]
     if command == "logs":  # (start, end, method, status, body bytes read) per request, wall clock
@@ -139,6 +141,11 @@ class FakeFarm:
     def requests(self) -> int:
         """Requests answered by all fakes so far."""
         return sum(self._ask("requests"))
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the fakes' worker processes have used so far, all together: on a machine that runs the
+        fakes beside the tool, what the fakes cost is CPU the tool did not get."""
+        return float(sum(self._ask("cpu")))
 
     def challenges(self) -> int:
         """401 digest challenges sent by all fakes so far."""
