@@ -163,7 +163,7 @@ class FakeFarm:
 
 @contextmanager
 def fake_farm(
-    count: int, bandwidth: float | None, workdir: Path, tag: str, *, per_worker: int = 16
+    count: int, bandwidth: float | None, workdir: Path, tag: str, *, per_worker: int = 8
 ) -> Iterator[FakeFarm]:
     """``count`` fake Buddy printers on 127.0.0.1 in ``ceil(count / per_worker)`` worker processes; stopped
     (and their spools removed) after."""

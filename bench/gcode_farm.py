@@ -1,8 +1,8 @@
 """Issue #17 target 1: the G-code mirror at farm scale, 32 and 64 throttled fake Buddy printers, vs link-sync.
 
 Like gcode_sync.py (same master folder, same commands, same printers.yml) but at the size of a grown farm, with
-the fakes in worker processes of their own (bench/fake_farm.py, 16 per process), so neither the bench nor the tool
-under test shares an event loop or a GIL with them. Per farm size, side by side: farmsync (two passes, each on a
+the fakes in worker processes of their own (bench/fake_farm.py, 8 per process at full size), so neither the bench
+nor the tool under test shares an event loop or a GIL with them. Per farm size, side by side: farmsync (two passes, each on a
 fresh farm: first sync, no-op re-sync three times, one changed file), link-sync 0.2.5 (one pass, no-op once: it
 takes minutes) and the physical bound (bytes per printer ÷ bandwidth; printers take uploads in parallel).
 
