@@ -215,6 +215,8 @@ class ProcessRun:
     stdout: str
     stderr: str
     timed_out: bool = False
+    cpu_seconds: float = 0.0
+    """User + system CPU time of the child (``wait4``): unlike wall time, barely moved by other load."""
 
     @property
     def ok(self) -> bool:
@@ -271,6 +273,7 @@ def run_process(
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
         timed_out=timed_out,
+        cpu_seconds=round(usage.ru_utime + usage.ru_stime, 3) if usage else 0.0,
     )
 
 

@@ -254,6 +254,10 @@ def tool_env() -> dict[str, str]:
     }
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("COLUMNS", None)
+    # an installed tool runs from bytecode: this machine's PYTHONDONTWRITEBYTECODE=1 made farmsync (an editable
+    # install, never byte-compiled) compile its own modules from source on every run, link-sync (compiled by pip)
+    # not
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 

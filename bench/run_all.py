@@ -23,6 +23,7 @@ from bench.common import BENCH, OUT_DIR, ROOT, machine_info, parser, size_name
 BENCHMARKS = (
     "backfill",
     "gcode_sync",
+    "gcode_farm",
     "gcode_master",
     "cold_start",
     "filament_usage",

@@ -17,6 +17,7 @@ from bench import (
     capacity,
     cold_start,
     filament_usage,
+    gcode_farm,
     gcode_master,
     gcode_sync,
     long_log,
@@ -27,6 +28,7 @@ from bench import (
 BENCHES = {
     "backfill": backfill,
     "gcode_sync": gcode_sync,
+    "gcode_farm": gcode_farm,
     "cold_start": cold_start,
     "filament_usage": filament_usage,
     "webhook_storm": webhook_storm,
@@ -140,6 +142,25 @@ def test_gcode_sync_mirrors_with_every_tool_it_found(outputs: dict[str, dict[str
     bambu = data["details"]["bambu"]  # the throttled Bambu fakes' row
     assert all(bambu[phase]["mirrored"] for phase in ("first", "noop", "changed"))
     assert bambu["noop"]["uploads"] == 0 and bambu["changed"]["uploads"] == gcode_sync.SIZES["tiny"].printers
+
+
+def test_gcode_farm_mirrors_onto_fakes_in_their_own_processes(outputs: dict[str, dict[str, Any]]) -> None:
+    data = outputs["gcode_farm"]
+    size = gcode_farm.SIZES["tiny"]
+    assert size.per_worker < size.farms[0]  # more than one worker process serves the fakes
+    rows = {(row["printers"], row["tool"]): row for row in data["table"]["rows"]}
+    count = size.farms[0]
+    assert rows[(count, "farmsync")]["mirrored"] is True
+    assert rows[(count, "physical bound")]["first_vs_bound"] == 1.0
+    ours = data["details"]["farms"][str(count)]["farmsync"]
+    assert ours["first"]["uploads"] == [count * size.files]
+    assert ours["noop"]["uploads"] == [0] and ours["changed"]["uploads"] == [count]
+    assert ours["first"]["timelines"][0]["uploading"] > 0  # read from the fakes' own request logs
+    assert ours["first"]["peak_rss_mb"] > 0 and ours["first"]["cpu_seconds"] > 0
+    if gcode_sync.LINK_SYNC.exists():
+        assert rows[(count, "link-sync")]["mirrored"] is True
+    else:
+        assert "setup_linksync" in rows[(count, "link-sync")]["mirrored"]
 
 
 def test_cold_start_answers_every_first_request(outputs: dict[str, dict[str, Any]]) -> None:

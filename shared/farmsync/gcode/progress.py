@@ -79,18 +79,29 @@ class BytesColumn(ProgressColumn):
         return Text(text)
 
 
+class FarmProgress(Progress):
+    """rich's Progress redraws every row each time a row is added (``add_task`` calls ``refresh``): at 64
+    printers that is 65 redraws of up to 65 rows before the first byte goes out. Here only the live display's
+    own timer (on a terminal) and its final render draw the bars."""
+
+    def refresh(self) -> None:
+        return None
+
+
 class ProgressDisplay(MirrorListener):
     """Per-printer and overall progress on stderr (so ``--json`` stdout stays clean)."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self.bars = Progress(
+        self.bars = FarmProgress(
             TextColumn("[bold]{task.fields[printer]}", table_column=Column(max_width=16, no_wrap=True)),
             BarColumn(bar_width=10),
             BytesColumn(table_column=Column(no_wrap=True)),
             TextColumn("{task.description}", table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis")),
             console=self.console,
             refresh_per_second=4,
+            # not a terminal (a log, cron): nothing to animate, the table is written once when the run ends
+            auto_refresh=self.console.is_terminal,
         )
         self.rows: dict[str, _Row] = {}
         tally = Tally()

@@ -1,0 +1,394 @@
+"""Issue #17 target 1: the G-code mirror at farm scale, 32 and 64 throttled fake Buddy printers, vs link-sync.
+
+Like gcode_sync.py (same master folder, same commands, same printers.yml) but at the size of a grown farm, with
+the fakes in worker processes of their own (bench/fake_farm.py, 8 per process at full size), so neither the bench
+nor the tool under test shares an event loop or a GIL with them. Per farm size, side by side: farmsync (two passes, each on a
+fresh farm: first sync, no-op re-sync three times, one changed file), link-sync 0.2.5 (one pass, no-op once: it
+takes minutes) and the physical bound (bytes per printer ÷ bandwidth; printers take uploads in parallel).
+
+Every figure is the wall time of the whole command (interpreter start-up included), and farmsync's own time
+(its --json report, started → finished) is recorded next to it. Peak RSS is the farmsync process's own
+(``os.wait4``), the largest of all its runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import Result, Target, median, ratio, run_main, run_process
+from bench.fake_farm import FakeFarm, fake_farm
+from bench.gcode_sync import (
+    LINK_SYNC,
+    MIB,
+    change_file,
+    engine_seconds,
+    farmsync_uploads,
+    make_source,
+    tool_argv,
+    tool_env,
+    write_printers_yml,
+)
+
+NAME = "gcode_farm"
+
+
+@dataclass(frozen=True)
+class Size:
+    farms: tuple[int, ...]  # printers per farm size
+    files: int
+    file_bytes: int
+    bandwidth: float  # bytes per second per printer
+    per_worker: int  # fakes per worker process
+    passes: int = 2  # farmsync's, each on a fresh farm, so every farmsync figure is measured at least twice
+    noop_runs: int = 3  # farmsync's no-op is short: one busy moment on the machine must not decide it
+
+
+SIZES = {
+    "full": Size((32, 64), 5, 256 * 1024, 250_000, 8),
+    "quick": Size((8,), 3, 64 * 1024, 250_000, 4),
+    "tiny": Size((4,), 2, 32 * 1024, 1_000_000, 2, passes=1, noop_runs=1),
+}
+
+TARGET_FIRST = 1.10
+TARGET_NOOP = 1.0
+TARGET_CHANGED = 1.2
+TARGET_RSS_MB = 150.0
+TARGET_SPEEDUP = 10.0
+
+
+def phases(
+    tool: str,
+    farm: FakeFarm,
+    source: Path,
+    paths: list[str],
+    workdir: Path,
+    label: str,
+    timeout: float,
+    noop_runs: int = 3,
+) -> dict[str, Any]:
+    """First sync, no-op re-sync and one changed file for one tool on one (fresh) farm."""
+    config = write_printers_yml(workdir / f"printers-{label}.yml", farm.printers)  # type: ignore[arg-type]
+    argv = tool_argv(tool, config, source, workdir / f"data-{label}")
+    out: dict[str, Any] = {}
+    for phase in ("first", "noop", "changed"):
+        check = (paths[0], change_file(source / paths[0])) if phase == "changed" else None
+        sizes = {rel: (source / rel).stat().st_size for rel in paths}
+        runs = []
+        for attempt in range(noop_runs if phase == "noop" and tool == "farmsync" else 1):
+            before = farm.requests()
+            fakes_cpu = farm.cpu_seconds()
+            started = time.time()
+            run = run_process(
+                argv,
+                cwd=workdir,
+                env=tool_env(),
+                timeout=timeout,
+                log_dir=workdir / "logs",
+                label=f"{label}-{phase}-{attempt}",
+            )
+            figures: dict[str, Any] = {
+                "seconds": round(run.seconds, 2),
+                "returncode": run.returncode,
+                "timed_out": run.timed_out,
+                "peak_rss_mb": run.peak_rss_mb,
+                "cpu_seconds": run.cpu_seconds,
+                "fakes_cpu_seconds": round(farm.cpu_seconds() - fakes_cpu, 3),
+                "requests": farm.requests() - before,
+                "mirrored": farm.holds(sizes, check),
+                "load": round(os.getloadavg()[0], 2),
+            }
+            if phase != "noop":
+                figures["timeline"] = timeline(farm.logs(), started, started + run.seconds)
+            if tool == "farmsync":
+                figures.update(uploads=farmsync_uploads(run), engine_seconds=engine_seconds(run))
+            if not run.ok:
+                figures["stderr_tail"] = run.stderr[-2000:]
+            runs.append(figures)
+            if run.timed_out:
+                break
+        out[phase] = {
+            **runs[0],
+            "seconds": round(median([r["seconds"] for r in runs]), 2),
+            "runs": [r["seconds"] for r in runs],
+            "mirrored": all(r["mirrored"] for r in runs),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "cpu_seconds": round(median([r["cpu_seconds"] for r in runs]), 3),
+            "cpu_runs": [r["cpu_seconds"] for r in runs],
+            "fakes_cpu_runs": [r["fakes_cpu_seconds"] for r in runs],
+        }
+        if tool == "farmsync":
+            out[phase]["uploads"] = sum(r["uploads"] or 0 for r in runs)
+            out[phase]["engine_seconds"] = median([r["engine_seconds"] or 0.0 for r in runs])
+            out[phase]["engine_runs"] = [r["engine_seconds"] for r in runs]
+        if runs[-1]["timed_out"]:
+            break
+    out["digest_challenges"] = farm.challenges()
+    return out
+
+
+def timeline(
+    logs: list[list[tuple[float, float, str, int, int]]], started: float, ended: float
+) -> dict[str, Any]:
+    """Where one run's wall time went, from the fakes' request logs (medians over printers, seconds):
+    ``to_first_request`` (interpreter start-up, config, back ends), ``to_first_upload`` (status, listing, plan),
+    ``uploading`` (first upload's start to the last one's end: the bytes at the fake's pace plus every gap
+    between uploads), ``after_last`` (the last request's end to the process's exit), and the slowest printer's
+    ``uploading``."""
+    firsts, uploads_at, uploading, lasts = [], [], [], []
+    for entries in logs:
+        mine = sorted(e for e in entries if e[0] >= started - 0.01)
+        if not mine:
+            continue
+        firsts.append(mine[0][0] - started)
+        lasts.append(max(e[1] for e in mine))
+        puts = [e for e in mine if e[2] == "PUT" and e[4] > 0]
+        if puts:
+            uploads_at.append(puts[0][0] - mine[0][0])
+            uploading.append(puts[-1][1] - puts[0][0])
+    return {
+        "to_first_request": round(median(firsts), 3) if firsts else None,
+        "to_first_upload": round(median(uploads_at), 3) if uploads_at else None,
+        "uploading": round(median(uploading), 3) if uploading else None,
+        "slowest_uploading": round(max(uploading), 3) if uploading else None,
+        "after_last": round(ended - max(lasts), 3) if lasts else None,
+    }
+
+
+def combine(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """farmsync's passes as one: every run kept, the median of all runs as the figure."""
+    out: dict[str, Any] = {"passes": passes}
+    for phase in ("first", "noop", "changed"):
+        got = [p[phase] for p in passes if phase in p]
+        if not got:
+            continue
+        runs = [s for p in got for s in p["runs"]]
+        engine = [s for p in got for s in p.get("engine_runs", []) if s is not None]
+        out[phase] = {
+            "seconds": round(median(runs), 2),
+            "runs": runs,
+            "engine_seconds": round(median(engine), 3) if engine else None,
+            "engine_runs": engine,
+            "mirrored": all(p["mirrored"] for p in got),
+            "peak_rss_mb": max(p["peak_rss_mb"] for p in got),
+            "cpu_seconds": round(median([s for p in got for s in p["cpu_runs"]]), 3),
+            "fakes_cpu_seconds": round(median([s for p in got for s in p["fakes_cpu_runs"]]), 3),
+            "requests": [p["requests"] for p in got],
+            "uploads": [p.get("uploads") for p in got],
+            "loads": [p["load"] for p in got],
+            "timelines": [p.get("timeline") for p in got],
+        }
+    return out
+
+
+def one_farm(count: int, size: Size, workdir: Path) -> dict[str, Any]:
+    """Both tools on ``count`` printers, each pass on its own fresh farm and its own copy of the master."""
+    bound_first = size.files * size.file_bytes / size.bandwidth
+    timeout = max(60.0, 20 * bound_first)
+    link_timeout = max(120.0, 3 * bound_first * count)
+    farmsync_passes = []
+    link: dict[str, Any] | None = None
+    runs = [("farmsync", n) for n in range(size.passes)]
+    if LINK_SYNC.exists():
+        runs.append(("link-sync", 0))
+    for tool, number in runs:
+        label = f"{tool.replace('-', '')}{count}p{number}"
+        source = workdir / f"src-{label}"
+        paths = make_source(source, size)  # type: ignore[arg-type]  # make_source reads files/file_bytes only
+        with fake_farm(count, size.bandwidth, workdir, label, per_worker=size.per_worker) as farm:
+            got = phases(
+                tool,
+                farm,
+                source,
+                paths,
+                workdir,
+                label,
+                timeout if tool == "farmsync" else link_timeout,
+                size.noop_runs,
+            )
+        shutil.rmtree(source, ignore_errors=True)
+        if tool == "farmsync":
+            farmsync_passes.append(got)
+        else:
+            link = got
+    return {"farmsync": combine(farmsync_passes), "link-sync": link}
+
+
+def run(size: Size, *, quick: bool) -> Result:
+    per_printer = size.files * size.file_bytes
+    bound_first = per_printer / size.bandwidth
+    bound_changed = size.file_bytes / size.bandwidth
+    result = Result(
+        name=NAME,
+        title="G-code mirror at farm scale: 32 and 64 fake Buddy printers in their own processes (issue #17)",
+        quick=quick,
+        params={
+            "printers": " and ".join(str(c) for c in size.farms),
+            "files": size.files,
+            "file_kib": size.file_bytes // 1024,
+            "bandwidth_kb_s": size.bandwidth / 1000,
+            "fakes_per_process": size.per_worker,
+            "cores": os.cpu_count(),
+            "link_sync": "0.2.5 (.bench-venvs/link-sync)" if LINK_SYNC.exists() else "not installed",
+        },
+    )
+    farms: dict[int, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-gcode-farm-") as tmp:
+        for count in size.farms:
+            farms[count] = one_farm(count, size, Path(tmp))
+    result.columns = [
+        ("printers", "printers"),
+        ("tool", "tool"),
+        ("first", "first sync s"),
+        ("first_vs_bound", "× bound"),
+        ("noop", "no-op s"),
+        ("changed", "1 file changed s"),
+        ("changed_vs_bound", "× its bound"),
+        ("engine", "farmsync's own s (first / no-op / changed)"),
+        ("cpu", "CPU s (first / no-op / changed)"),
+        ("fakes_cpu", "the fakes' CPU s, same runs"),
+        ("rss", "peak RSS MB"),
+        ("requests", "requests (first / no-op / changed)"),
+        ("mirrored", "all files mirrored"),
+    ]
+    for count, tools in farms.items():
+        result.rows += farm_rows(count, tools, bound_first, bound_changed)
+        result.targets += farm_targets(count, tools, bound_first, bound_changed)
+    result.notes += [
+        f"bound: {per_printer / MIB:.3g} MiB per printer at {size.bandwidth / 1000:g} KB/s = {bound_first:.2f} s "
+        f"(one changed file: {bound_changed:.2f} s); every tool's figure is the wall time of its whole command, "
+        "interpreter start-up included",
+        f"farmsync: {size.passes} pass(es) on fresh farms, no-op {size.noop_runs} times per pass; the figure is the "
+        "median of all runs (each run's time and the load average after it are in details)",
+        f"link-sync syncs at most cpu_count ({os.cpu_count()}) printers at once, so its time grows with the farm",
+        f"the fakes run {size.per_worker} per worker process (bench/fake_farm.py), apart from the tool under test; "
+        f"they share this machine's {os.cpu_count()} cores with it, so their CPU seconds (a column) are time the "
+        "tool could not run: a real farm's printers each bring their own CPU",
+    ]
+    result.details = {
+        "bound": {"first": bound_first, "changed": bound_changed},
+        "farms": {str(c): t for c, t in farms.items()},
+    }
+    return result
+
+
+def farm_rows(
+    count: int, tools: dict[str, Any], bound_first: float, bound_changed: float
+) -> list[dict[str, Any]]:
+    rows = []
+    for tool in ("farmsync", "link-sync"):
+        got = tools.get(tool)
+        if got is None:
+            rows.append(
+                {"printers": count, "tool": tool, "mirrored": "not run: bash bench/setup_linksync.sh"}
+            )
+            continue
+        first, changed = got.get("first", {}), got.get("changed", {})
+        row = {
+            "printers": count,
+            "tool": tool,
+            "first": first.get("seconds"),
+            "first_vs_bound": ratio(first.get("seconds"), bound_first),
+            "noop": got.get("noop", {}).get("seconds"),
+            "changed": changed.get("seconds"),
+            "changed_vs_bound": ratio(changed.get("seconds"), bound_changed),
+            "requests": " / ".join(
+                str(got.get(p, {}).get("requests", "–")) for p in ("first", "noop", "changed")
+            ),
+            "mirrored": all(got.get(p, {}).get("mirrored") for p in ("first", "noop", "changed")),
+        }
+        row["cpu"] = " / ".join(str(got.get(p, {}).get("cpu_seconds")) for p in ("first", "noop", "changed"))
+        row["fakes_cpu"] = " / ".join(
+            str(got.get(p, {}).get("fakes_cpu_seconds")) for p in ("first", "noop", "changed")
+        )
+        if tool == "farmsync":
+            row["engine"] = " / ".join(
+                str(got.get(p, {}).get("engine_seconds")) for p in ("first", "noop", "changed")
+            )
+            row["rss"] = max(got.get(p, {}).get("peak_rss_mb", 0.0) for p in ("first", "noop", "changed"))
+        rows.append(row)
+    rows.append(
+        {
+            "printers": count,
+            "tool": "physical bound",
+            "first": round(bound_first, 2),
+            "first_vs_bound": 1.0,
+            "noop": 0.0,
+            "changed": round(bound_changed, 2),
+            "changed_vs_bound": 1.0,
+        }
+    )
+    return rows
+
+
+def farm_targets(count: int, tools: dict[str, Any], bound_first: float, bound_changed: float) -> list[Target]:
+    ours = tools["farmsync"]
+    link = tools.get("link-sync") or {}
+    first, noop, changed = (ours.get(p, {}) for p in ("first", "noop", "changed"))
+    within = ratio(first.get("seconds"), bound_first)
+    changed_within = ratio(changed.get("seconds"), bound_changed)
+    rss = max(ours.get(p, {}).get("peak_rss_mb", 0.0) for p in ("first", "noop", "changed"))
+    link_first = link.get("first", {}).get("seconds")
+    speedup = ratio(link_first, first.get("seconds"))
+
+    def runs(phase: dict[str, Any]) -> str:
+        return f"runs {phase.get('runs')} s, farmsync's own {phase.get('engine_runs')} s, load {phase.get('loads')}"
+
+    return [
+        Target(
+            f"{count} printers: first sync vs the physical bound",
+            f"≤ {TARGET_FIRST:g}× bound",
+            f"{within}×",
+            None if within is None else within <= TARGET_FIRST and bool(first.get("mirrored")),
+            f"{first.get('seconds')} s vs {bound_first:.2f} s; {runs(first)}",
+        ),
+        Target(
+            f"{count} printers: no-op re-sync",
+            f"< {TARGET_NOOP:g} s",
+            f"{noop.get('seconds')} s",
+            None
+            if noop.get("seconds") is None
+            else noop["seconds"] < TARGET_NOOP and not any(noop.get("uploads") or []),
+            runs(noop),
+        ),
+        Target(
+            f"{count} printers: one file changed vs its own bound",
+            f"< {TARGET_CHANGED:g}× bound",
+            f"{changed_within}×",
+            None
+            if changed_within is None
+            else changed_within < TARGET_CHANGED and bool(changed.get("mirrored")),
+            f"{changed.get('seconds')} s vs {bound_changed:.2f} s; {runs(changed)}",
+        ),
+        Target(
+            f"{count} printers: farmsync peak RSS",
+            f"< {TARGET_RSS_MB:g} MB",
+            f"{rss} MB",
+            rss < TARGET_RSS_MB if rss else None,
+            "the largest ru_maxrss of all farmsync runs (os.wait4)",
+        ),
+        Target(
+            f"{count} printers: first sync vs link-sync",
+            f"≥ {TARGET_SPEEDUP:g}× faster",
+            f"{speedup}×" if speedup else "n/a",
+            None if speedup is None else speedup >= TARGET_SPEEDUP,
+            f"link-sync {link_first} s (no-op {link.get('noop', {}).get('seconds')} s) vs farmsync "
+            f"{first.get('seconds')} s"
+            if link_first
+            else "link-sync not installed",
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(__doc__, run, SIZES, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
