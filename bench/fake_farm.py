@@ -93,7 +93,7 @@ def _answer(printers: list[Any], command: str, args: Any) -> Any:
 
 def _serve(conn: Connection, specs: list[tuple[str, str, float | None, str]]) -> None:
     """A worker process: start its fakes, say where they listen, answer commands until told to stop."""
-    from farmsync.sim.buddy import FakeBuddy
+    from farmsync_sim.buddy import FakeBuddy
 
     printers: list[Any] = []
     try:
