@@ -22,9 +22,7 @@ if TYPE_CHECKING:
     from farmsync.prints.pipeline import PrintSync, Unit
 
 THUMB_NS = "page-thumb"  # IPN -> {"type": content type, "data": base64}
-NO_THUMB_NS = (
-    "page-thumb-none"  # archive id -> {"none": reason}: that archive has no picture the page can keep
-)
+NO_THUMB_NS = "page-thumb-none"  # archive id -> {"none": reason}: no picture the page can keep
 INFO_NS = "page-print"  # unit label -> {"name", "printer", "archive"} of a print that failed
 THUMB_MAX_BYTES = 16 * 1024
 THUMB_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
