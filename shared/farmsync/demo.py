@@ -163,7 +163,7 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
     import httpx
 
     from farmsync.filament.page import refresh_snapshot
-    from farmsync.filament.run import run_filament
+    from farmsync.filament.run import run_filament, run_with_view
     from farmsync.gcode.routes import run_gcode
     from farmsync.prints import tick as ticks
     from farmsync.prints.routes import print_sync, remember
@@ -206,8 +206,10 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
         ), f"{writes} planned writes, {len(data.get('conflicts', []))} conflicts (nothing written)"
 
     async def filament_apply() -> tuple[bool, str]:
-        report = await run_filament(services, dry_run=False)
-        await refresh_snapshot(services, report)  # what the operator's page shows, as the scheduler does
+        report, view = await run_with_view(services, dry_run=False)
+        await refresh_snapshot(
+            services, report, view
+        )  # what the operator's page shows, as the scheduler does
         data = jsonable(report)
         return not data.get("errors"), f"{len(data.get('writes', []))} writes applied" + (
             f"; errors: {data['errors']}" if data.get("errors") else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from farmsync.filament.page import refresh_snapshot
-from farmsync.filament.run import ensure_enabled, run_filament
+from farmsync.filament.run import ensure_enabled, run_with_view
 from farmsync.filament.status import filament_status
 from farmsync.services import Services, get_services
 from farmsync.web.call import Call
@@ -25,8 +25,8 @@ def _services() -> Services:
 async def _run(call: Call, steps: list[str] | None, trigger: str) -> Any:
     dry_run = call.flag("dry_run", None)
     services = _services()
-    report = await run_filament(services, steps=steps, dry_run=dry_run, trigger=trigger)
-    await refresh_snapshot(services, report)
+    report, view = await run_with_view(services, steps=steps, dry_run=dry_run, trigger=trigger)
+    await refresh_snapshot(services, report, view)
     return report.as_dict()
 
 
@@ -61,6 +61,6 @@ async def tick(call: Call) -> Any:
 async def run_scheduled(services: Services) -> Any:
     """One scheduled filament run (``farmsync serve``'s scheduler, ``farmsync tick filament``)."""
     ensure_enabled(services.settings)
-    report = await run_filament(services, trigger="tick")
-    await refresh_snapshot(services, report)
+    report, view = await run_with_view(services, trigger="tick")
+    await refresh_snapshot(services, report, view)
     return report

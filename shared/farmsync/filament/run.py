@@ -79,6 +79,20 @@ async def run_filament(
 ) -> FilamentReport:
     """Run ``steps`` (default: those the FILAMENT_SYNC_* toggles enable) in order; ``dry_run`` None means
     FILAMENT_DRY_RUN. A dry run reads both systems and writes nothing anywhere, the store included."""
+    report, _ = await run_with_view(services, steps=steps, dry_run=dry_run, hook=hook, trigger=trigger)
+    return report
+
+
+async def run_with_view(
+    services: Services,
+    *,
+    steps: Iterable[str] | None = None,
+    dry_run: bool | None = None,
+    hook: Hook | None = None,
+    trigger: str = "manual",
+) -> tuple[FilamentReport, FilamentSync]:
+    """:func:`run_filament`, and the run's view of both systems as it left them, so the page's snapshot is
+    built from what the run read instead of reading everything again."""
     settings = services.settings
     wanted = list(enabled_steps(settings) if steps is None else steps)
     unknown = sorted(set(wanted) - set(STEPS))
@@ -125,7 +139,7 @@ async def run_filament(
         conflicts=len(report.conflicts),
         seconds=report.seconds,
     )
-    return report
+    return report, ctx
 
 
 async def remember(services: Services, report: FilamentReport) -> None:
