@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from farmsync import metrics, notify
+from farmsync import metrics
 from farmsync.clients.http import COUNTERS
 from farmsync.errors import FarmsyncError, InputError
 from farmsync.filament.context import FilamentSync, Hook
@@ -128,7 +128,10 @@ async def run_with_view(
     if not dry:
         await remember(services, report)
         # a dry run writes nothing anywhere, the store's notified marks included
-        await notify.spool_conflicts(settings, services.store, report.conflicts)
+        if settings.notifies("conflict"):
+            from farmsync import notify
+
+            await notify.spool_conflicts(settings, services.store, report.conflicts)
     action(
         log,
         "filament run finished",
