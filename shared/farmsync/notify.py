@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from farmsync import metrics
 from farmsync.errors import InputError, StoreError
 from farmsync.logs import RedactingFilter, action, get_logger, register_secrets
+from farmsync.security import secret_parts
 from farmsync.settings import Settings
 from farmsync.store import AsyncStore, State
 
@@ -71,33 +72,8 @@ class Outcome:
 
 
 # --- the URL is a secret -------------------------------------------------------------------------------------
-
-
-def secret_parts(url: str) -> list[str]:
-    """The URL as written and as httpx prints it, and its path and query (where ntfy topics, Home Assistant
-    webhook ids and Slack tokens live), so a log line carrying any of them is redacted."""
-    url = url.strip()
-    if not url:
-        return []
-    parts = urlsplit(url)
-    found = [url, url.rstrip("/")]
-    if parts.path and parts.path != "/":
-        found.append(parts.path)
-        segments = [segment for segment in parts.path.split("/") if segment]
-        found.extend(
-            segment
-            for index, segment in enumerate(segments)
-            if len(segment) >= 6 and (index == len(segments) - 1 or any(c.isdigit() for c in segment))
-        )
-    if parts.query:
-        found.append(parts.query)
-    try:
-        import httpx
-
-        found.append(str(httpx.URL(url)))
-    except Exception:  # noqa: S110 - an unparsable URL fails later, with a message that does not echo it
-        pass
-    return found
+# secret_parts (what of the URL a log line must not show) lives in farmsync.security, so the process's
+# services register it without importing this module.
 
 
 def where(url: str) -> str:
@@ -161,7 +137,7 @@ def request_for(style: str, event: Event) -> dict[str, Any]:
 
 
 def enabled(settings: Settings, kind: str) -> bool:
-    return bool(settings.notify_url.get_secret_value()) and kind in settings.notify_events
+    return settings.notifies(kind)
 
 
 async def post(settings: Settings, event: Event) -> None:

@@ -18,7 +18,8 @@ from farmsync.cli import EXIT_PARTIAL, load_settings_for
 def notify_command(ctx: click.Context, test: bool, as_json: bool) -> None:
     """Send a test notification to NOTIFY_URL in NOTIFY_STYLE (exit 2 when it did not arrive)."""
     from farmsync.logs import configure, register_secrets
-    from farmsync.notify import secret_parts, send_test
+    from farmsync.notify import send_test
+    from farmsync.security import secret_parts
 
     settings = load_settings_for(ctx)
     configure(settings.log_format, "WARNING")

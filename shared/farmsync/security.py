@@ -108,3 +108,30 @@ def url_secrets(url: str) -> list[str]:
     user, sep, password = userinfo.partition(":")
     secret = password if sep else user
     return [value for value in {secret, unquote(secret), userinfo, unquote(userinfo)} if value]
+
+
+def secret_parts(url: str) -> list[str]:
+    """The URL as written and as httpx prints it, and its path and query (where ntfy topics, Home Assistant
+    webhook ids and Slack tokens live), so a log line carrying any of them is redacted."""
+    url = url.strip()
+    if not url:
+        return []
+    parts = urlsplit(url)
+    found = [url, url.rstrip("/")]
+    if parts.path and parts.path != "/":
+        found.append(parts.path)
+        segments = [segment for segment in parts.path.split("/") if segment]
+        found.extend(
+            segment
+            for index, segment in enumerate(segments)
+            if len(segment) >= 6 and (index == len(segments) - 1 or any(c.isdigit() for c in segment))
+        )
+    if parts.query:
+        found.append(parts.query)
+    try:
+        import httpx
+
+        found.append(str(httpx.URL(url)))
+    except Exception:  # noqa: S110 - an unparsable URL fails later, with a message that does not echo it
+        pass
+    return found

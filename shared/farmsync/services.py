@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from farmsync.logs import configure as configure_logs
 from farmsync.logs import register_secrets
-from farmsync.notify import secret_parts
-from farmsync.security import url_secrets
+from farmsync.security import secret_parts, url_secrets
 from farmsync.settings import URL_FIELDS, Settings, get_settings
 from farmsync.store import AsyncStore, Store, open_store
 

@@ -220,6 +220,11 @@ class Settings(BaseSettings):
             raise ValueError(f"expected events from {','.join(NOTIFY_EVENTS)}, got {','.join(unknown)}")
         return value
 
+    def notifies(self, kind: str) -> bool:
+        """Whether ``kind`` events are sent (NOTIFY_URL set, the kind in NOTIFY_EVENTS); a run checks this before
+        importing farmsync.notify, which a cold start with notifications off never needs."""
+        return bool(self.notify_url.get_secret_value()) and kind in self.notify_events
+
     @field_validator("notify_url")
     @classmethod
     def _notify_url(cls, value: SecretStr) -> SecretStr:

@@ -162,7 +162,7 @@ async def timed(
 async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> list[Step]:
     import httpx
 
-    from farmsync.filament.page import refresh_snapshot
+    from farmsync.filament import service as filament_service
     from farmsync.filament.run import run_filament
     from farmsync.gcode.service import run_gcode
     from farmsync.jsonable import jsonable
@@ -206,8 +206,8 @@ async def run_steps(services: Any, farm: DemoFarm, app: AppServer, out: Any) -> 
         ), f"{writes} planned writes, {len(data.get('conflicts', []))} conflicts (nothing written)"
 
     async def filament_apply() -> tuple[bool, str]:
-        report = await run_filament(services, dry_run=False)
-        await refresh_snapshot(services, report)  # what the operator's page shows, as the scheduler does
+        # as the scheduler does: the operator's page shows what this run saw
+        report = await filament_service.sync(services, dry_run=False)
         data = jsonable(report)
         return not data.get("errors"), f"{len(data.get('writes', []))} writes applied" + (
             f"; errors: {data['errors']}" if data.get("errors") else ""

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from farmsync.filament.page import record_snapshot
+from farmsync.filament.page import SNAPSHOT_KEY, make_plan, plan_digest, record_snapshot, spools_of
 from farmsync.filament.report import Outcome
 from farmsync.filament.run import run_filament
 from farmsync.filament.status import filament_status
@@ -411,3 +411,44 @@ async def test_failed_runs_write_partial_usage_and_the_grams_left_out_are_report
     assert sum(before.values()) - sum(quantities(farm).values()) == pytest.approx(
         sum(r["weight_used"] for r in partial if r["id"] in charged)
     )
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry", "real"])
+async def test_a_filament_tick_costs_what_its_run_costs(
+    farm: SimFarm, services_for: Any, dry_run: bool
+) -> None:
+    """#17: the page's snapshot after a tick is built from what the run read and planned, so the tick makes the
+    upstream requests of the run alone (it used to read the status and make a dry-run plan again, 2-3× the
+    run), and the snapshot is the one a fresh status read and a fresh plan would give."""
+
+    def requests() -> list[tuple[str, str]]:
+        """The upstream requests since the last call, in a stable order (usage rows run side by side)."""
+        made = sorted((e.method, e.path) for sim in (farm.bambuddy, farm.inventree) for e in sim.log.entries)
+        farm.bambuddy.log.clear()
+        farm.inventree.log.clear()
+        return made
+
+    services = services_for(filament_dry_run=dry_run)
+    await run_filament(services)  # a real run settles the farm: the runs below find the same state
+    requests()
+    await run_filament(services)
+    bare = requests()
+    set_services(services)
+    try:
+        await routes.tick(call())
+    finally:
+        set_services(None)
+    ticked = requests()
+    # the one read the run does not make: the farm has a Bambuddy spool with no InvenTree stock, and the page
+    # reads InvenTree's emptied items to tell whether it ran out or is missing
+    status_only = [("GET", "/api/stock/")]
+    assert bare and sorted(bare + status_only) == ticked
+
+    shown = await services.store.get_value("meta", SNAPSHOT_KEY)
+    status = await filament_status(services)
+    plan, _ = await make_plan(services)
+    assert shown["spools"] == spools_of(status) and shown["counts"] == status.counts
+    assert shown["pending_usage"] == len(status.pending_usage)
+    assert shown["problems"] == status.location_problems + status.warnings
+    assert shown["plan"]["digest"] == plan_digest(plan.writes)
+    assert shown["plan"]["count"] == len(plan.writes) and shown["plan"]["steps"] == plan.steps

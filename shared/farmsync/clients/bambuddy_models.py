@@ -18,7 +18,7 @@ SUCCESS_STATUS = "completed"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class FilamentSlot(_Model):

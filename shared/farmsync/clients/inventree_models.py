@@ -36,7 +36,7 @@ class StockStatus(IntEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 class ServerInfo(_Model):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from farmsync.clients.bambuddy import BambuddyClient
-from farmsync.clients.bambuddy_models import Spool, UsageRecord
+from farmsync.clients.bambuddy_models import Spool, SpoolAssignment, UsageRecord
 from farmsync.clients.inventree import InvenTreeClient
 from farmsync.clients.inventree_models import StockItem
 from farmsync.errors import UpstreamNotFound
@@ -67,6 +67,8 @@ class FilamentSync:
         self._template_names: dict[int, str] | None = None
         self._template_lock = asyncio.Lock()
         self._locations: dict[int, LocationCheck] = {}
+        self._assignments: list[SpoolAssignment] | None = None
+        self._as_read: tuple[dict[int, StockItem], dict[int, Spool]] = ({}, {})
         self.usage_rows: list[UsageRecord] = []  # the usage window the usage step read
         self.ledger: Ledger | None = None  # InvenTree's usage markers seen this run (set by the usage step)
         self.loaded = False
@@ -87,8 +89,31 @@ class FilamentSync:
         spools = await self.bambuddy.spools(include_archived=True)
         self.items = {i.pk: i for i in items if i.quantity > 0}
         self.spools = {s.id: s for s in spools}
+        self._as_read = (dict(self.items), dict(self.spools))
         self.reindex()
         self.loaded = True
+
+    async def assignments(self) -> list[SpoolAssignment]:
+        """Bambuddy's spool assignments (what each printer slot holds), read once per run."""
+        if self._assignments is None:
+            self._assignments = await self.bambuddy.assignments()
+        return self._assignments
+
+    def dry_view(self) -> FilamentSync:
+        """A dry run over what this run read, reading nothing again and writing nothing (the page's status
+        after a run). It starts from both systems as they are now: as read, when this run was dry (its planned
+        writes did not happen), or with this run's writes in, when it was real."""
+        view = FilamentSync(
+            self.settings, self.store, self.bambuddy, self.inventree, dry_run=True, hook=self.hook
+        )
+        if self.loaded:
+            items, spools = self._as_read if self.dry_run else (self.items, self.spools)
+            view.items, view.spools, view._as_read = dict(items), dict(spools), (dict(items), dict(spools))
+            view.reindex()
+        view._parts, view._template_names = self._parts, self._template_names
+        view._locations, view._assignments = self._locations, self._assignments
+        view.usage_rows, view.ledger, view.loaded = self.usage_rows, self.ledger, self.loaded
+        return view
 
     def reindex(self) -> None:
         self.index = build_index(self.items.values(), self.spools.values(), self.source)

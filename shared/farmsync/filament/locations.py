@@ -73,7 +73,7 @@ async def sync_locations(ctx: FilamentSync) -> LocationsReport:
         if not check.ok and check.problem:
             bad[location] = check.problem
             report.problems.append(check.problem)
-    assignments = await ctx.bambuddy.assignments()
+    assignments = await ctx.assignments()
     wants: dict[int, list[Want]] = {}
     for assignment in sorted(assignments, key=lambda a: (a.printer_id, a.ams_id, a.tray_id)):
         line = await _assigned(ctx, assignment, mapping, bad, wants)

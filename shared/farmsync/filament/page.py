@@ -14,9 +14,10 @@ import time
 from typing import Any
 
 from farmsync.errors import FarmsyncError, InputError
-from farmsync.filament.report import FilamentReport, FilamentStatus, SpoolView
-from farmsync.filament.run import META_NS, PLAN_TRIGGER, enabled_steps, run_filament
-from farmsync.filament.status import filament_status
+from farmsync.filament.context import FilamentSync
+from farmsync.filament.report import FilamentReport, FilamentStatus, Outcome, SpoolView
+from farmsync.filament.run import META_NS, PLAN_TRIGGER, enabled_steps, run_with_view
+from farmsync.filament.status import filament_status, status_of
 from farmsync.filament.writes import Write
 from farmsync.logs import action, get_logger
 from farmsync.services import Services
@@ -102,16 +103,41 @@ def plan_of(report: FilamentReport) -> dict[str, Any]:
     }
 
 
-async def make_plan(services: Services) -> FilamentReport:
-    """What a run of the enabled steps would write now (a dry run: nothing is written, the store included)."""
-    return await run_filament(services, dry_run=True, trigger=PLAN_TRIGGER)
+async def make_plan(services: Services) -> tuple[FilamentReport, FilamentSync]:
+    """What a run of the enabled steps would write now (a dry run: nothing is written, the store included),
+    and the view it read."""
+    return await run_with_view(services, dry_run=True, trigger=PLAN_TRIGGER)
 
 
-async def record_snapshot(services: Services, plan: FilamentReport | None = None) -> dict[str, Any]:
-    """Read the status and the plan (``plan`` when it is a dry run of the enabled steps) and keep both."""
-    if plan is None or not plan.dry_run or plan.steps != enabled_steps(services.settings):
-        plan = await make_plan(services)
-    status = await filament_status(services)
+def plan_left_by(services: Services, run: FilamentReport) -> FilamentReport | None:
+    """The plan a finished run of the enabled steps already tells, without planning again: a dry run is that
+    plan; a real run that finished every line has none left (what it wrote is done, what it left pending
+    waits for something a run cannot do). None when the run cannot tell: other steps, a step that failed, or
+    a line that failed and may be tried again at once."""
+    if run.steps != enabled_steps(services.settings):
+        return None
+    if run.dry_run:
+        return run
+    steps = [step for step in (run.usage, run.locations, run.spools) if step is not None]
+    if run.errors or any(line.outcome is Outcome.FAILED for step in steps for line in step.lines):
+        return None
+    return FilamentReport(dry_run=True, trigger=PLAN_TRIGGER, steps=run.steps, conflicts=run.conflicts)
+
+
+async def record_snapshot(
+    services: Services, run: FilamentReport | None = None, view: FilamentSync | None = None
+) -> dict[str, Any]:
+    """Keep the status and the plan for the page. After a run, pass its report and ``view``: the status is
+    built from what the run read and did, and the plan from what it planned, so recording costs no second
+    read; otherwise one dry run (:func:`make_plan`) gives both the plan and the view."""
+    plan = plan_left_by(services, run) if run is not None else None
+    if plan is None:  # one fresh dry run: the plan, and the view the status is built from
+        plan, view = await make_plan(services)
+        run = plan
+    if view is None:
+        status = await filament_status(services)
+    else:
+        status = await status_of(view, run.usage if run is not None else None)
     snapshot = {
         "at": time.time(),
         "spools": spools_of(status),
@@ -136,22 +162,25 @@ async def record_snapshot(services: Services, plan: FilamentReport | None = None
 
 async def apply_plan(services: Services, digest: str) -> FilamentReport:
     """Run the plan whose digest the page showed, or refuse (409) when a run would now do something else."""
-    plan = await make_plan(services)
+    plan, planned = await make_plan(services)
     if plan_digest(plan.writes) != digest:
-        await record_snapshot(services, plan)
+        await record_snapshot(services, plan, planned)
         raise PlanChanged(
             "the filament plan changed since the page showed it; nothing was written, look at the new plan",
             field="digest",
             expected="the digest of the plan as it is now",
         )
-    report = await run_filament(services, dry_run=False, trigger="page-apply")
-    await record_snapshot(services)
+    report, view = await run_with_view(services, dry_run=False, trigger="page-apply")
+    await record_snapshot(services, report, view)
     return report
 
 
-async def refresh_snapshot(services: Services, report: FilamentReport | None = None) -> None:
-    """After a run: record the page's snapshot; a failure here is logged, never the run's failure."""
+async def refresh_snapshot(
+    services: Services, report: FilamentReport | None = None, view: FilamentSync | None = None
+) -> None:
+    """After a run: record the page's snapshot from the run's ``view``; a failure here is logged, never the
+    run's failure."""
     try:
-        await record_snapshot(services, report)
+        await record_snapshot(services, report, view)
     except (FarmsyncError, OSError) as exc:
         action(log, "filament page snapshot not recorded", 30, error=str(exc)[:300])

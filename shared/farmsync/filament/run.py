@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from farmsync import metrics, notify
+from farmsync import metrics
 from farmsync.clients.http import COUNTERS
 from farmsync.errors import FarmsyncError, InputError
 from farmsync.filament.context import FilamentSync, Hook
@@ -79,6 +79,20 @@ async def run_filament(
 ) -> FilamentReport:
     """Run ``steps`` (default: those the FILAMENT_SYNC_* toggles enable) in order; ``dry_run`` None means
     FILAMENT_DRY_RUN. A dry run reads both systems and writes nothing anywhere, the store included."""
+    report, _ = await run_with_view(services, steps=steps, dry_run=dry_run, hook=hook, trigger=trigger)
+    return report
+
+
+async def run_with_view(
+    services: Services,
+    *,
+    steps: Iterable[str] | None = None,
+    dry_run: bool | None = None,
+    hook: Hook | None = None,
+    trigger: str = "manual",
+) -> tuple[FilamentReport, FilamentSync]:
+    """:func:`run_filament`, and the run's view of both systems as it left them, so the page's snapshot is
+    built from what the run read instead of reading everything again."""
     settings = services.settings
     wanted = list(enabled_steps(settings) if steps is None else steps)
     unknown = sorted(set(wanted) - set(STEPS))
@@ -114,7 +128,10 @@ async def run_filament(
     if not dry:
         await remember(services, report)
         # a dry run writes nothing anywhere, the store's notified marks included
-        await notify.spool_conflicts(settings, services.store, report.conflicts)
+        if settings.notifies("conflict"):
+            from farmsync import notify
+
+            await notify.spool_conflicts(settings, services.store, report.conflicts)
     action(
         log,
         "filament run finished",
@@ -125,7 +142,7 @@ async def run_filament(
         conflicts=len(report.conflicts),
         seconds=report.seconds,
     )
-    return report
+    return report, ctx
 
 
 async def remember(services: Services, report: FilamentReport) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from farmsync.filament.page import refresh_snapshot
 from farmsync.filament.report import FilamentReport, FilamentStatus
-from farmsync.filament.run import ensure_enabled, run_filament
+from farmsync.filament.run import ensure_enabled, run_filament, run_with_view
 from farmsync.filament.status import filament_status
 from farmsync.services import Services
 
@@ -32,11 +32,11 @@ async def sync(
 ) -> FilamentReport:
     """One run (``dry_run`` None means FILAMENT_DRY_RUN); ``snapshot`` refreshes what the operator page shows."""
     ensure_enabled(services.settings)
-    report = await run_filament(
-        services, steps=list(steps) if steps is not None else None, dry_run=dry_run, trigger=trigger
-    )
-    if snapshot:
-        await refresh_snapshot(services, report)
+    chosen = list(steps) if steps is not None else None
+    if not snapshot:
+        return await run_filament(services, steps=chosen, dry_run=dry_run, trigger=trigger)
+    report, view = await run_with_view(services, steps=chosen, dry_run=dry_run, trigger=trigger)
+    await refresh_snapshot(services, report, view)  # from the run's own view: no second read
     return report
 
 

@@ -14,7 +14,7 @@ from farmsync.filament.context import FilamentSync
 from farmsync.filament.locations import location_for, slot_label
 from farmsync.filament.match import batch_keys, spool_keys
 from farmsync.filament.parts import grams_per_unit
-from farmsync.filament.report import FilamentStatus, LoadedSlot, Outcome, SpoolView
+from farmsync.filament.report import FilamentStatus, LoadedSlot, Outcome, SpoolView, UsageReport
 from farmsync.filament.run import LAST_RUN_KEY, META_NS, filament_sync
 from farmsync.filament.usage import DEPLETED_NS, USAGE_NS, left_out, sync_usage
 from farmsync.human import iso_time, with_iso_times
@@ -47,8 +47,15 @@ def view(item: StockItem | None, spool: Spool | None) -> SpoolView:
 
 async def filament_status(services: Services) -> FilamentStatus:
     """Everything ``/filament/status`` shows; writes nothing."""
-    settings = services.settings
-    ctx = filament_sync(services, dry_run=True)
+    return await status_of(filament_sync(services, dry_run=True))
+
+
+async def status_of(run: FilamentSync, usage: UsageReport | None = None) -> FilamentStatus:
+    """The status as ``run`` sees both systems: a fresh read, or a finished run's view (its reads and writes),
+    so the page's snapshot after a run costs no second read. ``usage`` is that run's usage step; without it the
+    usage step runs dry here. Writes nothing, whatever ``run`` is."""
+    ctx = run.dry_view()
+    settings = ctx.settings
     await ctx.load()
     index = ctx.index
     status = FilamentStatus(
@@ -71,9 +78,10 @@ async def filament_status(services: Services) -> FilamentStatus:
         check = await ctx.location(location, f"FILAMENT_PRINTER_LOCATION_MAP entry {prefix}:{location}")
         if check.problem:
             status.location_problems.append(check.problem)
-    usage = await sync_usage(ctx)
+    if usage is None:
+        usage = await sync_usage(ctx)
     status.warnings.extend(usage.warnings)
-    status.usage_cursor = usage.cursor_before
+    status.usage_cursor = usage.cursor_after  # as stored now: a dry pass leaves it where it was
     await _split_depleted(ctx, status)
     status.usage_left_out = left_out(ctx, ctx.usage_rows)
     if status.usage_left_out:
@@ -154,9 +162,7 @@ async def _split_depleted(ctx: FilamentSync, status: FilamentStatus) -> None:
 async def _loaded(ctx: FilamentSync) -> list[LoadedSlot]:
     slots: list[LoadedSlot] = []
     mapping = ctx.settings.filament_printer_location_map
-    for a in sorted(
-        await ctx.bambuddy.assignments(), key=lambda a: (a.printer_name or "", a.ams_id, a.tray_id)
-    ):
+    for a in sorted(await ctx.assignments(), key=lambda a: (a.printer_name or "", a.ams_id, a.tray_id)):
         spool = ctx.spools.get(a.spool_id) or a.spool
         match = ctx.index.by_spool.get(a.spool_id)
         item = ctx.items.get(match.item) if match else None

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from farmsync import metrics, notify
+from farmsync import metrics
 from farmsync.clients.bambuddy import PRINT_LOG_MAX_LIMIT
 from farmsync.clients.http import COUNTERS
 from farmsync.errors import InputError, UpstreamNotFound
@@ -380,4 +380,7 @@ async def _finish(sync: PrintSync, report: RunReport, before: tuple[int, int]) -
         **{k: v for k, v in totals.items() if v},
     )
     names = {item.key: item.name for item in report.items}
-    await notify.parked_prints(sync.settings, sync.store, names)
+    if sync.settings.notifies("parked"):
+        from farmsync import notify
+
+        await notify.parked_prints(sync.settings, sync.store, names)
