@@ -363,6 +363,25 @@ async def test_usage_twice_with_the_store_wiped_in_between(
     assert farm.inventree.log.writes() == [] and third.ok
 
 
+async def test_a_locked_removal_is_sent_again_in_the_same_run_once_the_history_shows_it_did_not_land(
+    farm: SimFarm, services_for: Any
+) -> None:
+    """InvenTree on SQLite answers ``500 database is locked`` and rolls the write back (inventree-api.md §6).
+    Each row is sent again in the same run after its history shows it did not land, so a row neither waits out a
+    30 s backoff (found by the scale-out benchmark) nor is charged twice."""
+    expected = expected_after_usage(farm)
+    farm.inventree.knobs.update(fault_rate=0.4, fault_kinds={"locked": 1.0}, fault_seed=7)
+    try:
+        report = await run_filament(services_for(), steps=["usage"])
+    finally:
+        farm.inventree.knobs.update(fault_rate=0.0)
+    removals = farm.inventree.log.find(method="POST", path="/api/stock/remove/")
+    assert any(e.fault == "locked" for e in removals), "the run met no locked answer: the test proves nothing"
+    assert report.ok, [(line.usage_id, line.error) for line in report.usage.lines if not line.finished]
+    assert quantities(farm) == pytest.approx(expected)
+    assert markers(farm) and set(markers(farm).values()) == {1}
+
+
 async def test_the_history_is_read_once_per_scope_not_per_row(farm: SimFarm, services_for: Any) -> None:
     farm.inventree.configure({"api_version": 530})
     state = farm.bambuddy.state

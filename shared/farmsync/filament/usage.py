@@ -44,7 +44,7 @@ from farmsync.filament.ledger import Charge, Ledger, marker
 from farmsync.filament.match import TagField, TagKey, batch_keys, spool_keys
 from farmsync.filament.parts import grams_per_unit
 from farmsync.filament.report import LeftOut, Outcome, UsageLine, UsageReport
-from farmsync.filament.writes import remove_body
+from farmsync.filament.writes import Write, remove_body
 from farmsync.logs import action, get_logger
 from farmsync.prints.tick import run_all
 from farmsync.store import Claim, Record, State, cursors
@@ -448,7 +448,10 @@ async def deduct(ctx: FilamentSync, row: UsageRecord, target: Target, item: Stoc
         remove_body(item.pk, amount, marker(row.id)),
         f"usage {row.id}: {row.weight_used:g} g from batch {target.batch}",
     )
-    answer = await ctx.executor.run(write)
+    answer, landed = await _remove(ctx, row, intent, write)
+    if landed is not None:  # a locked answer, then the history showed the removal had landed after all
+        ctx.removed(item.pk, have - amount, gone=bool(landed.get("depleted")))
+        return landed
     gone = depleting
     if not ctx.dry_run:
         ctx.hook("after_remove", f"usage:{key}")
@@ -458,6 +461,29 @@ async def deduct(ctx: FilamentSync, row: UsageRecord, target: Target, item: Stoc
             await mark_depleted(ctx, target.batch, row.id, item.pk)
     ctx.removed(item.pk, have - amount, gone=gone)
     return {**intent, "outcome": "charged", "depleted": gone}
+
+
+async def _remove(
+    ctx: FilamentSync, row: UsageRecord, intent: dict[str, Any], write: Write
+) -> tuple[Any, dict[str, Any] | None]:
+    """Send the removal; while InvenTree on SQLite answers ``database is locked``, send it again, but only after
+    its history shows it did not land (the reference: such a write was rolled back; retry only a write known not
+    to have happened). Returns InvenTree's answer, or the done-result when the history shows it landed.
+
+    Without this a locked removal failed its row into the 30 s backoff, and repeated locks could park it."""
+    tries = 0
+
+    async def attempt() -> tuple[Any, dict[str, Any] | None]:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            return await ctx.executor.run(write), None
+        landed = await recover(ctx, row, intent)
+        if landed is not None:
+            return None, landed
+        return await ctx.executor.send_again(write), None
+
+    return await ctx.inventree.retry_locked(attempt)
 
 
 async def mark_depleted(

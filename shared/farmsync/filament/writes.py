@@ -54,6 +54,10 @@ class Executor:
         self.writes.append(write)
         if self.dry_run:
             return None
+        return await self.send_again(write)
+
+    async def send_again(self, write: Write) -> Any:
+        """Send a write :meth:`run` already recorded (a retry after InvenTree refused and rolled it back)."""
         client = self.bambuddy if write.system == "bambuddy" else self.inventree
         relative = write.path[len(self.prefix(write.system)) :]
         return await client.http.request_json(write.method, relative, json=write.body)
