@@ -96,33 +96,6 @@ async def legacy_since(sync: PrintSync, mode: str, legacy_id: int) -> datetime |
     return None
 
 
-async def process(
-    units: Sequence[Unit],
-    handler: Callable[[Unit], Awaitable[ItemReport]],
-    *,
-    concurrency: int,
-    deadline: float | None,
-    max_synced: int | None = None,
-    progress: Progress | None = None,
-) -> tuple[list[ItemReport | None], str]:
-    """:func:`drive`, keeping every unit's report (None: not started); returns them and why it stopped."""
-    results: list[ItemReport | None] = [None] * len(units)
-
-    def keep(index: int, report: ItemReport) -> None:
-        results[index] = report
-
-    stopped = await drive(
-        units,
-        handler,
-        keep,
-        concurrency=concurrency,
-        deadline=deadline,
-        max_synced=max_synced,
-        progress=progress,
-    )
-    return results, stopped
-
-
 async def drive(
     units: Sequence[Unit],
     handler: Callable[[Unit], Awaitable[ItemReport]],
