@@ -89,7 +89,7 @@ def advance(
     """
     finished_now = set(finished)
     newest = max((r.created_at for r in rows if r.created_at), default=None)
-    open_times = []
+    open_times: list[datetime] = []
     for row in rows:
         if row.created_at is None:
             continue
@@ -97,6 +97,7 @@ def advance(
         unfinished = row.wanted and not before.is_done(row) and row.id not in finished_now
         if printing or unfinished:
             open_times.append(row.created_at)
+    time: datetime | None
     if open_times:
         time = min(open_times)
     else:
