@@ -647,19 +647,32 @@ class BambuddyState:
         The common read (the released order, a window on created_at, no other filter) slices the index
         without copying the log: a reader paging through N runs costs N, not N squared."""
         with self.lock:
-            if self.print_log_order == "start_time" or any(v is not None for v in filters.values()):
+            filtered = any(v is not None for v in filters.values())
+            if self.print_log_order == "start_time":
+                if filtered or date_from is not None or date_to is not None:
+                    rows = self.list_print_log(date_from=date_from, date_to=date_to, **filters)
+                    return rows[offset : offset + limit], len(rows)
+                ordered = self._runs_by_start()
+                return ordered[offset : offset + limit], len(ordered)
+            if filtered:
                 rows = self.list_print_log(date_from=date_from, date_to=date_to, **filters)
                 return rows[offset : offset + limit], len(rows)
-            window = self._runs_created(date_from, date_to)
-            end = len(window) - offset
-            return (window[max(0, end - limit) : end][::-1] if end > 0 else []), len(window)
+            low, high = self._created_range(date_from, date_to)
+            end = high - offset
+            page = self.index().runs[max(low, end - limit) : end] if end > low else []
+            return page[::-1], high - low
 
     def _runs_created(self, date_from: datetime | None, date_to: datetime | None) -> list[dict[str, Any]]:
-        """Runs with date_from <= created_at <= date_to, oldest first (ties: descending id); a slice of the index."""
+        """Runs with date_from <= created_at <= date_to, oldest first (ties: descending id)."""
+        low, high = self._created_range(date_from, date_to)
+        return self.index().runs[low:high]
+
+    def _created_range(self, date_from: datetime | None, date_to: datetime | None) -> tuple[int, int]:
+        """Where date_from <= created_at <= date_to starts and ends in the index's runs (bisected)."""
         index = self.index()
         low = 0 if date_from is None else bisect_left(index.run_times, date_from)
         high = len(index.runs) if date_to is None else bisect_right(index.run_times, date_to)
-        return index.runs[low:high]
+        return low, max(low, high)
 
     def _runs_by_start(self) -> list[dict[str, Any]]:
         index = self.index()
