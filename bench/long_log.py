@@ -1,9 +1,13 @@
 """Issue #17 target 8: a backfill of a long print log, with flat memory and time linear in runs.
 
 For each size (2,500, 5,000 and 10,000 runs at full size) a simulated farm is served by its own process
-(``python -m farmsync_sim.cli``, 0 ms latency) and the backfill runs in another, so the peak RSS measured
-(``wait4``'s ru_maxrss of the backfill's process) is farmsync's alone and not the simulator's growing state.
-Reported per size: seconds per 1,000 runs, peak RSS, and exactly-once (one stock item per completed run).
+(``python -m farmsync_sim.cli``, 0 ms latency) and the backfill runs in another, so the peak RSS measured is
+farmsync's alone and not the simulator's growing state. The backfill's process reports its own peak (VmHWM):
+``wait4``'s ru_maxrss is no good here, because Linux starts a child's ru_maxrss at its parent's RSS when it
+forks (or vforks) and execs, and this parent grows with the scenarios it generates.
+Reported per size: seconds and farmsync's CPU seconds per 1,000 runs, peak RSS, the simulator's CPU, and
+exactly-once (one stock item per completed run). Time linear in runs is judged on farmsync's CPU time: the
+wall time also holds the simulator and whatever else the machine runs (the load average is recorded).
 """
 
 from __future__ import annotations
@@ -90,9 +94,13 @@ def one_size(runs: int, work: Path) -> dict[str, Any]:
         "not_synced": figures["failed"],
         "seconds": round(seconds, 1),
         "s_per_1000_runs": round(seconds / runs * 1000, 2),
-        "peak_rss_mb": child.peak_rss_mb,
+        "peak_rss_mb": figures["peak_rss_mb"],
+        "wait4_peak_rss_mb": child.peak_rss_mb,
         "cpu_seconds": round(figures["cpu_seconds"], 1),
+        "cpu_per_1000_runs": round(figures["cpu_seconds"] / runs * 1000, 2),
         "sim_cpu_seconds": round(sim_cpu, 1),
+        "sim_cpu_per_1000_runs": round(sim_cpu / runs * 1000, 2),
+        "requests_per_run": round(figures["requests"] / runs, 2),
         "exactly_once": check["exactly_once"],
         "stock_items": check["stock_items"],
     }
@@ -102,6 +110,14 @@ def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a running process, from /proc (the simulator's share of the wall time)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM of its address space, which starts afresh at exec), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmHWM in /proc/self/status: peak RSS cannot be measured on this system")
 
 
 def verify(described: dict[str, Any]) -> dict[str, Any]:
@@ -159,6 +175,8 @@ def child(farm_path: Path, data_dir: Path) -> int:
         return {
             "seconds": seconds,
             "cpu_seconds": cpu,
+            "peak_rss_mb": own_peak_rss_mb(),
+            "requests": report.bambuddy_requests + report.inventree_requests,
             "synced": totals["synced"],
             "failed": totals["failed"] + totals["parked"] + totals["pending"],
         }
@@ -181,25 +199,31 @@ def run(sizes: tuple[int, ...], *, quick: bool) -> Result:
         ("prints", "prints synced"),
         ("not_synced", "not synced"),
         ("seconds", "wall s"),
-        ("s_per_1000_runs", "s per 1,000 runs"),
-        ("peak_rss_mb", "peak RSS MB"),
+        ("s_per_1000_runs", "wall s per 1,000 runs"),
         ("cpu_seconds", "farmsync CPU s"),
+        ("cpu_per_1000_runs", "farmsync CPU s per 1,000 runs"),
+        ("peak_rss_mb", "peak RSS MB"),
         ("sim_cpu_seconds", "simulator CPU s"),
+        ("sim_cpu_per_1000_runs", "simulator CPU s per 1,000 runs"),
+        ("requests_per_run", "requests per run"),
         ("exactly_once", "exactly once"),
     ]
     result.rows = rows
     small, large = rows[0], rows[-1]
-    growth = (
-        round(large["s_per_1000_runs"] / small["s_per_1000_runs"], 2) if small["s_per_1000_runs"] else None
-    )
+
+    def growth(key: str) -> float | None:
+        return round(large[key] / small[key], 2) if small[key] else None
+
+    cpu, wall, sim = growth("cpu_per_1000_runs"), growth("s_per_1000_runs"), growth("sim_cpu_per_1000_runs")
     rss_growth = round(large["peak_rss_mb"] - small["peak_rss_mb"], 1)
     result.targets = [
         Target(
             "time linear in runs",
-            f"s per 1,000 runs at {large['runs']:,} ≤ 1.25× that at {small['runs']:,}",
-            f"{growth}×",
-            None if growth is None else growth <= 1.25,
-            f"{small['s_per_1000_runs']} vs {large['s_per_1000_runs']} s per 1,000 runs",
+            f"farmsync CPU s per 1,000 runs at {large['runs']:,} ≤ 1.25× that at {small['runs']:,}",
+            f"{cpu}×",
+            None if cpu is None else cpu <= 1.25,
+            f"CPU {small['cpu_per_1000_runs']} vs {large['cpu_per_1000_runs']} s per 1,000 runs; wall "
+            f"{small['s_per_1000_runs']} vs {large['s_per_1000_runs']} ({wall}×); simulator CPU {sim}×",
         ),
         Target(
             "flat memory",
@@ -216,10 +240,14 @@ def run(sizes: tuple[int, ...], *, quick: bool) -> Result:
         ),
     ]
     result.notes = [
-        "the simulator runs in its own process, so the peak RSS is the backfill's process alone",
-        "what still grows with runs: the report keeps one line per run (about 1 KB) and the backfill reads the "
-        "whole print-log window before it starts (about 0.5 KB a run); archives (the last 256) and locks no "
-        "longer accumulate",
+        "the simulator runs in its own process, so the peak RSS is the backfill's process alone (its own VmHWM; "
+        "wait4's figure, which starts at the parent's RSS at fork, is kept in the JSON as wait4_peak_rss_mb)",
+        f"time linear in runs is judged on farmsync's CPU; wall time per 1,000 runs grew {wall}× with the "
+        "simulator and the rest of the machine in it (see the load average)",
+        "what is bounded: the report keeps exact totals and at most 200 lines (problems first); the simulator "
+        "answers a page of its print log and one archive from an index instead of sorting the whole log",
+        "what still grows with runs: the print-log window read before the backfill starts (a small row and unit "
+        "per run, about 0.6 KB: 6 MB at 10,000 runs)",
     ]
     return result
 

@@ -128,7 +128,8 @@ def render_print_report(data: dict[str, Any]) -> None:
         "" if data["stopped"] == "complete" else f"; stopped early ({data['stopped'].replace('_', ' ')})"
     )
     out.print(
-        f"{data['mode']}: {len(items)} print(s) in {human_duration(data['seconds'])}: {totals}{stopped}. "
+        f"{data['mode']}: {sum(data['totals'].values())} print(s) in {human_duration(data['seconds'])}: "
+        f"{totals}{stopped}. "
         f"Requests: Bambuddy {data['bambuddy_requests']}, InvenTree {data['inventree_requests']}.",
         highlight=False,
     )

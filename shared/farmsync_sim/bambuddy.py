@@ -422,7 +422,9 @@ def build_app(state: BambuddyState) -> Starlette:
         _require(request, "can_read_status")
         limit = _query_int(request, "limit", 50, ge=1, le=500) or 50
         offset = _query_int(request, "offset", 0, ge=0) or 0
-        rows = state.list_print_log(
+        rows, total = state.print_log_page(
+            offset,
+            limit,
             status=request.query_params.get("status"),
             printer_id=_query_int(request, "printer_id", None),
             search=request.query_params.get("search"),
@@ -430,7 +432,7 @@ def build_app(state: BambuddyState) -> Starlette:
             date_from=_query_datetime(request, "date_from"),
             date_to=_query_datetime(request, "date_to"),
         )
-        return {"items": [state.print_log_json(r) for r in rows[offset : offset + limit]], "total": len(rows)}
+        return {"items": [state.print_log_json(r) for r in rows], "total": total}
 
     async def list_printers(request: Request) -> Any:
         _require(request, "can_read_status")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -193,6 +195,57 @@ def _sort_key(value: Any) -> tuple[bool, Any]:
     return (value is not None, value if value is not None else "")
 
 
+def _created_newest_first(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ascending (created_at, descending id): read backwards it is the released order, created_at descending with
+    tied rows in ascending id (bambuddy-api.md §2.5), and its created_at column can be bisected for a date range.
+    """
+    return sorted(rows, key=lambda r: (r["created_at"], -r["id"]))
+
+
+@dataclass
+class _Index:
+    """Sorted and grouped views of the print log and the archives, so a request costs its page, not the log.
+
+    Rebuilt when a run or archive is added or removed (``stamp``), never per request. Values a request filters on
+    that can change later (status, deleted_at, archive_id) are still read from the rows themselves."""
+
+    stamp: tuple[Any, ...]
+    runs: list[dict[str, Any]]  # _created_newest_first order
+    run_times: list[datetime]
+    runs_by_archive: dict[int, list[dict[str, Any]]]
+    archives: list[dict[str, Any]]  # _created_newest_first order
+    archive_times: list[datetime]
+    archives_by_hash: dict[str, list[dict[str, Any]]]  # by ascending id
+    runs_by_start: list[dict[str, Any]] | None = None  # the next release's order, built on first use
+
+    @classmethod
+    def build(cls, stamp: tuple[Any, ...], print_log: dict[int, Any], archives: dict[int, Any]) -> _Index:
+        runs = _created_newest_first(list(print_log.values()))
+        by_archive: dict[int, list[dict[str, Any]]] = {}
+        for run in print_log.values():
+            if run["archive_id"] is not None:
+                by_archive.setdefault(run["archive_id"], []).append(run)
+        ordered = _created_newest_first(list(archives.values()))
+        by_hash: dict[str, list[dict[str, Any]]] = {}
+        for archive in sorted(archives.values(), key=lambda a: a["id"]):
+            if archive["content_hash"]:
+                by_hash.setdefault(archive["content_hash"], []).append(archive)
+        return cls(
+            stamp=stamp,
+            runs=runs,
+            run_times=[r["created_at"] for r in runs],
+            runs_by_archive=by_archive,
+            archives=ordered,
+            archive_times=[a["created_at"] for a in ordered],
+            archives_by_hash=by_hash,
+        )
+
+
+def _stamp(table: dict[int, Any]) -> tuple[Any, ...]:
+    """What changes when a row is added or removed: the table itself, its size and its newest key."""
+    return (id(table), len(table), next(reversed(table), None))
+
+
 @dataclass
 class BambuddyState:
     """Everything the simulated Bambuddy knows. Methods lock; direct dict access should hold ``lock``."""
@@ -213,6 +266,7 @@ class BambuddyState:
     # coalesce(started_at, created_at) desc, id desc.
     print_log_order: str = "released"
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _index: _Index | None = field(default=None, repr=False, compare=False)
 
     # ----------------------------------------------------------------- seed data
 
@@ -230,6 +284,7 @@ class BambuddyState:
     def load(self, seed: dict[str, Any]) -> None:
         """Replace all data with ``seed``; thumbnails are drawn again for archives with a thumbnail_path."""
         with self.lock:
+            self._index = None
             self.printers = {
                 k: {**PRINTER_DEFAULTS, **v} for k, v in load_records(seed.get("printers", [])).items()
             }
@@ -276,6 +331,16 @@ class BambuddyState:
             }
 
     # ----------------------------------------------------------------- helpers
+
+    def index(self) -> _Index:
+        """The current :class:`_Index` (caller holds ``lock``); rebuilt only after rows were added or removed.
+
+        created_at, started_at, archive_id and content_hash are read through it: edit them through the methods
+        here (or set ``_index`` to None), as the API does; other fields may be edited in place."""
+        stamp = (_stamp(self.print_log), _stamp(self.archives))
+        if self._index is None or self._index.stamp != stamp:
+            self._index = _Index.build(stamp, self.print_log, self.archives)
+        return self._index
 
     @staticmethod
     def _next_id(table: dict[int, Any]) -> int:
@@ -485,11 +550,12 @@ class BambuddyState:
         """Soft delete hides the archive (404, not listed); hard delete removes it and nulls print-log links."""
         with self.lock:
             if hard:
-                del self.archives[archive_id]
-                self.thumbnails.pop(archive_id, None)
-                for run in self.print_log.values():
+                for run in self.index().runs_by_archive.get(archive_id, []):
                     if run["archive_id"] == archive_id:
                         run["archive_id"] = None
+                del self.archives[archive_id]
+                self.thumbnails.pop(archive_id, None)
+                self._index = None
             else:
                 self.archives[archive_id]["deleted_at"] = utcnow()
 
@@ -504,7 +570,7 @@ class BambuddyState:
             archive = self.archives[archive_id]
             archive.update(changes)
             if "status" in changes or "failure_reason" in changes:
-                runs = [r for r in self.print_log.values() if r["archive_id"] == archive_id]
+                runs = self._archive_runs(archive_id)
                 if runs:
                     latest = max(runs, key=lambda r: (r["created_at"], r["id"]))
                     for key in ("status", "failure_reason"):
@@ -526,17 +592,16 @@ class BambuddyState:
         does with the rowid scan; Bambuddy gives no tiebreaker.
         """
         with self.lock:
-            rows = [
+            index = self.index()
+            low = 0 if date_from is None else bisect_left(index.archive_times, date_from)
+            high = len(index.archives) if date_to is None else bisect_left(index.archive_times, date_to)
+            return [
                 a
-                for a in sorted(self.archives.values(), key=lambda a: a["id"])
+                for a in reversed(index.archives[low:high])
                 if a["deleted_at"] is None
                 and (printer_id is None or a["printer_id"] == printer_id)
                 and (project_id is None or a["project_id"] == project_id)
-                and (date_from is None or a["created_at"] >= date_from)
-                and (date_to is None or a["created_at"] < date_to)
             ]
-            rows.sort(key=lambda a: a["created_at"], reverse=True)
-            return rows
 
     def list_print_log(
         self,
@@ -549,19 +614,75 @@ class BambuddyState:
         date_to: datetime | None = None,
         archive_id: int | None = None,
     ) -> list[dict[str, Any]]:
+        """The runs matching every filter given, in the server's order (see :meth:`order_print_log`)."""
         with self.lock:
-            rows = [
+            if archive_id is not None:
+                candidates = self.order_print_log(self._archive_runs(archive_id))
+            elif self.print_log_order == "start_time":
+                candidates = self._runs_by_start()
+            else:
+                candidates = self._runs_created(date_from, date_to)[::-1]
+            return [
                 r
-                for r in self.print_log.values()
+                for r in candidates
                 if (status is None or r["status"] == status)
                 and (printer_id is None or r["printer_id"] == printer_id)
-                and (archive_id is None or r["archive_id"] == archive_id)
                 and (search is None or search.lower() in (r["print_name"] or "").lower())
                 and (created_by_username is None or r["created_by_username"] == created_by_username)
                 and (date_from is None or r["created_at"] >= date_from)
                 and (date_to is None or r["created_at"] <= date_to)
             ]
-            return self.order_print_log(rows)
+
+    def print_log_page(
+        self,
+        offset: int,
+        limit: int,
+        *,
+        date_from: datetime | None = None,
+        date_to: datetime | None = None,
+        **filters: Any,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of :meth:`list_print_log` and the total it pages through.
+
+        The common read (the released order, a window on created_at, no other filter) slices the index
+        without copying the log: a reader paging through N runs costs N, not N squared."""
+        with self.lock:
+            filtered = any(v is not None for v in filters.values())
+            if self.print_log_order == "start_time":
+                if filtered or date_from is not None or date_to is not None:
+                    rows = self.list_print_log(date_from=date_from, date_to=date_to, **filters)
+                    return rows[offset : offset + limit], len(rows)
+                ordered = self._runs_by_start()
+                return ordered[offset : offset + limit], len(ordered)
+            if filtered:
+                rows = self.list_print_log(date_from=date_from, date_to=date_to, **filters)
+                return rows[offset : offset + limit], len(rows)
+            low, high = self._created_range(date_from, date_to)
+            end = high - offset
+            page = self.index().runs[max(low, end - limit) : end] if end > low else []
+            return page[::-1], high - low
+
+    def _runs_created(self, date_from: datetime | None, date_to: datetime | None) -> list[dict[str, Any]]:
+        """Runs with date_from <= created_at <= date_to, oldest first (ties: descending id)."""
+        low, high = self._created_range(date_from, date_to)
+        return self.index().runs[low:high]
+
+    def _created_range(self, date_from: datetime | None, date_to: datetime | None) -> tuple[int, int]:
+        """Where date_from <= created_at <= date_to starts and ends in the index's runs (bisected)."""
+        index = self.index()
+        low = 0 if date_from is None else bisect_left(index.run_times, date_from)
+        high = len(index.runs) if date_to is None else bisect_right(index.run_times, date_to)
+        return low, max(low, high)
+
+    def _runs_by_start(self) -> list[dict[str, Any]]:
+        index = self.index()
+        if index.runs_by_start is None:
+            index.runs_by_start = self.order_print_log(list(self.print_log.values()))
+        return index.runs_by_start
+
+    def _archive_runs(self, archive_id: int) -> list[dict[str, Any]]:
+        """The runs of one archive, in the order they were recorded."""
+        return [r for r in self.index().runs_by_archive.get(archive_id, []) if r["archive_id"] == archive_id]
 
     def order_print_log(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The server's order (bambuddy-api.md §2.5): the released one sorts on created_at alone and SQLite
@@ -790,15 +911,13 @@ class BambuddyState:
     def archives_json(self, archives: list[dict[str, Any]], *, detail: bool = False) -> list[dict[str, Any]]:
         """ArchiveResponse for each archive, with run aggregates and duplicate fields computed once per call."""
         with self.lock:
-            runs: dict[int, list[dict[str, Any]]] = {}
-            for run in self.print_log.values():
-                if run["archive_id"] is not None:
-                    runs.setdefault(run["archive_id"], []).append(run)
-            by_hash: dict[str, list[dict[str, Any]]] = {}
-            for other in sorted(self.archives.values(), key=lambda a: a["id"]):
-                if other["content_hash"] and other["deleted_at"] is None:
-                    by_hash.setdefault(other["content_hash"], []).append(other)
-            return [self._archive_json(a, runs.get(a["id"], []), by_hash, detail) for a in archives]
+            index = self.index()
+            out = []
+            for archive in archives:
+                same = index.archives_by_hash.get(archive["content_hash"] or "", [])
+                live = {archive["content_hash"] or "": [a for a in same if a["deleted_at"] is None]}
+                out.append(self._archive_json(archive, self._archive_runs(archive["id"]), live, detail))
+            return out
 
     def _archive_json(
         self,

@@ -44,3 +44,21 @@ async def test_keyed_lock_serialises_one_key_and_forgets_it() -> None:
 
     await asyncio.gather(hold("a"), hold("b"))
     assert order == ["a in", "a out", "b in", "b out"] and locks == {}
+
+
+async def test_a_backfill_report_keeps_few_lines_and_exact_totals(
+    sim_farm: SimFarm, farm_services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from farmsync.prints import report as reports
+
+    monkeypatch.setattr(reports, "DETAIL_LIMIT", 3)
+    runs = sim_farm.bambuddy.state.list_print_log()
+    completed = sorted(r["id"] for r in runs if r["status"] == "completed" and r["archive_id"] is not None)
+    report = await ticks.backfill(print_sync(farm_services(sync_concurrency=4)))
+    totals = report.totals()
+    assert len(completed) > 3 and len(report.items) == 3 and report.items_omitted == len(completed) - 3
+    assert sum(totals.values()) == len(completed) and report.ok
+    run_ids = [i.run_id for i in report.items]
+    assert run_ids == sorted(run_ids)  # kept lines in the planned order (oldest first), not finishing order
+    batches = [s["batch"] for s in sim_farm.inventree.state.stock_items.values()]
+    assert sum(1 for b in batches if str(b).startswith("bambuddy-")) == totals["synced"]  # every line counted

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from farmsync.prints import window as windows
 from farmsync.prints.pipeline import Unit
 from farmsync.prints.report import ItemOutcome, ItemReport
-from farmsync.prints.tick import process
+from farmsync.prints.tick import drive
 from farmsync.prints.window import Row, Window
 
 
@@ -19,6 +21,19 @@ def units(n: int) -> list[Unit]:
 
 def report(unit: Unit, outcome: ItemOutcome) -> ItemReport:
     return ItemReport(key=unit.label, outcome=outcome)
+
+
+async def process(
+    todo: list[Unit], handler: Callable[[Unit], Awaitable[ItemReport]], **options: Any
+) -> tuple[list[ItemReport | None], str]:
+    """``drive`` with every unit's report kept by position (None: not started)."""
+    results: list[ItemReport | None] = [None] * len(todo)
+
+    def keep(index: int, item: ItemReport) -> None:
+        results[index] = item
+
+    stopped = await drive(todo, handler, keep, **options)
+    return results, stopped
 
 
 async def test_concurrency_is_bounded_and_all_run() -> None:

@@ -100,21 +100,22 @@ async def legacy_since(sync: PrintSync, mode: str, legacy_id: int) -> datetime |
     return None
 
 
-async def process(
+async def drive(
     units: Sequence[Unit],
     handler: Callable[[Unit], Awaitable[ItemReport]],
+    done: Callable[[int, ItemReport], None],
     *,
     concurrency: int,
     deadline: float | None,
     max_synced: int | None = None,
     progress: Progress | None = None,
-) -> tuple[list[ItemReport | None], str]:
-    """Run ``handler`` over units in order with at most ``concurrency`` at once.
+) -> str:
+    """Run ``handler`` over units in order with at most ``concurrency`` at once; pass each report to ``done``.
 
     No new unit starts after ``deadline`` (monotonic) or once ``max_synced`` units were synced (units that turn
-    out to need nothing do not count). Returns per-unit reports (None: not started) and why it stopped.
+    out to need nothing do not count). Reports are handed on, not kept, so a long backfill holds none of them.
+    Returns why it stopped.
     """
-    results: list[ItemReport | None] = [None] * len(units)
     state: dict[str, Any] = {"next": 0, "synced": 0, "inflight": 0, "finished": 0, "stopped": "complete"}
     changed = asyncio.Condition()
 
@@ -138,21 +139,47 @@ async def process(
                 index = state["next"]
                 state["next"] += 1
                 state["inflight"] += 1
+            report: ItemReport | None = None
             try:
-                results[index] = await handler(units[index])
+                report = await handler(units[index])
             finally:
                 async with changed:
                     state["inflight"] -= 1
-                    report = results[index]
-                    if report is not None and report.outcome is ItemOutcome.SYNCED:
-                        state["synced"] += 1
+                    if report is not None:
+                        done(index, report)
+                        if report.outcome is ItemOutcome.SYNCED:
+                            state["synced"] += 1
                     state["finished"] += 1
                     changed.notify_all()
                 if progress is not None and report is not None:
                     progress(state["finished"], len(units), report)
 
     await run_all([worker() for _ in range(max(1, min(concurrency, len(units) or 1)))])
-    return results, str(state["stopped"])
+    return str(state["stopped"])
+
+
+class Collect:
+    """What a pass keeps of its reports: the bounded :class:`RunReport` and the row ids that finished (for the
+    cursor). ``done`` is the callback :func:`drive` hands each report to, in the order units finish."""
+
+    def __init__(self, report: RunReport, todo: Sequence[tuple[Row, Unit]]) -> None:
+        self.report = report
+        self.todo = todo
+        self.finished: set[int] = set()
+
+    @property
+    def units(self) -> list[Unit]:
+        return [unit for _, unit in self.todo]
+
+    def done(self, index: int, item: ItemReport) -> None:
+        self.report.add(item)
+        if item.finished:
+            self.finished.add(self.todo[index][0].id)
+
+    def in_order(self) -> None:
+        """The kept lines in the order the units were planned (oldest first), not the order they finished."""
+        position = {unit.label: i for i, (_, unit) in enumerate(self.todo)}
+        self.report.items.sort(key=lambda item: position.get(item.key, len(position)))
 
 
 async def run_all(coroutines: list[Awaitable[None]]) -> None:
@@ -213,25 +240,22 @@ async def tick(
     if window.time is None and window.legacy_id:
         since = await legacy_since(sync, mode, window.legacy_id)
     found = await read_window(sync, mode, since)
-    units = [unit for row, unit in found if row.wanted and not window.is_done(row)]
+    todo = [(row, unit) for row, unit in found if row.wanted and not window.is_done(row)]
     budget = sync.settings.tick_time_budget_seconds if budget is None else budget
-    results, stopped = await process(
-        units,
+    report = RunReport(mode=trigger, unit=mode, cursor_before=window.label)
+    collect = Collect(report, todo)
+    report.stopped = await drive(
+        collect.units,
         sync.sync_unit,
+        collect.done,
         concurrency=sync.settings.sync_concurrency,
         deadline=started + budget,
         progress=progress,
     )
-    after = await _move_window(sync, stream, read, window, found, results)
-    report = RunReport(
-        mode=trigger,
-        unit=mode,
-        items=[r for r in results if r is not None],
-        cursor_before=window.label,
-        cursor_after=after.label,
-        stopped=stopped,
-        seconds=round(time.monotonic() - started, 3),
-    )
+    collect.in_order()
+    after = await _move_window(sync, stream, read, window, found, collect.finished)
+    report.cursor_after = after.label
+    report.seconds = round(time.monotonic() - started, 3)
     if mode == "archive" and sync.settings.sync_unit == "run":
         report.notes.append("Bambuddy has no print log: synced per archive (SYNC_UNIT=archive behaviour)")
     await _finish(sync, report, before)
@@ -244,10 +268,8 @@ async def _move_window(
     read: Cursor | None,
     window: Window,
     found: Sequence[tuple[Row, Unit]],
-    results: Sequence[ItemReport | None],
+    finished: set[int],
 ) -> Window:
-    rows_by_key = {unit.label: row for row, unit in found}
-    finished = windows.finished_ids(rows_by_key, results)
     moved = windows.advance(window, [row for row, _ in found], finished)
     return await save_window(sync, stream, read, moved)
 
@@ -270,30 +292,29 @@ async def backfill(
     stream = RUN_STREAM if mode == "run" else ARCHIVE_STREAM
     read = await sync.store.get_cursor(stream)
     found = await read_window(sync, mode, None, page_size=sync.settings.backfill_page_size)
-    units = [unit for row, unit in found if row.wanted]
+    todo = [(row, unit) for row, unit in found if row.wanted]
     waiting = await waiting_keys(sync) if retry_now else set()
 
     async def handler(unit: Unit) -> ItemReport:
         return await sync.sync_unit(unit, retry_parked=unit.label in waiting)
 
-    results, stopped = await process(
-        units,
+    report = RunReport(mode="backfill", unit=mode)
+    collect = Collect(report, todo)
+    report.stopped = await drive(
+        collect.units,
         handler,
+        collect.done,
         concurrency=sync.settings.sync_concurrency,
         deadline=started + budget if budget else None,
         max_synced=max_archives,
         progress=progress,
     )
     # A backfill read everything, so the same rule moves the cursor and the next tick starts after it.
-    after = await _move_window(sync, stream, read, Window.load(read.value if read else None), found, results)
-    report = RunReport(
-        mode="backfill",
-        unit=mode,
-        items=[r for r in results if r is not None],
-        cursor_after=after.label,
-        stopped=stopped,
-        seconds=round(time.monotonic() - started, 3),
-    )
+    window = Window.load(read.value if read else None)
+    collect.in_order()
+    after = await _move_window(sync, stream, read, window, found, collect.finished)
+    report.cursor_after = after.label
+    report.seconds = round(time.monotonic() - started, 3)
     if retry_now:
         report.notes.append(f"retried now: {len(waiting)} print(s) that were waiting after a failure")
     await _finish(sync, report, before)

@@ -21,14 +21,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from farmsync.clients.timeutil import parse_utc
-from farmsync.prints.report import ItemReport
 
 MARGIN = timedelta(hours=1)
 HOLD_LIMIT = timedelta(days=2)
 """An in-progress run holds the window open at most this long behind the newest run (a stuck status)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     """One print-log run (or archive) in the window, as the cursor sees it."""
 
@@ -90,7 +89,7 @@ def advance(
     """
     finished_now = set(finished)
     newest = max((r.created_at for r in rows if r.created_at), default=None)
-    open_times = []
+    open_times: list[datetime] = []
     for row in rows:
         if row.created_at is None:
             continue
@@ -127,14 +126,3 @@ def merge(mine: Window, theirs: Window) -> Window:
     floor = (time - MARGIN).timestamp()
     done = {k: v for k, v in {**theirs.done, **mine.done}.items() if v >= floor}
     return Window(time=time, done=done)
-
-
-def finished_ids(rows_by_key: dict[str, Row], reports: Iterable[ItemReport | None]) -> set[int]:
-    """The row ids whose unit finished (synced, refreshed, skipped or parked) in a pass."""
-    out = set()
-    for report in reports:
-        if report is not None and report.finished:
-            row = rows_by_key.get(report.key)
-            if row is not None:
-                out.add(row.id)
-    return out
