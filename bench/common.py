@@ -223,6 +223,22 @@ class ProcessRun:
         return self.returncode == 0 and not self.timed_out
 
 
+_OWN_CMDLINE = Path("/proc/self/cmdline").read_bytes()
+
+
+def own_peak_kib(pid: int) -> int:
+    """The process's peak RSS so far (VmHWM, KiB), 0 before it has exec'd or once it has exited."""
+    try:
+        if Path(f"/proc/{pid}/cmdline").read_bytes() in (_OWN_CMDLINE, b""):
+            return 0  # still the fork of this process (its memory is ours), or a zombie
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return 0
+
+
 def run_process(
     argv: Sequence[str],
     *,
@@ -232,7 +248,11 @@ def run_process(
     log_dir: Path,
     label: str,
 ) -> ProcessRun:
-    """Run ``argv`` and wait for it with ``os.wait4``, which gives this child's own peak RSS (ru_maxrss).
+    """Run ``argv`` and wait for it with ``os.wait4`` (its CPU time), sampling its own peak RSS on the way.
+
+    The peak is the child's VmHWM from /proc, read every 20 ms once it has exec'd (the last sample before it
+    exits). ``wait4``'s ru_maxrss is no good for it: Linux starts a child's ru_maxrss at its parent's RSS when
+    it forks and execs, so it reported this (growing) benchmark process, not the tool under test.
 
     Output goes to files under ``log_dir`` (no pipe can fill up and stall a long run). After ``timeout`` seconds
     the process group is killed and the run is marked ``timed_out``.
@@ -252,7 +272,9 @@ def run_process(
         )
         timed_out = False
         status, usage = 0, None
+        peak_kib = 0
         while True:
+            peak_kib = max(peak_kib, own_peak_kib(proc.pid))
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -269,7 +291,7 @@ def run_process(
         argv=list(argv),
         seconds=seconds,
         returncode=proc.returncode,
-        peak_rss_mb=round(usage.ru_maxrss / 1024, 1) if usage else 0.0,
+        peak_rss_mb=round(peak_kib / 1024, 1),
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
         timed_out=timed_out,

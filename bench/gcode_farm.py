@@ -371,7 +371,7 @@ def farm_targets(count: int, tools: dict[str, Any], bound_first: float, bound_ch
             f"< {TARGET_RSS_MB:g} MB",
             f"{rss} MB",
             rss < TARGET_RSS_MB if rss else None,
-            "the largest ru_maxrss of all farmsync runs (os.wait4)",
+            "the largest VmHWM of all farmsync runs (its own peak RSS, sampled from /proc)",
         ),
         Target(
             f"{count} printers: first sync vs link-sync",

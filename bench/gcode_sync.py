@@ -7,7 +7,7 @@ a subprocess from their console script: ``farmsync gcode -c printers.yml -s SRC 
 printers.yml -s SRC -d /usb/ -g`` (printer-apis.md §1.8), so interpreter start-up is part of every figure.
 
 Memory: one 1 GiB file (sparse, reads as zeros) to 4 unthrottled fakes; the peak RSS of the tool's own process
-comes from ``os.wait4`` (ru_maxrss of that child).
+comes from its VmHWM in /proc (bench.common.run_process).
 
 The changed file keeps its size and gets an mtime 5 minutes ahead, so link-sync's only rule (source newer than the
 printer's copy + 60 s) sees it too; farmsync sees it by content (its upload manifest's sha256).

@@ -95,7 +95,7 @@ def one_size(runs: int, work: Path) -> dict[str, Any]:
         "seconds": round(seconds, 1),
         "s_per_1000_runs": round(seconds / runs * 1000, 2),
         "peak_rss_mb": figures["peak_rss_mb"],
-        "wait4_peak_rss_mb": child.peak_rss_mb,
+        "sampled_peak_rss_mb": child.peak_rss_mb,
         "cpu_seconds": round(figures["cpu_seconds"], 1),
         "cpu_per_1000_runs": round(figures["cpu_seconds"] / runs * 1000, 2),
         "sim_cpu_seconds": round(sim_cpu, 1),
