@@ -1,10 +1,10 @@
 """Many throttled fake Buddy printers served by worker processes, so they share no event loop (and no GIL) with
 the bench or with the tool under test.
 
-Their throttle makes up for its own late wake-ups (:class:`CatchUpThrottle`): on a busy machine the fake's pacing
-sleeps overshoot, and the stock throttle loses every overshoot, so a 1.05 s upload took 1.1-1.25 s at load 10
-whatever the tool sending it. A real printer's link does not slow down because the machine sending to it is
-busy; time the link sits idle (the tool between two requests) is still lost, as it should be.
+The fakes' throttle (farmsync_sim.fakehttp.Throttle) makes up for its own late wake-ups: on a busy machine a
+pacing sleep overshoots, and losing every overshoot made a 1.05 s upload take 1.1-1.25 s at load 10 whatever the
+tool sending it. A real printer's link does not slow down because the machine sending to it is busy; time the
+link sits idle (the tool between two requests) is still lost, as it should be.
 
 One FakeBuddy per printer (its own thread and event loop, as in the tests), ``per_worker`` of them per worker
 process; the bench drives the workers over a pipe: where each printer listens, how many requests it answered,
@@ -13,7 +13,6 @@ how many digest challenges it sent, and whether it holds every source file (size
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import shutil
 import time
@@ -26,33 +25,6 @@ from typing import Any
 
 WORKER_START_TIMEOUT = 60.0
 ANSWER_TIMEOUT = 120.0
-
-
-class CatchUpThrottle:
-    """The fake's throttle (``rate`` bytes/s, ``chunk``, ``take``) keeping its virtual clock across its own late
-    wake-ups: a sleep that ends late is credited to the next step, idle time between requests is not."""
-
-    def __init__(self, rate: float | None) -> None:
-        self.rate = rate
-        self._next = 0.0
-        self._late = 0.0  # how late the last pacing sleep woke up
-
-    @property
-    def chunk(self) -> int:
-        if not self.rate:
-            return 64 * 1024
-        return int(max(512, min(64 * 1024, self.rate // 20)))
-
-    async def take(self, n: int) -> None:
-        if not self.rate or n <= 0:
-            return
-        now = time.monotonic()
-        self._next = max(self._next, now - self._late) + n / self.rate
-        self._late = 0.0
-        delay = self._next - now
-        if delay > 0:
-            await asyncio.sleep(delay)
-            self._late = max(0.0, time.monotonic() - self._next)
 
 
 @dataclass(frozen=True)
@@ -99,7 +71,6 @@ def _serve(conn: Connection, specs: list[tuple[str, str, float | None, str]]) ->
     try:
         for name, password, bandwidth, spool in specs:
             fake = FakeBuddy(password=password, bandwidth=bandwidth, spool_dir=Path(spool), name=name)
-            fake.throttle = CatchUpThrottle(bandwidth)  # type: ignore[assignment]
             printers.append(fake.start())
         conn.send([p.url for p in printers])
         while True:

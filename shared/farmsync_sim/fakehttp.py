@@ -58,11 +58,15 @@ class Headers:
 
 
 class Throttle:
-    """Paces bytes to ``rate`` bytes/s across all connections of one server (a virtual clock, no bursts)."""
+    """Paces bytes to ``rate`` bytes/s across all connections of one server (a virtual clock, no bursts).
+
+    A pacing sleep that wakes up late (a busy machine) is credited to the next step, so the fake still delivers
+    its rate, as a real printer's link would; idle time between requests is not credited."""
 
     def __init__(self, rate: float | None) -> None:
         self.rate = rate
         self._next = 0.0
+        self._late = 0.0  # how late the last pacing sleep woke up
 
     @property
     def chunk(self) -> int:
@@ -75,10 +79,12 @@ class Throttle:
         if not self.rate or n <= 0:
             return
         now = time.monotonic()
-        self._next = max(self._next, now) + n / self.rate
+        self._next = max(self._next, now - self._late) + n / self.rate
+        self._late = 0.0
         delay = self._next - now
         if delay > 0:
             await asyncio.sleep(delay)
+            self._late = max(0.0, time.monotonic() - self._next)
 
 
 @dataclass
