@@ -291,7 +291,7 @@ def build_app(state: InvenTreeState) -> Starlette:
             flags = {f: query_bool(request, f) for f in ops.PART_FLAGS}
             has_ipn = query_bool(request, "has_ipn")
             rows = []
-            for part in state.parts.values():
+            for part in state.part_candidates(ipn=ipn):
                 if request.query_params.get("category") not in (None, "") and part["category"] not in wanted:
                     continue
                 if ipn and (part["IPN"] or "").lower() != ipn.lower():
@@ -404,7 +404,7 @@ def build_app(state: InvenTreeState) -> Starlette:
             in_stock = query_bool(request, "in_stock")
             status = _query_int(request, "status")
             rows = []
-            for item in state.stock_items.values():
+            for item in state.stock_candidates(part=part, batch=batch):
                 item_part = state.parts.get(item["part"], {})
                 if part is not None and item["part"] != part:
                     continue
@@ -483,9 +483,14 @@ def build_app(state: InvenTreeState) -> Starlette:
             min_date = _query_date(request, "min_date") if newer else None
             max_date = _query_date(request, "max_date") if newer else None
             user_filter = _query_int(request, "user")
+            candidates = (
+                state.tracking.values()
+                if item is None
+                else [state.tracking[pk] for pk in sorted(state.tracking_pks(item))]
+            )
             rows = [
                 t
-                for t in state.tracking.values()
+                for t in candidates
                 if (item is None or t["item"] == item)
                 and (part is None or t["part"] == part)
                 and (user_filter is None or t["user"] == user_filter)
