@@ -483,14 +483,9 @@ def build_app(state: InvenTreeState) -> Starlette:
             min_date = _query_date(request, "min_date") if newer else None
             max_date = _query_date(request, "max_date") if newer else None
             user_filter = _query_int(request, "user")
-            candidates = (
-                state.tracking.values()
-                if item is None
-                else [state.tracking[pk] for pk in sorted(state.tracking_pks(item))]
-            )
             rows = [
                 t
-                for t in candidates
+                for t in state.tracking_candidates(item=item, part=part)
                 if (item is None or t["item"] == item)
                 and (part is None or t["part"] == part)
                 and (user_filter is None or t["user"] == user_filter)

@@ -164,6 +164,7 @@ class InvenTreeState:
         default_factory=lambda: RowIndex(lambda r: (r["name"], r["IPN"], r["revision"])), repr=False
     )
     _tracking_by_item: RowIndex = field(default_factory=lambda: RowIndex(lambda r: r["item"]), repr=False)
+    _tracking_by_part: RowIndex = field(default_factory=lambda: RowIndex(lambda r: r["part"]), repr=False)
 
     # ----------------------------------------------------------------- seed data
 
@@ -336,6 +337,7 @@ class InvenTreeState:
                 if self.api_version < HISTORY_SURVIVES_API:
                     del self.tracking[key]
                     self._tracking_by_item.drop(self.tracking, key)
+                    self._tracking_by_part.drop(self.tracking, key)
                 else:
                     self.tracking[key]["item"] = None
                     self.file_tracking(self.tracking[key])
@@ -358,9 +360,10 @@ class InvenTreeState:
             self._parts_by_identity.file(self.parts, part)
 
     def file_tracking(self, entry: dict[str, Any]) -> None:
-        """Call after adding a tracking entry or changing its item."""
+        """Call after adding a tracking entry or changing its item (its part never changes)."""
         with self.lock:
             self._tracking_by_item.file(self.tracking, entry)
+            self._tracking_by_part.file(self.tracking, entry)
 
     @staticmethod
     def _rows(table: dict[int, dict[str, Any]], pks: set[int]) -> list[dict[str, Any]]:
@@ -396,6 +399,20 @@ class InvenTreeState:
         with self.lock:
             pks = self._tracking_by_item.pks(self.tracking, item_pk)
             return {pk for pk in pks if pk in self.tracking and self.tracking[pk]["item"] == item_pk}
+
+    def tracking_candidates(
+        self, *, item: int | None = None, part: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Tracking entries (pk order) that may belong to this item and this part; all when neither is given."""
+        with self.lock:
+            if item is None and part is None:
+                return list(self.tracking.values())
+            groups = []
+            if item is not None:
+                groups.append(self._tracking_by_item.pks(self.tracking, item))
+            if part is not None:
+                groups.append(self._tracking_by_part.pks(self.tracking, part))
+            return self._rows(self.tracking, set.intersection(*groups))
 
     # ----------------------------------------------------------------- response shapes
 

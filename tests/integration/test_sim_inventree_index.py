@@ -132,6 +132,17 @@ def check_against_scan(state: InvenTreeState, inv: httpx.Client) -> None:
         newest_first = sorted(history, key=lambda t: (t["date"], t["pk"]), reverse=True)
         assert pks(inv.get("/api/stock/track/", params={"item": item["pk"]}).json()) == pks(newest_first)
         assert inv.get(f"/api/stock/{item['pk']}/").json()["tracking_items"] == len(history)
+    if state.api_version >= 450:  # the part filter on tracking rows exists from API 450
+        for part in parts:
+            history = [t for t in state.tracking.values() if t["part"] == part["pk"]]
+            newest_first = sorted(history, key=lambda t: (t["date"], t["pk"]), reverse=True)
+            assert pks(inv.get("/api/stock/track/", params={"part": part["pk"]}).json()) == pks(newest_first)
+            for item in sorted({t["item"] for t in history if t["item"] is not None})[:3]:
+                both = [t for t in newest_first if t["item"] == item and "x" in t["notes"].lower()]
+                answer = inv.get(
+                    "/api/stock/track/", params={"part": part["pk"], "item": item, "search": "x"}
+                )
+                assert pks(answer.json()) == pks(both)
     assert pks(inv.get("/api/stock/").json()) == sorted(state.stock_items)
     assert pks(inv.get("/api/part/").json()) == sorted(state.parts)
 
