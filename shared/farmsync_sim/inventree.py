@@ -564,7 +564,12 @@ def build_app(state: InvenTreeState) -> Starlette:
             else:
                 model_type, model_id = "part.part", _query_pk(request, "part", state.parts)
             rows = []
-            for p in state.parameters.values():
+            candidates = (
+                state.parameters_of(model_type, model_id)
+                if model_type is not None and model_id is not None
+                else state.parameters.values()
+            )
+            for p in candidates:
                 if model_type is not None and p["model_type"] != model_type:
                     continue
                 if model_id is not None and p["model_id"] != model_id:

@@ -151,7 +151,8 @@ def update_part(state: InvenTreeState, part: dict[str, Any], data: dict[str, Any
         if "image" in data and data["image"] is None:
             old = part["image"]
             part["image"] = None
-            if old and not any(p["image"] == old for p in state.parts.values()):
+            state.file_part(part)
+            if old and not any(p["image"] == old for p in state.parts_with_image(old)):
                 state.part_images.pop(old, None)
         _check_part_unique(state, {**part, **clean}, exclude=part["pk"])
         part.update(clean)
@@ -172,7 +173,7 @@ def set_part_image(state: InvenTreeState, part: dict[str, Any], filename: str | 
     name = (filename or "image.png").replace("\\", "/").rsplit("/", 1)[-1] or "image.png"
     with state.lock:
         path = f"part_images/{name}"
-        taken = {p["image"] for p in state.parts.values() if p["pk"] != part["pk"] and p["image"]}
+        taken = {p["image"] for p in state.parts_with_image(path) if p["pk"] != part["pk"] and p["image"]}
         if path in taken:
             # Django keeps the name and adds a random 7-character suffix when it is taken.
             stem, dot, ext = name.rpartition(".")
@@ -180,8 +181,9 @@ def set_part_image(state: InvenTreeState, part: dict[str, Any], filename: str | 
             path = f"part_images/{stem or ext}_{suffix}{dot}{ext if stem else ''}"
         old = part["image"]
         part["image"] = path
+        state.file_part(part)
         state.part_images[path] = content
-        if old and old != path and not any(p["image"] == old for p in state.parts.values()):
+        if old and old != path and not any(p["image"] == old for p in state.parts_with_image(old)):
             state.part_images.pop(old, None)
 
 
@@ -694,7 +696,7 @@ def create_parameter(state: InvenTreeState, data: dict[str, Any], user: int | No
         if errors:
             raise ApiError(400, errors)
         assert template is not None and value is not None
-        for other in state.parameters.values():
+        for other in state.parameters_of(model_type, model_id):
             if (other["model_type"], other["model_id"], other["template"]) == (
                 model_type,
                 model_id,
@@ -714,6 +716,7 @@ def create_parameter(state: InvenTreeState, data: dict[str, Any], user: int | No
             "updated_by": user,
         }
         state.parameters[record["pk"]] = record
+        state.file_parameter(record)
         return record
 
 

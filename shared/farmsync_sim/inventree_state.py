@@ -165,6 +165,10 @@ class InvenTreeState:
     )
     _tracking_by_item: RowIndex = field(default_factory=lambda: RowIndex(lambda r: r["item"]), repr=False)
     _tracking_by_part: RowIndex = field(default_factory=lambda: RowIndex(lambda r: r["part"]), repr=False)
+    _parts_by_image: RowIndex = field(default_factory=lambda: RowIndex(lambda r: r["image"]), repr=False)
+    _parameters_by_model: RowIndex = field(
+        default_factory=lambda: RowIndex(lambda r: (r["model_type"], r["model_id"])), repr=False
+    )
 
     # ----------------------------------------------------------------- seed data
 
@@ -354,10 +358,16 @@ class InvenTreeState:
             self._stock_by_batch.file(self.stock_items, item)
 
     def file_part(self, part: dict[str, Any]) -> None:
-        """Call after adding a part or changing its name, IPN or revision."""
+        """Call after adding a part or changing its name, IPN, revision or image."""
         with self.lock:
             self._parts_by_ipn.file(self.parts, part)
             self._parts_by_identity.file(self.parts, part)
+            self._parts_by_image.file(self.parts, part)
+
+    def file_parameter(self, parameter: dict[str, Any]) -> None:
+        """Call after adding a parameter (what it belongs to never changes)."""
+        with self.lock:
+            self._parameters_by_model.file(self.parameters, parameter)
 
     def file_tracking(self, entry: dict[str, Any]) -> None:
         """Call after adding a tracking entry or changing its item (its part never changes)."""
@@ -393,6 +403,18 @@ class InvenTreeState:
         """Parts that may have exactly this (name, IPN, revision): the set that must be unique."""
         with self.lock:
             return self._rows(self.parts, self._parts_by_identity.pks(self.parts, (name, ipn, revision)))
+
+    def parts_with_image(self, image: str) -> list[dict[str, Any]]:
+        """Parts that may show this image file."""
+        with self.lock:
+            return self._rows(self.parts, self._parts_by_image.pks(self.parts, image))
+
+    def parameters_of(self, model_type: str | None, model_id: int | None) -> list[dict[str, Any]]:
+        """Parameters (pk order) that may belong to this model row."""
+        with self.lock:
+            return self._rows(
+                self.parameters, self._parameters_by_model.pks(self.parameters, (model_type, model_id))
+            )
 
     def tracking_pks(self, item_pk: int) -> set[int]:
         """Tracking entries of a stock item."""
@@ -489,7 +511,7 @@ class InvenTreeState:
             if parameters:
                 rows = [
                     p
-                    for p in self.parameters.values()
+                    for p in self.parameters_of("part.part", part["pk"])
                     if p["model_type"] == "part.part" and p["model_id"] == part["pk"]
                 ]
                 out["parameters"] = [self.parameter_json(p) for p in sorted(rows, key=lambda p: p["pk"])]

@@ -180,3 +180,40 @@ def test_rows_changed_behind_the_index_are_still_found(sim_farm: SimFarm, inv: h
     state.load(state.dump())
     assert inv.get("/api/stock/", params={"batch": batch}).json() == []
     check_against_scan(state, inv)
+
+
+def test_parameters_and_images_match_the_plain_scan(sim_farm: SimFarm, inv: httpx.Client) -> None:
+    """Parameter uniqueness and lists per part, and image names taken or freed, against the raw tables."""
+    from farmsync_sim.common import tiny_png
+
+    state = sim_farm.inventree.state
+    rng = random.Random(11)
+    parts = [inv.post("/api/part/", json={"name": f"P{n}"}).json()["pk"] for n in range(6)]
+    for _ in range(60):
+        part, template = rng.choice(parts), rng.choice([1, 2])
+        clash = any(
+            (p["model_type"], p["model_id"], p["template"]) == ("part.part", part, template)
+            for p in state.parameters.values()
+        )
+        body = {"model_type": "part", "model_id": part, "template": template, "data": "12"}
+        assert inv.post("/api/parameter/", json=body).status_code == (400 if clash else 201)
+        if rng.random() < 0.2:
+            victim = rng.choice(sorted(state.parameters))
+            assert inv.delete(f"/api/parameter/{victim}/").status_code == 204
+        name = rng.choice(["a.png", "b.png"])
+        if rng.random() < 0.3:
+            assert inv.patch(f"/api/part/{part}/", json={"image": None}).status_code == 200
+        else:
+            others = {p["image"] for p in state.parts.values() if p["pk"] != part and p["image"]}
+            shown = inv.patch(
+                f"/api/part/{part}/", files={"image": (name, tiny_png(name), "image/png")}
+            ).json()
+            assert (shown["image"] == f"/media/part_images/{name}") == (f"part_images/{name}" not in others)
+        used = {p["image"] for p in state.parts.values() if p["image"]}
+        assert set(state.part_images) == used  # a file no part shows is gone
+    for part in parts:
+        mine = sorted(p["pk"] for p in state.parameters.values() if p["model_id"] == part)
+        listed = inv.get("/api/parameter/", params={"model_type": "part", "model_id": part}).json()
+        assert pks(listed) == mine
+        embedded = inv.get(f"/api/part/{part}/", params={"parameters": "true"}).json()["parameters"]
+        assert pks(embedded) == mine
