@@ -246,6 +246,44 @@ def _stamp(table: dict[int, Any]) -> tuple[Any, ...]:
     return (id(table), len(table), next(reversed(table), None))
 
 
+class _Tail:
+    """A table's highest id and newest created_at, kept up to date by reading only the rows appended since.
+
+    Rows are added at the end with rising ids (``_next_id``); anything else (a delete, a replaced table, a key
+    removed and added again) shows as a count that does not add up and costs one rescan. created_at is never
+    edited in place (see :meth:`BambuddyState.index`)."""
+
+    def __init__(self) -> None:
+        self.table: dict[int, dict[str, Any]] | None = None
+        self.length = 0
+        self.last: int | None = None
+        self.top = 0
+        self.latest: datetime | None = None
+
+    def read(self, table: dict[int, dict[str, Any]]) -> _Tail:
+        if table is self.table and (self.last is None or self.last in table):
+            added: list[int] = []
+            for key in reversed(table):
+                if key == self.last:
+                    break
+                added.append(key)
+            if self.length + len(added) == len(table):
+                self._take(table, added)
+                return self
+        self.table, self.length, self.last, self.top, self.latest = table, 0, None, 0, None
+        self._take(table, list(table))
+        return self
+
+    def _take(self, table: dict[int, dict[str, Any]], keys: list[int]) -> None:
+        for key in keys:
+            self.top = max(self.top, key)
+            created = table[key].get("created_at")
+            if created is not None and (self.latest is None or created > self.latest):
+                self.latest = created
+        self.length = len(table)
+        self.last = next(reversed(table), None)
+
+
 @dataclass
 class BambuddyState:
     """Everything the simulated Bambuddy knows. Methods lock; direct dict access should hold ``lock``."""
@@ -267,6 +305,7 @@ class BambuddyState:
     print_log_order: str = "released"
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _index: _Index | None = field(default=None, repr=False, compare=False)
+    _tails: dict[int, _Tail] = field(default_factory=dict, repr=False, compare=False)
 
     # ----------------------------------------------------------------- seed data
 
@@ -285,6 +324,7 @@ class BambuddyState:
         """Replace all data with ``seed``; thumbnails are drawn again for archives with a thumbnail_path."""
         with self.lock:
             self._index = None
+            self._tails = {}
             self.printers = {
                 k: {**PRINTER_DEFAULTS, **v} for k, v in load_records(seed.get("printers", [])).items()
             }
@@ -342,9 +382,17 @@ class BambuddyState:
             self._index = _Index.build(stamp, self.print_log, self.archives)
         return self._index
 
-    @staticmethod
-    def _next_id(table: dict[int, Any]) -> int:
-        return max(table, default=0) + 1
+    def _tail(self, table: dict[int, dict[str, Any]]) -> _Tail:
+        """The :class:`_Tail` of ``table`` (caller holds ``lock``); it keeps ``table`` alive, so its id stays its."""
+        tail = self._tails.get(id(table))
+        if tail is None or tail.table is not table:
+            tail = self._tails[id(table)] = _Tail()
+        return tail.read(table)
+
+    def _next_id(self, table: dict[int, Any]) -> int:
+        """The highest id plus one, as SQLite gives a table without AUTOINCREMENT (a deleted top id comes back)."""
+        with self.lock:
+            return self._tail(table).top + 1
 
     def now(self) -> datetime:
         """The time for a new event: wall-clock UTC in whole seconds, never before the newest row stored.
@@ -354,7 +402,7 @@ class BambuddyState:
         """
         with self.lock:
             latest = max(
-                (r["created_at"] for t in (self.archives, self.print_log, self.usage) for r in t.values()),
+                (t for t in (self._tail(x).latest for x in (self.archives, self.print_log, self.usage)) if t),
                 default=None,
             )
         now = utcnow().replace(microsecond=0)

@@ -291,7 +291,7 @@ def build_app(state: InvenTreeState) -> Starlette:
             flags = {f: query_bool(request, f) for f in ops.PART_FLAGS}
             has_ipn = query_bool(request, "has_ipn")
             rows = []
-            for part in state.parts.values():
+            for part in state.part_candidates(ipn=ipn):
                 if request.query_params.get("category") not in (None, "") and part["category"] not in wanted:
                     continue
                 if ipn and (part["IPN"] or "").lower() != ipn.lower():
@@ -404,7 +404,7 @@ def build_app(state: InvenTreeState) -> Starlette:
             in_stock = query_bool(request, "in_stock")
             status = _query_int(request, "status")
             rows = []
-            for item in state.stock_items.values():
+            for item in state.stock_candidates(part=part, batch=batch):
                 item_part = state.parts.get(item["part"], {})
                 if part is not None and item["part"] != part:
                     continue
@@ -485,7 +485,7 @@ def build_app(state: InvenTreeState) -> Starlette:
             user_filter = _query_int(request, "user")
             rows = [
                 t
-                for t in state.tracking.values()
+                for t in state.tracking_candidates(item=item, part=part)
                 if (item is None or t["item"] == item)
                 and (part is None or t["part"] == part)
                 and (user_filter is None or t["user"] == user_filter)
@@ -564,7 +564,12 @@ def build_app(state: InvenTreeState) -> Starlette:
             else:
                 model_type, model_id = "part.part", _query_pk(request, "part", state.parts)
             rows = []
-            for p in state.parameters.values():
+            candidates = (
+                state.parameters_of(model_type, model_id)
+                if model_type is not None and model_id is not None
+                else state.parameters.values()
+            )
+            for p in candidates:
                 if model_type is not None and p["model_type"] != model_type:
                     continue
                 if model_id is not None and p["model_id"] != model_id:

@@ -126,7 +126,7 @@ def _check_part_unique(state: InvenTreeState, values: dict[str, Any], exclude: i
     if values.get("IPN") is None:
         return
     key = (values["name"], values["IPN"], values.get("revision", ""))
-    for other in state.parts.values():
+    for other in state.parts_named(*key):
         if other["pk"] != exclude and (other["name"], other["IPN"], other["revision"]) == key:
             raise ApiError(
                 400, {"non_field_errors": ["The fields name, IPN, revision must make a unique set."]}
@@ -140,6 +140,7 @@ def create_part(state: InvenTreeState, data: dict[str, Any], user: int | None) -
         _check_part_unique(state, record)
         record.update(pk=state.next_pk("parts"), creation_date=utcnow(), creation_user=user)
         state.parts[record["pk"]] = record
+        state.file_part(record)
         return record
 
 
@@ -150,10 +151,12 @@ def update_part(state: InvenTreeState, part: dict[str, Any], data: dict[str, Any
         if "image" in data and data["image"] is None:
             old = part["image"]
             part["image"] = None
-            if old and not any(p["image"] == old for p in state.parts.values()):
+            state.file_part(part)
+            if old and not any(p["image"] == old for p in state.parts_with_image(old)):
                 state.part_images.pop(old, None)
         _check_part_unique(state, {**part, **clean}, exclude=part["pk"])
         part.update(clean)
+        state.file_part(part)
         return part
 
 
@@ -170,7 +173,7 @@ def set_part_image(state: InvenTreeState, part: dict[str, Any], filename: str | 
     name = (filename or "image.png").replace("\\", "/").rsplit("/", 1)[-1] or "image.png"
     with state.lock:
         path = f"part_images/{name}"
-        taken = {p["image"] for p in state.parts.values() if p["pk"] != part["pk"] and p["image"]}
+        taken = {p["image"] for p in state.parts_with_image(path) if p["pk"] != part["pk"] and p["image"]}
         if path in taken:
             # Django keeps the name and adds a random 7-character suffix when it is taken.
             stem, dot, ext = name.rpartition(".")
@@ -178,8 +181,9 @@ def set_part_image(state: InvenTreeState, part: dict[str, Any], filename: str | 
             path = f"part_images/{stem or ext}_{suffix}{dot}{ext if stem else ''}"
         old = part["image"]
         part["image"] = path
+        state.file_part(part)
         state.part_images[path] = content
-        if old and old != path and not any(p["image"] == old for p in state.parts.values()):
+        if old and old != path and not any(p["image"] == old for p in state.parts_with_image(old)):
             state.part_images.pop(old, None)
 
 
@@ -282,6 +286,7 @@ def create_stock(state: InvenTreeState, data: dict[str, Any], user: int | None) 
             "updated": utcnow(),
         }
         state.stock_items[record["pk"]] = record
+        state.file_stock(record)
         deltas: dict[str, Any] = {"status": record["status"], "quantity": record["quantity"]}
         if record["location"] is not None:
             deltas["location"] = record["location"]
@@ -304,6 +309,7 @@ def update_stock(state: InvenTreeState, item: dict[str, Any], data: dict[str, An
             clean["notes"] = clean["notes"] or ""
         item.update(clean)
         item["updated"] = utcnow()
+        state.file_stock(item)
         return item
 
 
@@ -495,6 +501,7 @@ def _transfer(
         state.track(item, code, notes=notes, deltas={"location": target}, user=user)
         moved = item
     moved.update(overrides)
+    state.file_stock(moved)
     if row.get("merge"):
         _merge_into_existing(state, moved, notes, user)
 
@@ -516,9 +523,8 @@ def _split(
         "updated": utcnow(),
     }
     state.stock_items[child["pk"]] = child
-    for entry in sorted(
-        (t for t in list(state.tracking.values()) if t["item"] == item["pk"]), key=lambda t: t["pk"]
-    ):
+    state.file_stock(child)
+    for entry in [state.tracking[pk] for pk in sorted(state.tracking_pks(item["pk"]))]:
         copy = {
             **entry,
             "pk": state.next_pk("tracking"),
@@ -526,6 +532,7 @@ def _split(
             "deltas": dict(entry["deltas"]),
         }
         state.tracking[copy["pk"]] = copy
+        state.file_tracking(copy)
     child_deltas: dict[str, Any] = {"stockitem": item["pk"]}
     if target is not None:
         child_deltas["location"] = target
@@ -689,7 +696,7 @@ def create_parameter(state: InvenTreeState, data: dict[str, Any], user: int | No
         if errors:
             raise ApiError(400, errors)
         assert template is not None and value is not None
-        for other in state.parameters.values():
+        for other in state.parameters_of(model_type, model_id):
             if (other["model_type"], other["model_id"], other["template"]) == (
                 model_type,
                 model_id,
@@ -709,6 +716,7 @@ def create_parameter(state: InvenTreeState, data: dict[str, Any], user: int | No
             "updated_by": user,
         }
         state.parameters[record["pk"]] = record
+        state.file_parameter(record)
         return record
 
 

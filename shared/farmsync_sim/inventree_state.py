@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from farmsync_sim.common import date_text, dump_records, load_records, minute_text, stable_hex, utcnow
+from farmsync_sim.row_index import RowIndex
 
 DEFAULT_API_VERSION = 530
 GENERIC_PARAMETERS_API = 430  # /api/parameter/... replaces /api/part/parameter/... (PR #10699)
@@ -151,6 +152,23 @@ class InvenTreeState:
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _counters: dict[str, int] = field(default_factory=dict, repr=False)
+    # Candidates for the filters clients send (see row_index.py); writers file rows after changing them.
+    _stock_by_part: RowIndex = field(default_factory=lambda: RowIndex(lambda r: r["part"]), repr=False)
+    _stock_by_batch: RowIndex = field(
+        default_factory=lambda: RowIndex(lambda r: (r["batch"] or "").lower()), repr=False
+    )
+    _parts_by_ipn: RowIndex = field(
+        default_factory=lambda: RowIndex(lambda r: (r["IPN"] or "").lower()), repr=False
+    )
+    _parts_by_identity: RowIndex = field(
+        default_factory=lambda: RowIndex(lambda r: (r["name"], r["IPN"], r["revision"])), repr=False
+    )
+    _tracking_by_item: RowIndex = field(default_factory=lambda: RowIndex(lambda r: r["item"]), repr=False)
+    _tracking_by_part: RowIndex = field(default_factory=lambda: RowIndex(lambda r: r["part"]), repr=False)
+    _parts_by_image: RowIndex = field(default_factory=lambda: RowIndex(lambda r: r["image"]), repr=False)
+    _parameters_by_model: RowIndex = field(
+        default_factory=lambda: RowIndex(lambda r: (r["model_type"], r["model_id"])), repr=False
+    )
 
     # ----------------------------------------------------------------- seed data
 
@@ -249,10 +267,11 @@ class InvenTreeState:
     def next_pk(self, table_name: str) -> int:
         """Primary keys are never reused, even after a delete (like a database sequence)."""
         with self.lock:
-            table: dict[int, Any] = getattr(self, table_name)
-            value = max(self._counters.get(table_name, 0), max(table, default=0)) + 1
-            self._counters[table_name] = value
-            return value
+            if table_name not in self._counters:
+                # The highest pk is read once (after a load); from then on every row is added through here.
+                self._counters[table_name] = max(getattr(self, table_name), default=0)
+            self._counters[table_name] += 1
+            return self._counters[table_name]
 
     @staticmethod
     def descendants(table: dict[int, dict[str, Any]], pk: int) -> set[int]:
@@ -309,20 +328,113 @@ class InvenTreeState:
                 "user": user,
             }
             self.tracking[entry["pk"]] = entry
+            self.file_tracking(entry)
             return entry
 
     def delete_stock_item(self, pk: int) -> None:
         """Delete an item; its history goes with it before API 450 and stays (item=null) from 450 on."""
         with self.lock:
             del self.stock_items[pk]
-            for key in [k for k, t in self.tracking.items() if t["item"] == pk]:
+            self._stock_by_part.drop(self.stock_items, pk)
+            self._stock_by_batch.drop(self.stock_items, pk)
+            for key in sorted(self.tracking_pks(pk)):
                 if self.api_version < HISTORY_SURVIVES_API:
                     del self.tracking[key]
+                    self._tracking_by_item.drop(self.tracking, key)
+                    self._tracking_by_part.drop(self.tracking, key)
                 else:
                     self.tracking[key]["item"] = None
+                    self.file_tracking(self.tracking[key])
             for item in self.stock_items.values():
                 if item["parent"] == pk:
                     item["parent"] = None
+
+    # ----------------------------------------------------------------- indexes
+
+    def file_stock(self, item: dict[str, Any]) -> None:
+        """Call after adding a stock item or changing its batch (its part never changes)."""
+        with self.lock:
+            self._stock_by_part.file(self.stock_items, item)
+            self._stock_by_batch.file(self.stock_items, item)
+
+    def file_part(self, part: dict[str, Any]) -> None:
+        """Call after adding a part or changing its name, IPN, revision or image."""
+        with self.lock:
+            self._parts_by_ipn.file(self.parts, part)
+            self._parts_by_identity.file(self.parts, part)
+            self._parts_by_image.file(self.parts, part)
+
+    def file_parameter(self, parameter: dict[str, Any]) -> None:
+        """Call after adding a parameter (what it belongs to never changes)."""
+        with self.lock:
+            self._parameters_by_model.file(self.parameters, parameter)
+
+    def file_tracking(self, entry: dict[str, Any]) -> None:
+        """Call after adding a tracking entry or changing its item (its part never changes)."""
+        with self.lock:
+            self._tracking_by_item.file(self.tracking, entry)
+            self._tracking_by_part.file(self.tracking, entry)
+
+    @staticmethod
+    def _rows(table: dict[int, dict[str, Any]], pks: set[int]) -> list[dict[str, Any]]:
+        return [table[pk] for pk in sorted(pks) if pk in table]
+
+    def stock_candidates(self, *, part: int | None = None, batch: str | None = None) -> list[dict[str, Any]]:
+        """Stock items (pk order) that may have this part and this batch (case-insensitive); every item
+        when neither is given. A superset: callers still apply their whole filter."""
+        with self.lock:
+            if part is None and not batch:
+                return list(self.stock_items.values())
+            groups = []
+            if part is not None:
+                groups.append(self._stock_by_part.pks(self.stock_items, part))
+            if batch:
+                groups.append(self._stock_by_batch.pks(self.stock_items, batch.lower()))
+            return self._rows(self.stock_items, set.intersection(*groups))
+
+    def part_candidates(self, *, ipn: str | None = None) -> list[dict[str, Any]]:
+        """Parts (pk order) that may have this IPN (case-insensitive); every part when it is not given."""
+        with self.lock:
+            if not ipn:
+                return list(self.parts.values())
+            return self._rows(self.parts, self._parts_by_ipn.pks(self.parts, ipn.lower()))
+
+    def parts_named(self, name: str, ipn: str | None, revision: str) -> list[dict[str, Any]]:
+        """Parts that may have exactly this (name, IPN, revision): the set that must be unique."""
+        with self.lock:
+            return self._rows(self.parts, self._parts_by_identity.pks(self.parts, (name, ipn, revision)))
+
+    def parts_with_image(self, image: str) -> list[dict[str, Any]]:
+        """Parts that may show this image file."""
+        with self.lock:
+            return self._rows(self.parts, self._parts_by_image.pks(self.parts, image))
+
+    def parameters_of(self, model_type: str | None, model_id: int | None) -> list[dict[str, Any]]:
+        """Parameters (pk order) that may belong to this model row."""
+        with self.lock:
+            return self._rows(
+                self.parameters, self._parameters_by_model.pks(self.parameters, (model_type, model_id))
+            )
+
+    def tracking_pks(self, item_pk: int) -> set[int]:
+        """Tracking entries of a stock item."""
+        with self.lock:
+            pks = self._tracking_by_item.pks(self.tracking, item_pk)
+            return {pk for pk in pks if pk in self.tracking and self.tracking[pk]["item"] == item_pk}
+
+    def tracking_candidates(
+        self, *, item: int | None = None, part: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Tracking entries (pk order) that may belong to this item and this part; all when neither is given."""
+        with self.lock:
+            if item is None and part is None:
+                return list(self.tracking.values())
+            groups = []
+            if item is not None:
+                groups.append(self._tracking_by_item.pks(self.tracking, item))
+            if part is not None:
+                groups.append(self._tracking_by_part.pks(self.tracking, part))
+            return self._rows(self.tracking, set.intersection(*groups))
 
     # ----------------------------------------------------------------- response shapes
 
@@ -338,7 +450,7 @@ class InvenTreeState:
         return f"{text} | {part['revision']}" if part["revision"] else text
 
     def part_stock(self, part_pk: int) -> tuple[float, int]:
-        items = [i for i in self.stock_items.values() if i["part"] == part_pk and self.in_stock(i)]
+        items = [i for i in self.stock_candidates(part=part_pk) if i["part"] == part_pk and self.in_stock(i)]
         return sum(i["quantity"] for i in items), len(items)
 
     def part_json(self, part: dict[str, Any], *, parameters: bool = False) -> dict[str, Any]:
@@ -399,7 +511,7 @@ class InvenTreeState:
             if parameters:
                 rows = [
                     p
-                    for p in self.parameters.values()
+                    for p in self.parameters_of("part.part", part["pk"])
                     if p["model_type"] == "part.part" and p["model_id"] == part["pk"]
                 ]
                 out["parameters"] = [self.parameter_json(p) for p in sorted(rows, key=lambda p: p["pk"])]
@@ -531,9 +643,7 @@ class InvenTreeState:
                 "barcode_hash": "",
                 "updated": minute_text(item["updated"]),
                 "stocktake_date": None,
-                "tracking_items": sum(1 for t in self.tracking.values() if t["item"] == item["pk"])
-                if tracking_count
-                else None,
+                "tracking_items": len(self.tracking_pks(item["pk"])) if tracking_count else None,
                 "stale": False,
                 "expired": False,
                 "allocated": 0.0,
