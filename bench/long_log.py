@@ -241,7 +241,7 @@ def run(sizes: tuple[int, ...], *, quick: bool) -> Result:
     ]
     result.notes = [
         "the simulator runs in its own process, so the peak RSS is the backfill's process alone (its own VmHWM; "
-        "wait4's figure, which starts at the parent's RSS at fork, is kept in the JSON as wait4_peak_rss_mb)",
+        "the run's VmHWM sampled by bench.common.run_process is kept in the JSON as sampled_peak_rss_mb)",
         f"time linear in runs is judged on farmsync's CPU; wall time per 1,000 runs grew {wall}× with the "
         "simulator and the rest of the machine in it (see the load average)",
         "what is bounded: the report keeps exact totals and at most 200 lines (problems first); the simulator "

@@ -645,9 +645,8 @@ def run(size: Size, *, quick: bool) -> Result:
         "server per instance (the shipped file has one), routes from farmsync-routes.conf unchanged",
         "each instance is a webhook and an api functions-framework process; all share one Firestore emulator; "
         "the checks follow one settling backfill and filament run an hour on (backoffs over), on a quiet server",
-        f"rows retried later: {retried} usage rows whose removal met '500 database is locked' during the storm; "
-        "the filament step does not retry a locked removal in the call (prints do): the row waits for its "
-        "backoff (30 s, then 60 s ...) and is looked up in InvenTree's history before it is written again",
+        f"rows retried later: {retried} usage rows left to a later run by '500 database is locked'; a locked "
+        "removal is sent again in the same run once InvenTree's history shows it did not land",
     ]
     result.details = {
         "server_limit_prints_per_second": round(limit, 3),
