@@ -226,17 +226,26 @@ class ProcessRun:
 _OWN_CMDLINE = Path("/proc/self/cmdline").read_bytes()
 
 
-def own_peak_kib(pid: int) -> int:
-    """The process's peak RSS so far (VmHWM, KiB), 0 before it has exec'd or once it has exited."""
+def vm_hwm_kib(pid: int | str = "self") -> int | None:
+    """A process's peak RSS so far (VmHWM of its address space, which starts afresh at exec), in KiB; None
+    when /proc does not say (the process is gone, or not Linux)."""
     try:
-        if Path(f"/proc/{pid}/cmdline").read_bytes() in (_OWN_CMDLINE, b""):
-            return 0  # still the fork of this process (its memory is ours), or a zombie
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def own_peak_kib(pid: int) -> int:
+    """A child's peak RSS so far (KiB), 0 before it has exec'd or once it has exited."""
+    try:
+        if Path(f"/proc/{pid}/cmdline").read_bytes() in (_OWN_CMDLINE, b""):
+            return 0  # still the fork of this process (its memory is ours), or a zombie
+    except OSError:
         return 0
-    return 0
+    return vm_hwm_kib(pid) or 0
 
 
 def run_process(

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Result, Target, finish, parser, run_process, size_name
+from bench.common import ROOT, Result, Target, finish, parser, run_process, size_name, vm_hwm_kib
 
 NAME = "long_log"
 VENV_PYTHON = sys.executable
@@ -113,11 +113,11 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def own_peak_rss_mb() -> float:
-    """This process's own peak RSS (VmHWM of its address space, which starts afresh at exec), in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError("no VmHWM in /proc/self/status: peak RSS cannot be measured on this system")
+    """This process's own peak RSS, in MB."""
+    kib = vm_hwm_kib()
+    if kib is None:
+        raise RuntimeError("no VmHWM in /proc/self/status: peak RSS cannot be measured on this system")
+    return round(kib / 1024, 1)
 
 
 def verify(described: dict[str, Any]) -> dict[str, Any]:
