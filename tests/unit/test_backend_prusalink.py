@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from pathlib import Path
@@ -507,3 +508,34 @@ async def test_a_redirect_is_never_taken_for_success(
     with pytest.raises(UpstreamError, match="redirected to /login") as caught:
         await backend.delete_file(RemoteEntry(path="a.gcode", is_dir=False))
     assert caught.value.status == 302
+
+
+async def test_the_next_put_does_not_wait_for_the_last_files_check(
+    httpx_mock: HTTPXMock, backend: PrusaLinkBackend, tmp_path: Path
+) -> None:
+    """Buddy takes one transfer at a time, but checking the last file is not a transfer: the second file's PUT
+    goes out while the first's size check is still unanswered (the engine's upload_pipeline relies on it)."""
+    _authed(backend)
+    second_put = asyncio.Event()
+
+    async def put(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/b.gcode"):
+            second_put.set()
+        return httpx.Response(201)
+
+    async def check(request: httpx.Request) -> httpx.Response:
+        name = request.url.path.rsplit("/", 1)[1]
+        if name == "a.gcode":
+            await (
+                second_put.wait()
+            )  # answered only once b's PUT arrived: never, if the lock covered the check
+        return httpx.Response(200, json={**_file(name.upper(), name), "size": 4})
+
+    httpx_mock.add_callback(put, method="PUT", is_reusable=True)
+    httpx_mock.add_callback(check, method="GET", is_reusable=True)
+    a = backend.upload("a.gcode", _source(tmp_path, b"G1a\n", "a.gcode"), size=4)
+    b = backend.upload("b.gcode", _source(tmp_path, b"G1b\n", "b.gcode"), size=4)
+    done = await asyncio.wait_for(asyncio.gather(a, b), 10)
+    assert [r.path for r in done] == ["a.gcode", "b.gcode"] and all(r.verified for r in done)
+    assert [r.method for r in httpx_mock.get_requests()][:3] == ["PUT", "GET", "PUT"]
+    assert backend.upload_pipeline == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import os
@@ -17,6 +18,7 @@ from farmsync.gcode.manifest import ManifestRecord
 from farmsync.gcode.report import ActionResult, PrinterOutcome
 from tests.unit.gcode_fakes import (
     T0,
+    FakeBackend,
     FakeFarm,
     FakePrinter,
     MemoryManifestStore,
@@ -428,3 +430,61 @@ async def test_a_back_end_that_accepts_fewer_types_gets_only_those(source):
     assert results(report, "Ash") == [("upload", "apple/pla.gcode", "ok"), ("upload", "banana.bgcode", "ok")]
     assert results(report, "Bambu") == [("upload", "apple/pla.gcode", "ok")]
     assert set(farm["Bambu"].files) == {"apple/pla.gcode"}
+
+
+class PipelinedBackend(FakeBackend):
+    """A back end that lets the engine keep two uploads under way (as Buddy's does). Each upload waits, after its
+    transfer, until two have started: an engine that runs them one after the other never gets past the first."""
+
+    upload_pipeline = 2
+
+    def __init__(self, printer: FakePrinter, fail: dict[str, Exception] | None = None) -> None:
+        super().__init__(printer)
+        self.fail = fail or {}
+        self.started: list[str] = []
+        self.two_started = asyncio.Event()
+
+    async def upload(self, path, source, **kwargs):  # type: ignore[no-untyped-def]
+        self.started.append(path)
+        if len(self.started) >= 2:
+            self.two_started.set()
+        await self.two_started.wait()
+        if path in self.fail:
+            raise self.fail[path]
+        return await super().upload(path, source, **kwargs)
+
+
+def _three_files(tmp_path):
+    root = tmp_path / "three"
+    write_tree(root, {"a.gcode": "G1 a\n", "b.gcode": "G1 b\n", "c.gcode": "G1 c\n"}, mtime=T0)
+    return root
+
+
+async def test_a_pipelined_back_end_starts_the_next_upload_while_one_is_verified(tmp_path):
+    farm, configs = farm_of("Ash")
+    backend = PipelinedBackend(farm["Ash"])
+    manifest = MemoryManifestStore()
+    report = await asyncio.wait_for(
+        run_mirror(configs, _three_files(tmp_path), GO, ctx(lambda _: backend, manifest)), 10
+    )
+    assert sorted(backend.started[:2]) == ["a.gcode", "b.gcode"]  # one started while the other was under way
+    assert results(report, "Ash") == [
+        (op, p, "ok") for op, p in [("upload", "a.gcode"), ("upload", "b.gcode"), ("upload", "c.gcode")]
+    ]
+    assert set(manifest.load("Ash")) == {"a.gcode", "b.gcode", "c.gcode"}
+
+
+async def test_a_transport_failure_in_the_pipeline_stops_the_uploads_not_yet_started(tmp_path):
+    farm, configs = farm_of("Ash")
+    broken = UpstreamTransportError("Ash", "PUT", "/a.gcode", "reset")
+    backend = PipelinedBackend(farm["Ash"], fail={"a.gcode": broken})
+    report = await asyncio.wait_for(
+        run_mirror(configs, _three_files(tmp_path), GO, ctx(lambda _: backend)), 10
+    )
+    actions = report.printer("Ash").actions
+    assert [(a.path, a.result) for a in actions] == [
+        ("a.gcode", ActionResult.FAILED),
+        ("b.gcode", ActionResult.OK),  # already under way when a failed: it finishes
+        ("c.gcode", ActionResult.SKIPPED),
+    ]
+    assert "not attempted" in (actions[2].error or "") and "c.gcode" not in backend.started

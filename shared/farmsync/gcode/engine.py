@@ -400,37 +400,78 @@ async def _forget_vanished(
                 return
 
 
+UPLOAD_OPS = frozenset({Op.UPLOAD, Op.REPLACE})
+
+
 async def _execute(run: _Run, name: str, backend: PrinterBackend, plan: Plan, report: PrinterReport) -> None:
-    """Do the writes one by one. After a transport or auth failure the rest are not attempted."""
-    fatal: str | None = None
-    for action in plan.actions:
-        if not action.is_write:
-            report.actions.append(
-                ActionReport(
-                    op=action.op.value,
-                    path=action.path,
-                    size=action.size,
-                    result=ActionResult.SKIPPED,
-                    reason=action.reason,
-                )
-            )
-            continue
-        if fatal is not None:
-            report.actions.append(
-                ActionReport(
-                    op=action.op.value,
-                    path=action.path,
-                    size=action.size,
-                    result=ActionResult.SKIPPED,
-                    reason=action.reason,
-                    error=f"not attempted after an earlier failure: {fatal}",
-                )
-            )
-            continue
-        outcome, error = await _write(run, name, backend, action, report)
-        report.actions.append(outcome)
-        if isinstance(error, UpstreamTransportError | UpstreamAuthError):
-            fatal = describe(error)
+    """Do the writes in plan order. After a transport or auth failure the rest are not attempted.
+
+    A run of consecutive uploads goes through :func:`_upload_batch`, which keeps the printer's link busy: a back
+    end with ``upload_pipeline`` > 1 lets the next file's transfer start while the last one is verified and
+    recorded (it still transfers one file at a time itself).
+    """
+    fatal: list[str] = []  # the first transport or auth failure's description, once there is one
+    depth = max(1, int(getattr(backend, "upload_pipeline", 1)))
+    actions = plan.actions
+    index = 0
+    while index < len(actions):
+        end = index + 1
+        if depth > 1 and actions[index].op in UPLOAD_OPS:
+            while end < len(actions) and actions[end].op in UPLOAD_OPS:
+                end += 1
+        batch = actions[index:end]
+        index = end
+        if len(batch) > 1:
+            report.actions.extend(await _upload_batch(run, name, backend, batch, report, depth, fatal))
+        else:
+            report.actions.append(await _one_action(run, name, backend, batch[0], report, fatal))
+
+
+async def _upload_batch(
+    run: _Run,
+    name: str,
+    backend: PrinterBackend,
+    batch: Sequence[Action],
+    report: PrinterReport,
+    depth: int,
+    fatal: list[str],
+) -> list[ActionReport]:
+    """Uploads with at most ``depth`` under way at once, reported in plan order (two neighbours may reach the
+    printer in either order: each first hashes its file and asks the guard). A transport or auth failure stops
+    the ones not yet started; the one already under way beside it finishes."""
+    slots = asyncio.Semaphore(depth)
+
+    async def one(action: Action) -> ActionReport:
+        async with slots:
+            return await _one_action(run, name, backend, action, report, fatal)
+
+    return list(await asyncio.gather(*(one(action) for action in batch)))
+
+
+async def _one_action(
+    run: _Run, name: str, backend: PrinterBackend, action: Action, report: PrinterReport, fatal: list[str]
+) -> ActionReport:
+    if not action.is_write:
+        return ActionReport(
+            op=action.op.value,
+            path=action.path,
+            size=action.size,
+            result=ActionResult.SKIPPED,
+            reason=action.reason,
+        )
+    if fatal:
+        return ActionReport(
+            op=action.op.value,
+            path=action.path,
+            size=action.size,
+            result=ActionResult.SKIPPED,
+            reason=action.reason,
+            error=f"not attempted after an earlier failure: {fatal[0]}",
+        )
+    outcome, error = await _write(run, name, backend, action, report)
+    if isinstance(error, UpstreamTransportError | UpstreamAuthError) and not fatal:
+        fatal.append(describe(error))
+    return outcome
 
 
 async def _write(

@@ -69,6 +69,9 @@ class PrusaLinkBackend(HttpBackend):
     """Buddy firmware's PrusaLink v1 API."""
 
     kind = Kind.PRUSALINK
+    upload_pipeline = 2
+    """Uploads the engine may have under way at once: one transfers (the lock below), the other is verified and
+    recorded on the second connection, so the printer's link does not idle between files."""
     accepts = tuple(
         sorted(PRINTABLE_SUFFIXES)
     )  # the mirror leaves other source files (.3mf) off Buddy printers
@@ -357,7 +360,8 @@ class PrusaLinkBackend(HttpBackend):
                 if "transfer" not in exc.detail.lower() or not await self._wait_transfer_end():
                     raise
                 await self.call("upload", "PUT", url, content=body, headers=headers, retry=UPLOAD_RETRY)
-            info = await self.call_json("verify", "GET", url)
+        # outside the transfer lock: the next file's PUT runs while this one is checked (upload_pipeline)
+        info = await self.call_json("verify", "GET", url)
         remote_size = info.get("size") if isinstance(info, dict) else None
         if remote_size != size:
             raise UploadVerificationError(
