@@ -13,12 +13,14 @@ Every figure is the wall time of the whole command (interpreter start-up include
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,7 @@ def phases(
                 figures["timeline"] = timeline(farm.logs(), started, started + run.seconds)
             if tool == "farmsync":
                 figures.update(uploads=farmsync_uploads(run), engine_seconds=engine_seconds(run))
+                figures.update(around_engine(run, started))
             if not run.ok:
                 figures["stderr_tail"] = run.stderr[-2000:]
             runs.append(figures)
@@ -124,6 +127,8 @@ def phases(
             "fakes_cpu_runs": [r["fakes_cpu_seconds"] for r in runs],
         }
         if tool == "farmsync":
+            out[phase]["startup_runs"] = [r.get("startup_seconds") for r in runs]
+            out[phase]["exit_runs"] = [r.get("exit_seconds") for r in runs]
             out[phase]["uploads"] = sum(r["uploads"] or 0 for r in runs)
             out[phase]["engine_seconds"] = median([r["engine_seconds"] or 0.0 for r in runs])
             out[phase]["engine_runs"] = [r["engine_seconds"] for r in runs]
@@ -131,6 +136,22 @@ def phases(
             break
     out["digest_challenges"] = farm.challenges()
     return out
+
+
+def around_engine(run: Any, started: float) -> dict[str, float]:
+    """The command's time outside the mirror itself, from its --json report's started_at / finished_at (wall
+    clock, like ``started``): ``startup_seconds`` (interpreter, imports, config, store) and ``exit_seconds``
+    (the report written, the store closed, the interpreter torn down)."""
+    try:
+        report = json.loads(run.stdout)
+        began = datetime.fromisoformat(report["started_at"]).timestamp()
+        ended = datetime.fromisoformat(report["finished_at"]).timestamp()
+    except (ValueError, KeyError, TypeError):
+        return {}
+    return {
+        "startup_seconds": round(began - started, 3),
+        "exit_seconds": round(started + run.seconds - ended, 3),
+    }
 
 
 def timeline(
@@ -170,11 +191,19 @@ def combine(passes: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         runs = [s for p in got for s in p["runs"]]
         engine = [s for p in got for s in p.get("engine_runs", []) if s is not None]
+        startup = [s for p in got for s in p.get("startup_runs", []) if s is not None]
+        leaving = [s for p in got for s in p.get("exit_runs", []) if s is not None]
+        slowest = [
+            t["slowest_uploading"] for p in got if (t := p.get("timeline")) and t.get("slowest_uploading")
+        ]
         out[phase] = {
             "seconds": round(median(runs), 2),
             "runs": runs,
             "engine_seconds": round(median(engine), 3) if engine else None,
             "engine_runs": engine,
+            "startup_seconds": round(median(startup), 3) if startup else None,
+            "exit_seconds": round(median(leaving), 3) if leaving else None,
+            "slowest_uploading": round(median(slowest), 3) if slowest else None,
             "mirrored": all(p["mirrored"] for p in got),
             "peak_rss_mb": max(p["peak_rss_mb"] for p in got),
             "cpu_seconds": round(median([s for p in got for s in p["cpu_runs"]]), 3),
@@ -337,8 +366,23 @@ def farm_targets(count: int, tools: dict[str, Any], bound_first: float, bound_ch
     link_first = link.get("first", {}).get("seconds")
     speedup = ratio(link_first, first.get("seconds"))
 
-    def runs(phase: dict[str, Any]) -> str:
-        return f"runs {phase.get('runs')} s, farmsync's own {phase.get('engine_runs')} s, load {phase.get('loads')}"
+    def runs(phase: dict[str, Any], bound: float | None = None) -> str:
+        engine = phase.get("engine_seconds")
+        parts = [
+            f"runs {phase.get('runs')} s, load {phase.get('loads')}",
+            f"where the median run went: start-up {phase.get('startup_seconds')} s (interpreter, imports, config) + "
+            f"farmsync's own {engine} s + exit {phase.get('exit_seconds')} s",
+        ]
+        if bound and engine:
+            parts.append(
+                f"farmsync's own time alone (a tick or serve, already started) is {ratio(engine, bound)}× the bound"
+            )
+        if bound and phase.get("slowest_uploading"):
+            parts.append(
+                f"the slowest fake took {phase['slowest_uploading']} s from its first upload's start to its last "
+                f"one's end ({bound:.2f} s of bytes at its nominal rate)"
+            )
+        return "; ".join(parts)
 
     return [
         Target(
@@ -346,7 +390,7 @@ def farm_targets(count: int, tools: dict[str, Any], bound_first: float, bound_ch
             f"≤ {TARGET_FIRST:g}× bound",
             f"{within}×",
             None if within is None else within <= TARGET_FIRST and bool(first.get("mirrored")),
-            f"{first.get('seconds')} s vs {bound_first:.2f} s; {runs(first)}",
+            f"{first.get('seconds')} s vs {bound_first:.2f} s; {runs(first, bound_first)}",
         ),
         Target(
             f"{count} printers: no-op re-sync",
@@ -364,7 +408,7 @@ def farm_targets(count: int, tools: dict[str, Any], bound_first: float, bound_ch
             None
             if changed_within is None
             else changed_within < TARGET_CHANGED and bool(changed.get("mirrored")),
-            f"{changed.get('seconds')} s vs {bound_changed:.2f} s; {runs(changed)}",
+            f"{changed.get('seconds')} s vs {bound_changed:.2f} s; {runs(changed, bound_changed)}",
         ),
         Target(
             f"{count} printers: farmsync peak RSS",
