@@ -21,7 +21,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -60,11 +60,18 @@ class Headers:
 class Throttle:
     """Paces bytes to ``rate`` bytes/s across all connections of one server (a virtual clock, no bursts).
 
-    A pacing sleep that wakes up late (a busy machine) is credited to the next step, so the fake still delivers
-    its rate, as a real printer's link would; idle time between requests is not credited."""
+    A real printer's link does not lose bandwidth because the machine running the fakes is busy, so the fake
+    credits its own delays: a pacing sleep that wakes up late, and, inside one body, a read that comes up to
+    :attr:`CREDIT` seconds late (the event loop was serving other fakes; a TCP receive window absorbs as much).
+    The rate is never exceeded: the clock only ever moves forward. Idle time between requests, and a longer
+    stall of the sender, are not credited: after them the link starts again at its rate, as a real one does."""
 
-    def __init__(self, rate: float | None) -> None:
+    CREDIT = 0.05
+    """Seconds of lateness inside one body that are caught up (about one pacing step)."""
+
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
+        self._clock = clock
         self._next = 0.0
         self._late = 0.0  # how late the last pacing sleep woke up
 
@@ -75,16 +82,18 @@ class Throttle:
             return 64 * 1024
         return int(max(512, min(64 * 1024, self.rate // 20)))
 
-    async def take(self, n: int) -> None:
+    async def take(self, n: int, *, continuing: bool = False) -> None:
+        """Wait until ``n`` more bytes fit the rate; ``continuing``: the bytes follow earlier ones of one body."""
         if not self.rate or n <= 0:
             return
-        now = time.monotonic()
-        self._next = max(self._next, now - self._late) + n / self.rate
+        now = self._clock()
+        credit = max(self._late, self.CREDIT if continuing else 0.0)
+        self._next = max(self._next, now - credit) + n / self.rate
         self._late = 0.0
         delay = self._next - now
         if delay > 0:
             await asyncio.sleep(delay)
-            self._late = max(0.0, time.monotonic() - self._next)
+            self._late = max(0.0, self._clock() - self._next)
 
 
 @dataclass
@@ -153,7 +162,7 @@ class Request:
             self.bytes_in += len(chunk)
             self._server.body_bytes_read += len(chunk)
             if throttled:
-                await self._server.throttle.take(len(chunk))
+                await self._server.throttle.take(len(chunk), continuing=self.bytes_in > len(chunk))
             yield chunk
 
     async def read_body(self, limit: int = 1 << 20) -> bytes:
@@ -540,7 +549,7 @@ class FakeHttpServer:
             if head_only or no_body:
                 return
             async for chunk in _chunks(body):
-                await self.throttle.take(len(chunk))
+                await self.throttle.take(len(chunk), continuing=sent[0] > 0)
                 sent[0] += len(chunk)
                 yield b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk
             if chunked:
