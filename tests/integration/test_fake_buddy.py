@@ -96,7 +96,9 @@ async def test_mirror_operations_end_to_end(
     await backend.make_folder("cherry/stone")
     assert printer.folders == {"apple", "apple/prusament pla", "cherry", "cherry/stone"}
     assert set(printer.files) == {"apple/prusament pla/apple.gcode", "apple/notes.txt", ".hidden.gcode"}
-    assert backend.auth.digest.challenges == 1  # one 401 for the whole session
+    assert (
+        backend.auth.digest.challenges == 1
+    )  # one 401 for the whole session: the download's (/api needs none)
 
 
 async def test_busy_printer_protects_its_job(
@@ -129,12 +131,16 @@ async def test_rescan_of_unchanged_folders_is_304(printer: FakeBuddy, backend: P
     assert statuses == [304, 304, 304]
 
 
-async def test_expired_nonce_is_renewed_transparently(printer: FakeBuddy, backend: PrusaLinkBackend) -> None:
-    await backend.status()
+async def test_expired_nonce_is_renewed_transparently(
+    printer: FakeBuddy, backend: PrusaLinkBackend, tmp_path: Path
+) -> None:
+    printer.add_file("a.gcode", b"G28\n")
+    entry = {e.path: e for e in await backend.list_tree()}["a.gcode"]  # /api: the key, no challenge
+    await backend.download(entry, tmp_path / "one")
     printer.expire_nonces()
-    assert (await backend.status()).idle
+    assert await backend.download(entry, tmp_path / "two") == 4
     assert backend.auth.digest.challenges == 2
-    assert [e["status"] for e in printer.request_log] == [401, 200, 401, 200]
+    assert [e["status"] for e in printer.request_log] == [200, 401, 200, 401, 200]
 
 
 async def test_long_names_are_made_to_fit_168_bytes(

@@ -87,46 +87,72 @@ def _dir(short: str, long: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- auth
 
 
-async def test_digest_challenge_is_answered_once_and_the_nonce_reused(
+async def test_api_reads_carry_the_key_and_need_no_challenge(
     httpx_mock: HTTPXMock, backend: PrusaLinkBackend
+) -> None:
+    """Buddy checks X-Api-Key on every /api route: a read costs one request, not a 401 and a retry."""
+    httpx_mock.add_response(
+        url=f"{BASE}/api/v1/status", json={"printer": {"state": "IDLE"}}, is_reusable=True
+    )
+    assert (await backend.status()).idle
+    assert (await backend.status()).idle
+    sent = httpx_mock.get_requests()
+    assert [r.headers.get("X-Api-Key") for r in sent] == ["pw", "pw"]
+    assert not any("Authorization" in r.headers for r in sent)
+    assert backend.auth.digest.challenges == 0
+
+
+DOWNLOAD = RemoteEntry(path="a.gcode", is_dir=False, download_ref="/usb/A~1.GCO")
+
+
+async def test_download_answers_the_digest_challenge_once_and_reuses_the_nonce(
+    httpx_mock: HTTPXMock, backend: PrusaLinkBackend, tmp_path: Path
 ) -> None:
     seen: list[
         tuple[bool, bool]
     ] = []  # (had Authorization, digest valid) as sent; the flow reuses the request
 
-    def status(request: httpx.Request) -> httpx.Response:
+    def download(request: httpx.Request) -> httpx.Response:
         seen.append(("Authorization" in request.headers, _digest_ok(request)))
         assert "X-Api-Key" not in request.headers
         if not _digest_ok(request):
             return httpx.Response(401, headers=CHALLENGE)
-        return httpx.Response(200, json={"printer": {"state": "IDLE"}, "storage": {"path": "/usb/"}})
+        return httpx.Response(200, content=b"G28\n")
 
-    httpx_mock.add_callback(status, url=f"{BASE}/api/v1/status", is_reusable=True)
-    assert (await backend.status()).idle
-    assert (await backend.status()).idle
+    httpx_mock.add_callback(download, url=f"{BASE}/usb/A~1.GCO", is_reusable=True)
+    assert await backend.download(DOWNLOAD, tmp_path / "one") == 4
+    assert await backend.download(DOWNLOAD, tmp_path / "two") == 4
     # one 401, then two authorised GETs on the same nonce
     assert seen == [(False, False), (True, True), (True, True)]
     assert backend.auth.digest.challenges == 1
 
 
-async def test_stale_nonce_is_rechallenged(httpx_mock: HTTPXMock, backend: PrusaLinkBackend) -> None:
+async def test_stale_nonce_is_rechallenged(
+    httpx_mock: HTTPXMock, backend: PrusaLinkBackend, tmp_path: Path
+) -> None:
     _authed(backend)
     stale = {"WWW-Authenticate": 'Digest realm="Printer API", nonce="fedcba9876543210", stale=true'}
-    httpx_mock.add_response(url=f"{BASE}/api/v1/status", status_code=401, headers=stale)
-    httpx_mock.add_response(url=f"{BASE}/api/v1/status", json={"printer": {"state": "PRINTING"}})
-    assert not (await backend.status()).idle
+    httpx_mock.add_response(url=f"{BASE}/usb/A~1.GCO", status_code=401, headers=stale)
+    httpx_mock.add_response(url=f"{BASE}/usb/A~1.GCO", content=b"G28\n")
+    assert await backend.download(DOWNLOAD, tmp_path / "a") == 4
     retry = httpx_mock.get_requests()[-1]
     assert 'nonce="fedcba9876543210"' in retry.headers["Authorization"]
 
 
 async def test_wrong_password_is_an_auth_error_without_looping(
-    httpx_mock: HTTPXMock, backend: PrusaLinkBackend
+    httpx_mock: HTTPXMock, backend: PrusaLinkBackend, tmp_path: Path
 ) -> None:
-    httpx_mock.add_response(url=f"{BASE}/api/v1/status", status_code=401, headers=CHALLENGE, is_reusable=True)
+    refused = {"WWW-Authenticate": 'ApiKey realm="Printer API"'}
+    httpx_mock.add_response(url=f"{BASE}/api/v1/status", status_code=401, headers=refused)
     with pytest.raises(UpstreamAuthError) as caught:
         await backend.status()
-    assert len(httpx_mock.get_requests()) == 2
     assert "pw" not in str(caught.value)
+    httpx_mock.add_response(url=f"{BASE}/usb/A~1.GCO", status_code=401, headers=CHALLENGE, is_reusable=True)
+    with pytest.raises(UpstreamAuthError):
+        await backend.download(DOWNLOAD, tmp_path / "a")
+    assert (
+        len(httpx_mock.get_requests()) == 3
+    )  # the key once; the digest challenge answered once, refused again
 
 
 @pytest.mark.parametrize(
@@ -238,7 +264,6 @@ async def test_upload_headers_body_and_size_verification(
     data = b"G28\nG1 X10\n" * 100
     url = f"{BASE}/api/v1/files/usb/new%20folder/part+1.gcode"  # sub-delimiters stay raw
     httpx_mock.add_callback(_put_ok(data), url=url, method="PUT")
-    httpx_mock.add_response(url=url, method="GET", status_code=401, headers=CHALLENGE)
     httpx_mock.add_response(
         url=url,
         method="GET",

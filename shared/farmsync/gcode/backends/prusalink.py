@@ -8,7 +8,8 @@ Buddy quirks this back end is built around (printer-apis.md §2):
   and only the new file keeps its long name; new parents are created first when needed to learn their 8.3 name;
 - ``Overwrite: ?1`` is the only "true"; ``Content-Length`` is required and 0-byte files are refused (501);
 - one transfer at a time per printer (409 otherwise), enforced here with a lock;
-- digest auth without qop for reads, ``X-Api-Key`` (same secret) for writes; a non-empty folder DELETE is a 404.
+- ``X-Api-Key`` (the password) on every ``/api`` route, digest without qop for downloads; a non-empty folder
+  DELETE is a 404.
 """
 
 from __future__ import annotations
