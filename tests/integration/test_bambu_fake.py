@@ -339,7 +339,10 @@ async def test_full_broker_defers_instead_of_failing(fake_bambu: FakeBambuFactor
     squatter.connect("127.0.0.1", fake.mqtt_port)
     squatter.loop_start()
     try:
-        time.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while not squatter.is_connected() and time.monotonic() < deadline:  # CONNACK: the broker counted it
+            time.sleep(0.02)
+        assert squatter.is_connected()
         status = await backend_for(fake, state_wait=2.0).status()
     finally:
         squatter.disconnect()
