@@ -422,3 +422,23 @@ def test_bambu_style_ca_passes_only_without_strict_x509(printer: FakeBambu, bamb
                     assert tls.version() == "TLSv1.2"
         finally:
             raw.close()
+
+
+def test_the_fakes_pace_catches_up_its_own_late_reads_but_never_beats_the_rate(
+    bambu_pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fake printer must not look slower because the test machine is busy (the Bambu bench row lost 0.9 s
+    per 4 s file to it), nor faster than its link."""
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    fake = FakeBambu(tmp_path / "paced", bambu_pki, bandwidth=100_000)
+    waits = []
+    for index in range(10):  # one 100 KB transfer in 10 reads, each 20 ms later than the pace asked
+        delay = fake.pace(10_000, continuing=index > 0)
+        waits.append(delay)
+        clock[0] += max(delay, 0.0) + 0.02
+    assert clock[0] - 100.0 == pytest.approx(1.0 + 0.02, abs=1e-9)  # the old pace: 1.0 + 10 × 0.02
+    clock[0] += 30  # idle: no burst after it
+    assert fake.pace(10_000) == pytest.approx(0.1)
+    clock[0] += 0.3  # the sender stalls 0.2 s past that read: only the credit is caught up, the rest is lost
+    assert fake.pace(10_000, continuing=True) == pytest.approx(0.1 - fake.PACE_CREDIT)

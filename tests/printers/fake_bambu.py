@@ -132,10 +132,14 @@ class _DataChannel(TLS_DTPHandler):
     pyftpdlib's own throttle starts afresh per connection and lets small files through at full speed)."""
 
     _refused = False
+    _paced = 0  # bytes of this transfer already paced
 
     def recv(self, buffer_size: int) -> bytes:
         chunk = super().recv(buffer_size)
-        delay = self.cmd_channel.fake.pace(len(chunk)) if self.receive and chunk else 0.0
+        delay = 0.0
+        if self.receive and chunk:
+            delay = self.cmd_channel.fake.pace(len(chunk), continuing=self._paced > 0)
+            self._paced += len(chunk)
         if delay > 0.002:
             self.del_channel()
             self.ioloop.call_later(delay, self._resume, _errback=self.handle_error)
@@ -518,12 +522,18 @@ class FakeBambu:
         self._brain = _PrinterBrain(self)
         self._brain.start()
 
-    def pace(self, nbytes: int) -> float:
+    PACE_CREDIT = 0.05
+    """Seconds a read may come late inside one transfer and still be caught up, as the simulator's Throttle
+    does (farmsync_sim.fakehttp): the fake's own late reads (its ioloop serving other printers) are not the
+    link's, so a busy machine does not slow the printer below its rate; the rate is never exceeded."""
+
+    def pace(self, nbytes: int, *, continuing: bool = False) -> float:
         """Seconds to wait before reading more, so that what was read arrives at ``bandwidth`` bytes/s."""
         if not self.bandwidth:
             return 0.0
         now = time.monotonic()
-        self._link_free_at = max(now, self._link_free_at) + nbytes / self.bandwidth
+        credit = self.PACE_CREDIT if continuing else 0.0
+        self._link_free_at = max(now - credit, self._link_free_at) + nbytes / self.bandwidth
         return self._link_free_at - now
 
     # --- the printer's side
