@@ -157,9 +157,7 @@ class FilamentReport(BaseModel):
 class SpoolView(BaseModel):
     """One side or both of a spool, as the status page lists it."""
 
-    model_config = ConfigDict(
-        defer_build=True
-    )  # built on first use: the status, which a filament run never builds
+    model_config = ConfigDict(defer_build=True)  # built on first use: the status only, not the filament tick
 
     batch: str | None = None
     stock_item: int | None = None

@@ -37,9 +37,8 @@ from farmsync.services import Services
 from farmsync.settings import Settings
 from farmsync.store.base import Store
 
-if (
-    TYPE_CHECKING
-):  # pulls import their modules when they run: a mirror run (the CLI's, a tick) never needs them
+# pulls import their modules when they run: a mirror run (the CLI's, a tick) never needs them
+if TYPE_CHECKING:
     from farmsync.gcode.pull_report import PullReport
     from farmsync.gcode.status import GcodeReport
 
