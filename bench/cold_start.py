@@ -10,7 +10,12 @@ answers one request in-process via ``httpx.ASGITransport``. Two requests per tar
   print tick, a dry filament run, a no-op G-code run, ``/sync/status`` for app and api.
 
 Both on SQLite and, side by side, on Firestore (the real emulator when it is installed; issue #17 target 7 holds
-the webhook and the ticks to < 0.5 s there). ``python -c pass`` in the same interpreter is the floor. Figures are
+the webhook and the ticks to < 0.5 s there). ``python -c pass`` in the same interpreter is the interpreter's
+floor; per store, a **floor row** is a fresh interpreter that only imports what a function target on that store
+cannot avoid (:data:`FLOOR_IMPORTS`: functions-framework and its ASGI module, httpx, pydantic-settings, and the
+Firestore client on Firestore) and answers nothing, so a target above the goal can be compared with the least
+any target on that store could take. The child imports httpx as the entry points leave it, without httpx's
+command-line client (farmsync.startup; bench/cold_child.py says why). Figures are
 medians of N runs, interleaved round-robin so drift hits every configuration alike; one warm-up run is discarded.
 Each run also reports the CPU seconds the process used (less sensitive than wall time to other work on a shared
 machine), and one extra run per target and store is made under ``python -X importtime`` for the import cost per
@@ -49,6 +54,19 @@ ALL_TARGETS = ("app", "api", "webhook", "backfill_tick", "filament_tick", "gcode
 FIRESTORE_GOAL_TARGETS = ("webhook", "backfill_tick", "filament_tick", "gcode_tick")
 """Issue #17 target 7: the webhook and the tick targets, to their own first answer, on Firestore."""
 GOAL_SECONDS = 0.5
+FLOOR_TARGET = "(imports only)"
+FLOOR_IMPORTS = {
+    "sqlite": ["functions_framework", "functions_framework.aio", "httpx", "pydantic_settings"],
+    "firestore": [
+        "functions_framework",
+        "functions_framework.aio",
+        "httpx",
+        "pydantic_settings",
+        "google.cloud.firestore",
+    ],
+}
+"""What a function target cannot avoid importing, per store: the framework that serves it, the HTTP client every
+feature talks through, the settings, and on Firestore the client library the design names."""
 IMPORT_TOP = 14  # packages kept per import profile (the rest is summed as "other")
 
 
@@ -100,6 +118,7 @@ class Config:
     target: str
     request: Request
     store: str  # sqlite | firestore | none
+    floor: bool = False  # only FLOOR_IMPORTS[store], no target, no request
 
 
 # --- the world the functions talk to ---------------------------------------------------------------------------
@@ -222,6 +241,8 @@ def firestore_settings(emulator: str) -> dict[str, str]:
 
 
 def child_spec(config: Config) -> dict[str, Any]:
+    if config.floor:
+        return {"mode": "floor", "imports": FLOOR_IMPORTS[config.store]}
     return {
         "mode": "pass" if config.store == "none" else "serve",
         "target": config.target,
@@ -297,6 +318,10 @@ def configs_for(size: Size, *, stores: tuple[str, ...]) -> list[Config]:
     """What to measure on ``stores``: the bare interpreter ("none"), and health and work on each store."""
     floor = Request("none: the interpreter's floor", "-", "-")
     configs = [Config("python -c pass", "(python -c pass)", floor, "none")] if "none" in stores else []
+    for store in ("sqlite", "firestore"):
+        if store in stores:
+            imports = Request("none: imports only (see notes)", "-", "-")
+            configs.append(Config(f"floor {store}", FLOOR_TARGET, imports, store, floor=True))
     for target in size.targets:
         for store in ("sqlite", "firestore"):
             if store in stores:
@@ -320,7 +345,7 @@ def rounds(
     for index in range(runs + 2):
         for config in configs:
             profile = index == runs + 1
-            if profile and (config.store == "none" or config.request == HEALTH):
+            if profile and (config.store == "none" or config.floor or config.request == HEALTH):
                 continue
             run_dir = workdir / f"run-{index}-{config.key.replace(' ', '-')}"
             shutil.copytree(template, run_dir / "data")
@@ -399,7 +424,7 @@ def run(size: Size, *, quick: bool) -> Result:
             "cpu": round(median([r["cpu"] for r in runs]), 3),
             "startup": round(median([r["startup"] for r in runs]), 3),
         }
-        if config.store != "none":
+        if config.store != "none" and not config.floor:
             row.update(
                 harness=round(median([r["harness"] for r in runs]), 3),
                 load=round(median([r["load"] for r in runs]), 3),
@@ -411,6 +436,7 @@ def run(size: Size, *, quick: bool) -> Result:
     result.targets = targets(result.rows)
     result.notes = [
         *firestore_notes(result.rows),
+        *floor_notes(result.rows),
         "total = process start → first answer, everything included; 'harness' is the bench's own import of httpx "
         "(for ASGITransport), which a deployed function does not pay to answer /health",
         "the target's own first request talks to a simulated farm / fake printer on 127.0.0.1 with no added latency",
@@ -439,6 +465,8 @@ def import_notes(imports: dict[str, dict[str, float]]) -> list[str]:
 
 def targets(rows: list[dict[str, Any]]) -> list[Target]:
     out = []
+    floors = {r["store"]: r for r in rows if r["target"] == FLOOR_TARGET}
+    rows = [r for r in rows if r["target"] != FLOOR_TARGET]
     ok_status = all(str(r["status"]).startswith("2") for r in rows if r["store"] != "none")
     for label, picked in (
         ("GET /health", [r for r in rows if r["store"] == "sqlite" and r["request"] == HEALTH.label]),
@@ -477,11 +505,42 @@ def targets(rows: list[dict[str, Any]]) -> list[Target]:
                 f"{worst['total']} s ({worst['target']})",
                 worst["total"] < GOAL_SECONDS,
                 f"median of the slowest target; its fastest run {worst['best']} s, CPU {worst['cpu']} s; without "
-                f"the harness's httpx import {worst['total'] - worst['harness']:.3f} s",
+                f"the harness's httpx import {worst['total'] - worst['harness']:.3f} s"
+                + floor_text(floors, "firestore"),
             )
         )
     out.append(Target("every first request answered 2xx", "2xx", ok_status, ok_status))
     return out
+
+
+def floor_text(floors: dict[str, dict[str, Any]], store: str) -> str:
+    """The floor of ``store`` (median, and its fastest run), for a target's detail; empty when not measured."""
+    floor = floors.get(store)
+    if not floor:
+        return ""
+    return (
+        f"; the floor (only {', '.join(FLOOR_IMPORTS[store])}) {floor['total']} s, fastest {floor['best']} s"
+    )
+
+
+def floor_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """Per store, the floor and what the webhook and the ticks take above it (farmsync's own share)."""
+    notes = []
+    for store in ("sqlite", "firestore"):
+        floor = next((r for r in rows if r["target"] == FLOOR_TARGET and r["store"] == store), None)
+        if not floor:
+            continue
+        above = [
+            f"{r['target']} +{r['total'] - floor['total']:.3f} s"
+            for r in rows
+            if r["store"] == store and r["target"] in FIRESTORE_GOAL_TARGETS and r["request"] != HEALTH.label
+        ]
+        notes.append(
+            f"floor on {store}: {floor['total']} s (fastest {floor['best']} s) for a fresh interpreter importing "
+            f"only {', '.join(FLOOR_IMPORTS[store])}, no target loaded, nothing answered"
+            + (f"; each target's own first request above it: {', '.join(above)}" if above else "")
+        )
+    return notes
 
 
 def firestore_notes(rows: list[dict[str, Any]]) -> list[str]:
@@ -491,7 +550,9 @@ def firestore_notes(rows: list[dict[str, Any]]) -> list[str]:
         picked = {
             (r["target"], r["store"]): r
             for r in rows
-            if r["store"] != "none" and (r["request"] == HEALTH.label) == health
+            if r["store"] != "none"
+            and r["target"] != FLOOR_TARGET
+            and (r["request"] == HEALTH.label) == health
         }
         deltas = [
             f"{target} +{row['total'] - picked[target, 'sqlite']['total']:.3f} s"

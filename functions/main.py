@@ -10,15 +10,20 @@ Run any of them locally with ``functions-framework --target=<name> --source=func
 - ``gcode_tick``     one G-code mirror run (or pull, by setting)
 """
 
-from functions_framework import aio
+from functools import cache
 
-from farmsync.web.handlers import filament, gcode, prints
-from farmsync.web.targets import single
+from farmsync.startup import skip_httpx_cli
 
-_webhook = single("POST", prints.webhook, "webhook")
-_backfill_tick = single("POST", prints.tick, "service")
-_filament_tick = single("POST", filament.tick, "service")
-_gcode_tick = single("POST", gcode.tick, "service")
+skip_httpx_cli()  # before anything imports httpx: its command-line client would load rich and pygments
+
+from functions_framework import aio  # noqa: E402 - after the line above, like the import below
+
+from farmsync.web.targets import single  # noqa: E402
+
+# One router per target, built on its first request. Each target imports its own feature's handlers inside its
+# function, so loading this file (which functions-framework does for whichever target it serves) imports no
+# feature's handlers: the webhook does not pay for filament's or G-code's (cold start, #17).
+router_for = cache(single)
 
 
 @aio.http
@@ -37,19 +42,27 @@ async def api(request):
 
 @aio.http
 async def webhook(request):
-    return await _webhook.dispatch(request)
+    from farmsync.web.handlers import prints
+
+    return await router_for("POST", prints.webhook, "webhook").dispatch(request)
 
 
 @aio.http
 async def backfill_tick(request):
-    return await _backfill_tick.dispatch(request)
+    from farmsync.web.handlers import prints
+
+    return await router_for("POST", prints.tick, "service").dispatch(request)
 
 
 @aio.http
 async def filament_tick(request):
-    return await _filament_tick.dispatch(request)
+    from farmsync.web.handlers import filament
+
+    return await router_for("POST", filament.tick, "service").dispatch(request)
 
 
 @aio.http
 async def gcode_tick(request):
-    return await _gcode_tick.dispatch(request)
+    from farmsync.web.handlers import gcode
+
+    return await router_for("POST", gcode.tick, "service").dispatch(request)

@@ -197,6 +197,10 @@ def report_config_error(error: ConfigError) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: run the CLI, turning farmsync errors into one-line messages and exit codes."""
+    from farmsync.startup import skip_final_collection, skip_httpx_cli
+
+    skip_httpx_cli()  # nothing has imported httpx yet; see farmsync.startup for why
+    skip_final_collection()
     try:
         code = cli.main(args=argv, prog_name="farmsync", standalone_mode=False)
     except ConfigError as exc:

@@ -165,7 +165,9 @@ def test_gcode_farm_mirrors_onto_fakes_in_their_own_processes(outputs: dict[str,
 
 def test_cold_start_answers_every_first_request(outputs: dict[str, dict[str, Any]]) -> None:
     rows = outputs["cold_start"]["table"]["rows"]
-    served = [r for r in rows if r["store"] != "none"]
+    served = [r for r in rows if r["store"] != "none" and r["target"] != cold_start.FLOOR_TARGET]
+    floors = [r for r in rows if r["target"] == cold_start.FLOOR_TARGET]
+    assert [r["store"] for r in floors] == ["sqlite"] and floors[0]["total"] > 0  # tiny: no Firestore
     assert {r["target"] for r in served} == set(cold_start.SIZES["tiny"].targets)
     assert all(r["status"] == "200" for r in served)
     assert all(r["grpc"] == 0 for r in served if r["store"] == "sqlite")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from farmsync.filament.match import Conflict
 from farmsync.filament.writes import Write
@@ -157,6 +157,8 @@ class FilamentReport(BaseModel):
 class SpoolView(BaseModel):
     """One side or both of a spool, as the status page lists it."""
 
+    model_config = ConfigDict(defer_build=True)  # built on first use: the status only, not the filament tick
+
     batch: str | None = None
     stock_item: int | None = None
     part: int | None = None
@@ -179,6 +181,8 @@ class SpoolView(BaseModel):
 class LoadedSlot(BaseModel):
     """What one AMS slot holds, with the grams left (InvenTree's figure when the spool is matched)."""
 
+    model_config = ConfigDict(defer_build=True)  # built on first use: the status only
+
     printer: str | None = None
     printer_id: int
     slot: str
@@ -197,6 +201,8 @@ class LoadedSlot(BaseModel):
 
 class FilamentStatus(BaseModel):
     """``GET /filament/status``: matching, conflicts, pending usage and what each printer has loaded."""
+
+    model_config = ConfigDict(defer_build=True)  # built on first use: the status only, not the filament tick
 
     tracking_enabled: bool
     dry_run_default: bool

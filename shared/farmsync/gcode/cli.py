@@ -32,7 +32,6 @@ from farmsync.gcode.backends.base import PrinterBackend
 from farmsync.gcode.config import PrinterConfig, Selection, load_printers, select_printers
 from farmsync.gcode.engine import BackendFactory, MirrorListener, MirrorOptions
 from farmsync.gcode.plan import normalize_suffixes
-from farmsync.gcode.progress import ProgressDisplay
 from farmsync.gcode.report import EXIT_USAGE, MirrorReport
 from farmsync.gcode.service import GcodeHome, mirror_printers, pull_printers
 from farmsync.store.base import Store
@@ -250,9 +249,8 @@ def gcode(
     try:
         if pull:
             _pull(ctx, home, source, options, selection, as_json, verbose)
-        listener = ProgressDisplay() if go else MirrorListener()
         try:
-            report = _run(home, source, options, selection, listener)
+            report = _run(home, source, options, selection, live=go)
         except FarmsyncError as exc:
             _fail(ctx, str(exc))
     finally:
@@ -284,24 +282,32 @@ def _home(ctx: click.Context, deps: GcodeDeps, data_dir: Path) -> GcodeHome:
 
 
 def _run(
-    home: GcodeHome, source: Path, options: MirrorOptions, selection: Selection, listener: MirrorListener
+    home: GcodeHome, source: Path, options: MirrorOptions, selection: Selection, *, live: bool
 ) -> MirrorReport:
-    """Run the mirror on a fresh event loop, with the progress display live only for real runs."""
-    coro = mirror_printers(
-        home,
-        selection.selected,
-        source,
-        options,
-        listener=listener,
-        excluded=selection.excluded,
-        notes=selection.notes,
-    )
-    if isinstance(listener, ProgressDisplay):
-        from farmsync.logs import through_console
+    """Run the mirror on a fresh event loop, with the progress display only for real runs (``live``): a dry
+    run draws no bars, so it does not import them (nor rich)."""
 
-        with listener, through_console(listener.console):
-            return asyncio.run(coro)
-    return asyncio.run(coro)
+    def mirror(listener: MirrorListener) -> MirrorReport:
+        return asyncio.run(
+            mirror_printers(
+                home,
+                selection.selected,
+                source,
+                options,
+                listener=listener,
+                excluded=selection.excluded,
+                notes=selection.notes,
+            )
+        )
+
+    if not live:
+        return mirror(MirrorListener())
+    from farmsync.gcode.progress import ProgressDisplay
+    from farmsync.logs import through_console
+
+    display = ProgressDisplay()
+    with display, through_console(display.console):
+        return mirror(display)
 
 
 def _pull(

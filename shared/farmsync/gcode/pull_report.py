@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field, computed_field
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from farmsync.gcode.plan import utc
 from farmsync.gcode.report import EXIT_OK, EXIT_PARTIAL, STATUS_STYLE, STATUS_TEXT, PrinterOutcome
 from farmsync.human import human_size
+
+if TYPE_CHECKING:  # rich is imported where the report is drawn (not for --json or a tick)
+    from rich.console import Console
 
 
 class PullResult(StrEnum):
@@ -125,6 +125,9 @@ def _when(mtime: float | None) -> str:
 
 def render_pull_report(console: Console, report: PullReport, *, verbose: bool = False) -> None:
     """Per printer the files pulled (or to pull), then every conflict with both sides, then the summary."""
+    from rich.markup import escape
+    from rich.table import Table
+
     for printer in report.printers:
         shown = [f for f in printer.files if verbose or f.result is not PullResult.SKIPPED]
         if not shown:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, computed_field
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from farmsync.human import human_duration, human_rate, human_size
+
+if TYPE_CHECKING:  # rich is imported where a table is drawn: a --json run or a tick never loads it
+    from rich.console import Console
+    from rich.table import Table
 
 EXIT_OK = 0
 EXIT_USAGE = 1
@@ -125,6 +127,8 @@ def _shown(printer: PrinterReport, verbose: bool) -> list[ActionReport]:
 
 def _rows(printer: PrinterReport, *, dry_run: bool, verbose: bool) -> tuple[tuple[str, ...], ...]:
     """The cells of one printer's table, as plain markup: equal rows mean an equal plan."""
+    from rich.markup import escape
+
     rows = []
     for action in _shown(printer, verbose):
         cells = [
@@ -146,6 +150,9 @@ def printer_table(
     printers: list[PrinterReport], rows: tuple[tuple[str, ...], ...], *, dry_run: bool, verbose: bool
 ) -> Table:
     """The actions of one printer, or of several printers with the same plan (named together in the title)."""
+    from rich.markup import escape
+    from rich.table import Table
+
     first = printers[0]
     where = "/" + first.destination if first.destination else "/ (storage root)"
     names = ", ".join(escape(p.name) for p in printers)
@@ -171,6 +178,8 @@ def printer_table(
 
 def render_report(console: Console, report: MirrorReport, *, verbose: bool = False) -> None:
     """Action tables (dry run: what would happen; printers with one plan share a table), then the summary."""
+    from rich.markup import escape
+
     groups: dict[tuple[str, tuple[tuple[str, ...], ...]], list[PrinterReport]] = {}
     for printer in report.printers:
         if printer.status is PrinterOutcome.DEFERRED or (printer.error and not printer.actions):
@@ -244,6 +253,9 @@ def totals_line(report: MirrorReport) -> str:
 
 def render_summary(console: Console, report: MirrorReport) -> None:
     """One row per printer, a totals line, then every failure, deferral and problem on its own line."""
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(
         title="dry run: nothing was changed (add -g/--go to apply)" if report.dry_run else "summary",
         title_justify="left",

@@ -19,9 +19,9 @@ import time
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from farmsync import metrics, notify
+from farmsync import metrics
 from farmsync.errors import InputError, StoreError
 from farmsync.gcode.backends.base import PrinterBackend
 from farmsync.gcode.config import PrinterConfig, load_printers
@@ -29,15 +29,18 @@ from farmsync.gcode.engine import BackendFactory, MirrorContext, MirrorListener,
 from farmsync.gcode.guard import WriteGuard
 from farmsync.gcode.local import DIGEST_CACHE_FILE, DigestCache
 from farmsync.gcode.old_manifest import import_old_manifests
-from farmsync.gcode.pull import run_pull
-from farmsync.gcode.pull_report import PullPrinterReport, PullReport
-from farmsync.gcode.report import ActionResult, MirrorReport
-from farmsync.gcode.status import GcodeReport, read_status, record_status
+from farmsync.gcode.report import ActionResult, MirrorReport, PrinterReport
+from farmsync.gcode.status import read_status, record_status
 from farmsync.gcode.store_manifest import StoreManifestStore
 from farmsync.logs import action, get_logger, register_secrets
 from farmsync.services import Services
 from farmsync.settings import Settings
 from farmsync.store.base import Store
+
+# pulls import their modules when they run: a mirror run (the CLI's, a tick) never needs them
+if TYPE_CHECKING:
+    from farmsync.gcode.pull_report import PullReport
+    from farmsync.gcode.status import GcodeReport
 
 log = get_logger("gcode")
 
@@ -99,6 +102,8 @@ async def pull_printers(
     notes: Sequence[str] = (),
 ) -> PullReport:
     """Copy printer-only files of ``printers`` into ``source`` (see :func:`run_pull`); no printer is written."""
+    from farmsync.gcode.pull import run_pull
+
     manifest, imported = await _manifest(home)
     context = MirrorContext(home.backend_factory, manifest, digests=_digests(home))
     return await run_pull(printers, source, options, context, excluded=excluded, notes=[*notes, *imported])
@@ -187,11 +192,14 @@ async def run_gcode(
     except StoreError as exc:  # the run itself happened: report it, say the status page missed it
         log.error("gcode status not recorded: %s", exc)
         report.notes.append(f"status not recorded in the store: {exc}")
-    await notify.gcode_failures(settings, services.store, report.printers)
+    if settings.notifies("gcode_failed"):  # farmsync.notify is loaded only when it has something to send
+        from farmsync import notify
+
+        await notify.gcode_failures(settings, services.store, report.printers)
     action(
         log,
         "gcode run finished",
-        mode=report.mode if isinstance(report, PullReport) else "mirror",
+        mode="mirror" if isinstance(report, MirrorReport) else report.mode,
         dry_run=report.dry_run,
         trigger=trigger,
         exit_code=report.exit_code,
@@ -204,7 +212,7 @@ def count_files(report: GcodeReport) -> None:
     if report.dry_run:
         return
     for printer in report.printers:
-        if isinstance(printer, PullPrinterReport):
+        if not isinstance(printer, PrinterReport):  # a pull's printer
             metrics.gcode_files(printer.name, "failed", len(printer.failures))
             continue
         uploaded = printer.count(op="upload", result=ActionResult.OK) + printer.count(

@@ -8,27 +8,31 @@ the time it first was) through later deferrals and dry runs, until a real run re
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from farmsync.gcode.guard import store_lock
-from farmsync.gcode.pull_report import PullPrinterReport, PullReport, PullResult
 from farmsync.gcode.report import ActionResult, MirrorReport, PrinterOutcome, PrinterReport
 from farmsync.human import with_iso_times
 from farmsync.store.base import AsyncStore, Store
+
+if TYPE_CHECKING:  # a pull's report is loaded by pulls only; a mirror run (or a tick) never needs it
+    from farmsync.gcode.pull_report import PullPrinterReport, PullReport
 
 STATUS_NAMESPACE = "gcode-status"
 PRINTERS_KEY = "printers"
 LAST_RUN_KEY = "last-run"
 STATUS_LOCK_NAMESPACE = "gcode-status-lock"
 
-GcodeReport = MirrorReport | PullReport
+GcodeReport: TypeAlias = "MirrorReport | PullReport"
 
 
 def summary(printer: PrinterReport | PullPrinterReport, *, dry_run: bool) -> tuple[str, dict[str, int]]:
     """One line for the dashboard and its counts, e.g. "2 uploaded, 1 deleted" or "dry run: 3 to upload"."""
     if printer.status is PrinterOutcome.DEFERRED:
         return f"deferred: printer is {printer.state or 'busy'}", {}
-    if isinstance(printer, PullPrinterReport):
+    if not isinstance(printer, PrinterReport):  # a pull's printer
+        from farmsync.gcode.pull_report import PullResult
+
         counts = {r.value: printer.count(r) for r in PullResult if printer.count(r)}
         done = "planned" if dry_run else "pulled"
         parts = [f"{counts.get(done, 0)} {'to pull' if dry_run else 'pulled'}"]
@@ -103,7 +107,7 @@ def file_counts(
     """For the page: files in step, to upload and to delete (with a few names), and the running transfer totals.
 
     A dry run's planned actions are what is still to do; after a real run, what failed still is."""
-    if isinstance(printer, PullPrinterReport) or printer.status is PrinterOutcome.DEFERRED:
+    if not isinstance(printer, PrinterReport) or printer.status is PrinterOutcome.DEFERRED:
         keep = ("in_step", "to_upload", "to_delete", "pending_files", "bytes_total", "files_total")
         return {k: previous[k] for k in keep if k in previous}
     open_result = ActionResult.PLANNED if dry_run else ActionResult.FAILED
@@ -126,7 +130,7 @@ def file_counts(
 
 async def record_status(store: Store, report: GcodeReport, *, trigger: str) -> None:
     """Merge this run's per-printer results into ``gcode-status`` (under a short lock: runs may overlap)."""
-    mode = "pull" if isinstance(report, PullReport) else "mirror"
+    mode = "mirror" if isinstance(report, MirrorReport) else "pull"
     at = (report.finished_at or report.started_at).timestamp()
 
     def write() -> None:
@@ -148,7 +152,7 @@ async def record_status(store: Store, report: GcodeReport, *, trigger: str) -> N
                 "trigger": trigger,
                 "exit_code": report.exit_code,
                 "printers": len(report.printers),
-                "conflicts": len(report.conflicts) if isinstance(report, PullReport) else 0,
+                "conflicts": 0 if isinstance(report, MirrorReport) else len(report.conflicts),
                 "problems": report.problems,
             },
         )

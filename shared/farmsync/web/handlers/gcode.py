@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from farmsync.services import get_services
 from farmsync.web.call import Call
@@ -17,6 +17,8 @@ from farmsync.web.inputs import DryRun, Flag, takes_query
 
 class GcodeSyncQuery(DryRun):
     """``POST /sync/gcode``'s query; an absent flag takes its default from GCODE_DRY_RUN / GCODE_PULL."""
+
+    model_config = ConfigDict(defer_build=True)  # built on first use: the gcode_tick target never does
 
     pull: Flag | None = Field(
         None, description="Copy printer-only files into the master instead of deleting them."

@@ -29,10 +29,14 @@ class Notification(BaseModel):
 
 
 class ArchiveQuery(Query):
+    model_config = ConfigDict(defer_build=True)  # built on first use: the webhook and tick targets never do
+
     force: Flag = Field(False, description="Refresh parameters, image and link of an already synced print.")
 
 
 class BackfillQuery(Query):
+    model_config = ConfigDict(defer_build=True)  # built on first use: the webhook and tick targets never do
+
     max_archives: Annotated[int, Field(ge=1, le=1_000_000), ASCII_DIGITS] | None = Field(
         None, description="Stop after this many prints were synced."
     )
