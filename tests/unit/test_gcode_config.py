@@ -260,3 +260,15 @@ def test_unknown_names_are_usage_errors(farm, include, exclude):
     with pytest.raises(InputError, match="no printer named") as info:
         select_printers(farm, include=include, exclude=exclude)
     assert "known: Ash, Bishop, Call, David" in str(info.value)
+
+
+def test_printers_files_are_parsed_by_libyaml_and_both_loaders_refuse_duplicate_keys():
+    import yaml
+
+    from farmsync.gcode import config
+
+    assert issubclass(config._LOADER, yaml.CSafeLoader)  # the pinned PyYAML wheel carries libyaml
+    for loader in (config._LOADER, config._UniqueKeyLoader):
+        with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'Ash'"):
+            yaml.load("Ash: {host: a}\nAsh: {host: b}\n", Loader=loader)  # noqa: S506 - SafeLoader subclasses
+        assert yaml.load("Ash: {host: a}\n", Loader=loader) == {"Ash": {"host": "a"}}  # noqa: S506
