@@ -451,22 +451,14 @@ async def _upload_batch(
 async def _one_action(
     run: _Run, name: str, backend: PrinterBackend, action: Action, report: PrinterReport, fatal: list[str]
 ) -> ActionReport:
-    if not action.is_write:
+    if not action.is_write or fatal:  # a skip in the plan, or a write not attempted after a fatal failure
         return ActionReport(
             op=action.op.value,
             path=action.path,
             size=action.size,
             result=ActionResult.SKIPPED,
             reason=action.reason,
-        )
-    if fatal:
-        return ActionReport(
-            op=action.op.value,
-            path=action.path,
-            size=action.size,
-            result=ActionResult.SKIPPED,
-            reason=action.reason,
-            error=f"not attempted after an earlier failure: {fatal[0]}",
+            error=f"not attempted after an earlier failure: {fatal[0]}" if action.is_write else None,
         )
     outcome, error = await _write(run, name, backend, action, report)
     if isinstance(error, UpstreamTransportError | UpstreamAuthError) and not fatal:
