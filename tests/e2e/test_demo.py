@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.fixtures.signals import ctrl_c_as_in_a_terminal
+
 
 def demo(tmp_path: Path, *args: str, **kwargs: object) -> subprocess.Popen[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "COLUMNS": "80", "TMPDIR": str(tmp_path / "tmp")}
@@ -20,6 +22,7 @@ def demo(tmp_path: Path, *args: str, **kwargs: object) -> subprocess.Popen[str]:
         text=True,
         cwd=tmp_path,
         env=env,
+        preexec_fn=ctrl_c_as_in_a_terminal,
         **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs},  # type: ignore[arg-type]
     )
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from farmsync_sim.scenarios import SCENARIO_DIR
+from tests.fixtures.signals import ctrl_c_as_in_a_terminal
 
 
 @pytest.fixture
@@ -26,6 +27,7 @@ def sim_process() -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     try:
         ready, _, _ = select.select([process.stdout], [], [], 20)
