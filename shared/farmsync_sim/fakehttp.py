@@ -82,15 +82,20 @@ class Throttle:
             return 64 * 1024
         return int(max(512, min(64 * 1024, self.rate // 20)))
 
-    async def take(self, n: int, *, continuing: bool = False) -> None:
-        """Wait until ``n`` more bytes fit the rate; ``continuing``: the bytes follow earlier ones of one body."""
+    def delay(self, n: int, *, continuing: bool = False) -> float:
+        """Seconds to wait before ``n`` more bytes fit the rate (negative: none); ``continuing``: the bytes follow
+        earlier ones of one body. For servers that schedule their own waits (the fake Bambu printer's ioloop)."""
         if not self.rate or n <= 0:
-            return
+            return 0.0
         now = self._clock()
         credit = max(self._late, self.CREDIT if continuing else 0.0)
         self._next = max(self._next, now - credit) + n / self.rate
         self._late = 0.0
-        delay = self._next - now
+        return self._next - now
+
+    async def take(self, n: int, *, continuing: bool = False) -> None:
+        """Wait until ``n`` more bytes fit the rate; ``continuing``: the bytes follow earlier ones of one body."""
+        delay = self.delay(n, continuing=continuing)
         if delay > 0:
             await asyncio.sleep(delay)
             self._late = max(0.0, self._clock() - self._next)

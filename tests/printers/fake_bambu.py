@@ -45,6 +45,7 @@ from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
+from farmsync_sim.fakehttp import Throttle
 from tests.printers.procs import LOOPBACK, free_port
 
 _FTP_LOG = logging.getLogger("pyftpdlib")
@@ -382,7 +383,9 @@ class FakeBambu:
         self.brain_password = "brain-" + access_code
         self.ftp_port = 0
         self.mqtt_port = 0
-        self._link_free_at = 0.0
+        self._link = Throttle(
+            bandwidth, clock=lambda: time.monotonic()
+        )  # looked up per call: tests fake the clock
         self._ftp: FTPServer | None = None
         self._ftp_thread: threading.Thread | None = None
         self._ftp_stop = threading.Event()
@@ -522,19 +525,15 @@ class FakeBambu:
         self._brain = _PrinterBrain(self)
         self._brain.start()
 
-    PACE_CREDIT = 0.05
-    """Seconds a read may come late inside one transfer and still be caught up, as the simulator's Throttle
-    does (farmsync_sim.fakehttp): the fake's own late reads (its ioloop serving other printers) are not the
-    link's, so a busy machine does not slow the printer below its rate; the rate is never exceeded."""
+    PACE_CREDIT = Throttle.CREDIT
+    """Seconds a read may come late inside one transfer and still be caught up: the simulator's Throttle paces
+    this printer too, so the fake's own late reads (its ioloop serving other printers) do not slow the printer
+    below its rate; the rate is never exceeded."""
 
     def pace(self, nbytes: int, *, continuing: bool = False) -> float:
         """Seconds to wait before reading more, so that what was read arrives at ``bandwidth`` bytes/s."""
-        if not self.bandwidth:
-            return 0.0
-        now = time.monotonic()
-        credit = self.PACE_CREDIT if continuing else 0.0
-        self._link_free_at = max(now - credit, self._link_free_at) + nbytes / self.bandwidth
-        return self._link_free_at - now
+        self._link.rate = self.bandwidth
+        return self._link.delay(nbytes, continuing=continuing)
 
     # --- the printer's side
 
