@@ -13,14 +13,12 @@ Every figure is the wall time of the whole command (interpreter start-up include
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from bench.gcode_sync import (
     engine_seconds,
     farmsync_uploads,
     make_source,
+    report_span,
     tool_argv,
     tool_env,
     write_printers_yml,
@@ -142,12 +141,10 @@ def around_engine(run: Any, started: float) -> dict[str, float]:
     """The command's time outside the mirror itself, from its --json report's started_at / finished_at (wall
     clock, like ``started``): ``startup_seconds`` (interpreter, imports, config, store) and ``exit_seconds``
     (the report written, the store closed, the interpreter torn down)."""
-    try:
-        report = json.loads(run.stdout)
-        began = datetime.fromisoformat(report["started_at"]).timestamp()
-        ended = datetime.fromisoformat(report["finished_at"]).timestamp()
-    except (ValueError, KeyError, TypeError):
+    span = report_span(run)
+    if span is None:
         return {}
+    began, ended = span
     return {
         "startup_seconds": round(began - started, 3),
         "exit_seconds": round(started + run.seconds - ended, 3),

@@ -325,14 +325,21 @@ def sync_phases(tool: str, size: Size, source: Path, paths: list[str], workdir: 
     return out
 
 
-def engine_seconds(run: ProcessRun) -> float | None:
-    """The mirror's own time from farmsync's --json report (started_at → finished_at): no interpreter start-up."""
+def report_span(run: ProcessRun) -> tuple[float, float] | None:
+    """When the mirror itself started and finished (epoch seconds), from farmsync's --json report."""
     try:
         report = json.loads(run.stdout)
-        took = datetime.fromisoformat(report["finished_at"]) - datetime.fromisoformat(report["started_at"])
+        began = datetime.fromisoformat(report["started_at"]).timestamp()
+        ended = datetime.fromisoformat(report["finished_at"]).timestamp()
     except (ValueError, KeyError, TypeError):
         return None
-    return round(took.total_seconds(), 3)
+    return began, ended
+
+
+def engine_seconds(run: ProcessRun) -> float | None:
+    """The mirror's own time from farmsync's --json report (started_at → finished_at): no interpreter start-up."""
+    span = report_span(run)
+    return None if span is None else round(span[1] - span[0], 3)
 
 
 def memory_run(tool: str, size: Size, workdir: Path) -> dict[str, Any]:
