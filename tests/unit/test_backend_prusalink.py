@@ -564,3 +564,60 @@ async def test_the_next_put_does_not_wait_for_the_last_files_check(
     assert [r.path for r in done] == ["a.gcode", "b.gcode"] and all(r.verified for r in done)
     assert [r.method for r in httpx_mock.get_requests()][:3] == ["PUT", "GET", "PUT"]
     assert backend.upload_pipeline == 2
+
+
+async def test_the_next_file_is_read_while_the_last_one_is_on_the_wire(
+    httpx_mock: HTTPXMock, backend: PrusaLinkBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second upload opens its file and reads its first chunk while it waits for Buddy's one transfer slot,
+    so its PUT starts sending the moment the first one is answered (at a farm's file boundary the thread pool is
+    busy, and reading only then left the link idle)."""
+    from farmsync.gcode.backends import common
+
+    _authed(backend)
+    b_read = asyncio.Event()
+    real_open = open
+
+    def watching_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(file).endswith("b.gcode"):
+            b_read.set()
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(common, "open", watching_open, raising=False)
+
+    async def put(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/a.gcode"):
+            await asyncio.wait_for(b_read.wait(), 5)  # times out if b is only read once a's PUT is answered
+        return httpx.Response(201)
+
+    async def check(request: httpx.Request) -> httpx.Response:
+        name = request.url.path.rsplit("/", 1)[1]
+        return httpx.Response(200, json={**_file(name.upper(), name), "size": 4})
+
+    httpx_mock.add_callback(put, method="PUT", is_reusable=True)
+    httpx_mock.add_callback(check, method="GET", is_reusable=True)
+    a = backend.upload("a.gcode", _source(tmp_path, b"G1a\n", "a.gcode"), size=4)
+    b = backend.upload("b.gcode", _source(tmp_path, b"G1b\n", "b.gcode"), size=4)
+    done = await asyncio.wait_for(asyncio.gather(a, b), 10)
+    assert all(r.verified for r in done)
+    bodies = {r.url.path.rsplit("/", 1)[1]: r.content for r in httpx_mock.get_requests() if r.method == "PUT"}
+    assert bodies == {"a.gcode": b"G1a\n", "b.gcode": b"G1b\n"}
+
+
+async def test_a_prepared_file_is_closed_when_its_upload_never_starts(tmp_path: Path) -> None:
+    from farmsync.gcode.backends.common import FileBody
+
+    body = FileBody(_source(tmp_path, b"G28\n" * 10), 40, chunk_size=16)
+    await body.prepare()
+    assert body._ready is not None
+    handle = body._ready[0]
+    body.discard()
+    assert handle.closed and body._ready is None
+    assert b"".join([chunk async for chunk in body]) == b"G28\n" * 10  # still sendable, from the start
+
+
+async def test_an_unreadable_file_is_a_local_error_before_the_transfer(tmp_path: Path) -> None:
+    from farmsync.gcode.backends.common import FileBody, LocalFileChanged
+
+    with pytest.raises(LocalFileChanged, match="cannot read"):
+        await FileBody(tmp_path / "gone.gcode", 4).prepare()

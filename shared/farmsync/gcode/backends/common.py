@@ -13,7 +13,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -141,6 +141,35 @@ class FileBody:
         self.passes = 0
         self.digests: dict[str, str] = {}
         self._reported = 0
+        self._ready: tuple[BinaryIO, bytes] | None = None
+
+    async def prepare(self) -> None:
+        """Open the file and read its first chunk now, before the body's turn comes.
+
+        A Buddy upload waits for the printer's one transfer slot while the previous file is still on the wire; a
+        body prepared during that wait starts sending the moment the slot is free, instead of after two trips
+        through the thread pool, which at a farm's file boundary (every printer finishing at once) queue behind
+        each other and cost tens of milliseconds of an idle link per file. Call :meth:`discard` if the body may
+        end up not sent."""
+        if self._ready is None and self.passes == 0:
+            try:
+                self._ready = await asyncio.to_thread(self._open_first)
+            except OSError as exc:
+                raise LocalFileChanged(f"cannot read {self.source}: {exc.strerror}", field="source") from None
+
+    def _open_first(self) -> tuple[BinaryIO, bytes]:
+        handle = open(self.source, "rb")  # noqa: SIM115  # closed by __aiter__ or discard()
+        try:
+            return handle, handle.read(min(self.chunk_size, self.size))
+        except BaseException:
+            handle.close()
+            raise
+
+    def discard(self) -> None:
+        """Close a prepared file that was never sent (the upload failed or was cancelled before its turn)."""
+        ready, self._ready = self._ready, None
+        if ready is not None:
+            ready[0].close()
 
     def _report(self, position: int) -> None:
         if self.progress is not None and position > self._reported:
@@ -152,10 +181,19 @@ class FileBody:
         self.digests = {}
         hashers = {name: hashlib.new(name) for name in self.hash_names}
         sent = 0
-        handle = await asyncio.to_thread(open, self.source, "rb")
+        ready, self._ready = self._ready, None
+        handle: BinaryIO
+        first: bytes | None = None
+        if ready is not None:
+            handle, first = ready
+        else:
+            handle = await asyncio.to_thread(open, self.source, "rb")
         try:
             while sent < self.size:
-                chunk = await _read_chunk(handle, min(self.chunk_size, self.size - sent))
+                if first is not None:
+                    chunk, first = first, None
+                else:
+                    chunk = await _read_chunk(handle, min(self.chunk_size, self.size - sent))
                 if not chunk:
                     raise LocalFileChanged(
                         f"{self.source} ended after {sent} of {self.size} bytes while uploading",

@@ -344,23 +344,27 @@ class PrusaLinkBackend(HttpBackend):
                 "PUT", self._file_url(path), "0-byte files cannot be stored on Buddy (it answers 501)"
             )
         local_size(source, size)
-        async with self._transfer_lock:
-            url = await self._upload_url(path)
-            body = FileBody(source, size, progress=progress)
-            headers = {
-                "Overwrite": "?1",
-                "Print-After-Upload": "?0",
-                "Content-Length": str(size),
-                "Content-Type": "application/octet-stream"
-                if suffix(name) in (".bgcode", ".bgc")
-                else "text/x.gcode",
-            }
-            try:
-                await self.call("upload", "PUT", url, content=body, headers=headers, retry=UPLOAD_RETRY)
-            except UpstreamConflict as exc:
-                if "transfer" not in exc.detail.lower() or not await self._wait_transfer_end():
-                    raise
-                await self.call("upload", "PUT", url, content=body, headers=headers, retry=UPLOAD_RETRY)
+        body = FileBody(source, size, progress=progress)
+        try:
+            await body.prepare()  # while the previous file is still on the wire (upload_pipeline)
+            async with self._transfer_lock:
+                url = await self._upload_url(path)
+                headers = {
+                    "Overwrite": "?1",
+                    "Print-After-Upload": "?0",
+                    "Content-Length": str(size),
+                    "Content-Type": "application/octet-stream"
+                    if suffix(name) in (".bgcode", ".bgc")
+                    else "text/x.gcode",
+                }
+                try:
+                    await self.call("upload", "PUT", url, content=body, headers=headers, retry=UPLOAD_RETRY)
+                except UpstreamConflict as exc:
+                    if "transfer" not in exc.detail.lower() or not await self._wait_transfer_end():
+                        raise
+                    await self.call("upload", "PUT", url, content=body, headers=headers, retry=UPLOAD_RETRY)
+        finally:
+            body.discard()
         # outside the transfer lock: the next file's PUT runs while this one is checked (upload_pipeline)
         info = await self.call_json("verify", "GET", url)
         remote_size = info.get("size") if isinstance(info, dict) else None
