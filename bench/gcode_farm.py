@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,13 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, Target, median, ratio, run_main, run_process
+import httpx
+
+from bench.common import ProcessRun, Result, Target, median, ratio, run_main, run_process, vm_hwm_kib
 from bench.fake_farm import FakeFarm, fake_farm
 from bench.gcode_sync import (
     LINK_SYNC,
     MIB,
     change_file,
     engine_seconds,
+    farmsync_bin,
     farmsync_uploads,
     make_source,
     report_span,
@@ -64,6 +69,99 @@ TARGET_RSS_MB = 150.0
 TARGET_SPEEDUP = 10.0
 
 
+SERVICE_TOKEN = "bench-farm-token"
+SERVED = "farmsync serve"
+"""farmsync already running (``farmsync serve``), each run one POST: no interpreter start-up per run."""
+
+
+class Served:
+    """``farmsync serve`` already running on this farm's printers.yml: each run is one ``POST /sync/gcode`` (what
+    the operator page's button, a scheduler or the ``gcode_tick`` target does), timed by the bench from request
+    to answer. The process, its imports, its HTTP clients' TLS context and its folder listings (with ETags) outlive
+    the runs, as they do in a service; its first run pays the G-code modules' import."""
+
+    def __init__(self, config: Path, source: Path, data_dir: Path, log_dir: Path, label: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        env = {
+            **tool_env(),
+            "SERVICE_API_TOKEN": SERVICE_TOKEN,
+            "GCODE_SOURCE_DIR": str(source),
+            "GCODE_PRINTERS_FILE": str(config),
+            "GCODE_DRY_RUN": "false",
+            "DATA_DIR": str(data_dir),
+        }
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.argv = [
+            str(farmsync_bin()),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-schedule",
+        ]
+        with (log_dir / f"{label}-serve.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.argv, env=env, cwd=log_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code < 500:
+                    break
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"farmsync serve did not come up (see {log_dir / f'{label}-serve.log'})")
+            time.sleep(0.05)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def run(self, timeout: float) -> ProcessRun:
+        """One mirror over HTTP, as a ProcessRun: the answer is the same report ``farmsync gcode --json`` prints,
+        its ``exit_code`` the return code; the peak RSS is the service's own so far."""
+        cpu = self.cpu_seconds()
+        started = time.monotonic()
+        try:
+            answer = httpx.post(
+                f"{self.url}/sync/gcode",
+                params={"dry_run": "false"},
+                headers={"X-Service-Token": SERVICE_TOKEN},
+                timeout=timeout,
+            )
+        except httpx.TimeoutException:
+            return ProcessRun(
+                self.argv, time.monotonic() - started, None, 0.0, "", "timed out", timed_out=True
+            )
+        seconds = time.monotonic() - started
+        code: int | None = answer.status_code
+        if answer.status_code == 200:
+            code = answer.json().get("exit_code")
+        return ProcessRun(
+            argv=self.argv,
+            seconds=seconds,
+            returncode=code,
+            peak_rss_mb=round((vm_hwm_kib(self.proc.pid) or 0) / 1024, 1),
+            stdout=answer.text,
+            stderr="" if answer.status_code == 200 else answer.text[-2000:],
+            cpu_seconds=round(self.cpu_seconds() - cpu, 3),
+        )
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def phases(
     tool: str,
     farm: FakeFarm,
@@ -76,24 +174,50 @@ def phases(
 ) -> dict[str, Any]:
     """First sync, no-op re-sync and one changed file for one tool on one (fresh) farm."""
     config = write_printers_yml(workdir / f"printers-{label}.yml", farm.printers)  # type: ignore[arg-type]
-    argv = tool_argv(tool, config, source, workdir / f"data-{label}")
+    served = (
+        Served(config, source, workdir / f"data-{label}", workdir / "logs", label) if tool == SERVED else None
+    )
+    try:
+        return _phases(tool, farm, source, paths, workdir, label, timeout, noop_runs, config, served)
+    finally:
+        if served is not None:
+            served.close()
+
+
+def _phases(
+    tool: str,
+    farm: FakeFarm,
+    source: Path,
+    paths: list[str],
+    workdir: Path,
+    label: str,
+    timeout: float,
+    noop_runs: int,
+    config: Path,
+    served: Served | None,
+) -> dict[str, Any]:
+    ours = tool.startswith("farmsync")
+    argv = tool_argv("farmsync" if ours else tool, config, source, workdir / f"data-{label}")
     out: dict[str, Any] = {}
     for phase in ("first", "noop", "changed"):
         check = (paths[0], change_file(source / paths[0])) if phase == "changed" else None
         sizes = {rel: (source / rel).stat().st_size for rel in paths}
         runs = []
-        for attempt in range(noop_runs if phase == "noop" and tool == "farmsync" else 1):
+        for attempt in range(noop_runs if phase == "noop" and ours else 1):
             before = farm.requests()
             fakes_cpu = farm.cpu_seconds()
             started = time.time()
-            run = run_process(
-                argv,
-                cwd=workdir,
-                env=tool_env(),
-                timeout=timeout,
-                log_dir=workdir / "logs",
-                label=f"{label}-{phase}-{attempt}",
-            )
+            if served is not None:
+                run = served.run(timeout)
+            else:
+                run = run_process(
+                    argv,
+                    cwd=workdir,
+                    env=tool_env(),
+                    timeout=timeout,
+                    log_dir=workdir / "logs",
+                    label=f"{label}-{phase}-{attempt}",
+                )
             figures: dict[str, Any] = {
                 "seconds": round(run.seconds, 2),
                 "returncode": run.returncode,
@@ -107,7 +231,7 @@ def phases(
             }
             if phase != "noop":
                 figures["timeline"] = timeline(farm.logs(), started, started + run.seconds)
-            if tool == "farmsync":
+            if ours:
                 figures.update(uploads=farmsync_uploads(run), engine_seconds=engine_seconds(run))
                 figures.update(around_engine(run, started))
             if not run.ok:
@@ -125,7 +249,7 @@ def phases(
             "cpu_runs": [r["cpu_seconds"] for r in runs],
             "fakes_cpu_runs": [r["fakes_cpu_seconds"] for r in runs],
         }
-        if tool == "farmsync":
+        if ours:
             out[phase]["startup_runs"] = [r.get("startup_seconds") for r in runs]
             out[phase]["exit_runs"] = [r.get("exit_seconds") for r in runs]
             out[phase]["uploads"] = sum(r["uploads"] or 0 for r in runs)
@@ -218,13 +342,13 @@ def one_farm(count: int, size: Size, workdir: Path) -> dict[str, Any]:
     bound_first = size.files * size.file_bytes / size.bandwidth
     timeout = max(60.0, 20 * bound_first)
     link_timeout = max(120.0, 3 * bound_first * count)
-    farmsync_passes = []
+    farmsync_passes: dict[str, list[dict[str, Any]]] = {"farmsync": [], SERVED: []}
     link: dict[str, Any] | None = None
-    runs = [("farmsync", n) for n in range(size.passes)]
+    runs = [(tool, n) for n in range(size.passes) for tool in ("farmsync", SERVED)]
     if LINK_SYNC.exists():
         runs.append(("link-sync", 0))
     for tool, number in runs:
-        label = f"{tool.replace('-', '')}{count}p{number}"
+        label = f"{tool.replace('-', '').replace(' ', '')}{count}p{number}"
         source = workdir / f"src-{label}"
         paths = make_source(source, size)  # type: ignore[arg-type]  # make_source reads files/file_bytes only
         with fake_farm(count, size.bandwidth, workdir, label, per_worker=size.per_worker) as farm:
@@ -235,15 +359,15 @@ def one_farm(count: int, size: Size, workdir: Path) -> dict[str, Any]:
                 paths,
                 workdir,
                 label,
-                timeout if tool == "farmsync" else link_timeout,
+                link_timeout if tool == "link-sync" else timeout,
                 size.noop_runs,
             )
         shutil.rmtree(source, ignore_errors=True)
-        if tool == "farmsync":
-            farmsync_passes.append(got)
+        if tool in farmsync_passes:
+            farmsync_passes[tool].append(got)
         else:
             link = got
-    return {"farmsync": combine(farmsync_passes), "link-sync": link}
+    return {**{tool: combine(passes) for tool, passes in farmsync_passes.items()}, "link-sync": link}
 
 
 def run(size: Size, *, quick: bool) -> Result:
@@ -308,7 +432,7 @@ def farm_rows(
     count: int, tools: dict[str, Any], bound_first: float, bound_changed: float
 ) -> list[dict[str, Any]]:
     rows = []
-    for tool in ("farmsync", "link-sync"):
+    for tool in ("farmsync", SERVED, "link-sync"):
         got = tools.get(tool)
         if got is None:
             rows.append(
@@ -333,7 +457,7 @@ def farm_rows(
         row["fakes_cpu"] = " / ".join(
             str(got.get(p, {}).get("fakes_cpu_seconds")) for p in ("first", "noop", "changed")
         )
-        if tool == "farmsync":
+        if tool != "link-sync":
             row["engine"] = " / ".join(
                 str(got.get(p, {}).get("engine_seconds")) for p in ("first", "noop", "changed")
             )
@@ -356,57 +480,16 @@ def farm_rows(
 def farm_targets(count: int, tools: dict[str, Any], bound_first: float, bound_changed: float) -> list[Target]:
     ours = tools["farmsync"]
     link = tools.get("link-sync") or {}
-    first, noop, changed = (ours.get(p, {}) for p in ("first", "noop", "changed"))
-    within = ratio(first.get("seconds"), bound_first)
-    changed_within = ratio(changed.get("seconds"), bound_changed)
+    first = ours.get("first", {})
     rss = max(ours.get(p, {}).get("peak_rss_mb", 0.0) for p in ("first", "noop", "changed"))
     link_first = link.get("first", {}).get("seconds")
     speedup = ratio(link_first, first.get("seconds"))
-
-    def runs(phase: dict[str, Any], bound: float | None = None) -> str:
-        engine = phase.get("engine_seconds")
-        parts = [
-            f"runs {phase.get('runs')} s, load {phase.get('loads')}",
-            f"where the median run went: start-up {phase.get('startup_seconds')} s (interpreter, imports, config) + "
-            f"farmsync's own {engine} s + exit {phase.get('exit_seconds')} s",
-        ]
-        if bound and engine:
-            parts.append(
-                f"farmsync's own time alone (a tick or serve, already started) is {ratio(engine, bound)}× the bound"
-            )
-        if bound and phase.get("slowest_uploading"):
-            parts.append(
-                f"the slowest fake took {phase['slowest_uploading']} s from its first upload's start to its last "
-                f"one's end ({bound:.2f} s of bytes at its nominal rate)"
-            )
-        return "; ".join(parts)
-
-    return [
-        Target(
-            f"{count} printers: first sync vs the physical bound",
-            f"≤ {TARGET_FIRST:g}× bound",
-            f"{within}×",
-            None if within is None else within <= TARGET_FIRST and bool(first.get("mirrored")),
-            f"{first.get('seconds')} s vs {bound_first:.2f} s; {runs(first, bound_first)}",
-        ),
-        Target(
-            f"{count} printers: no-op re-sync",
-            f"< {TARGET_NOOP:g} s",
-            f"{noop.get('seconds')} s",
-            None
-            if noop.get("seconds") is None
-            else noop["seconds"] < TARGET_NOOP and not any(noop.get("uploads") or []),
-            runs(noop),
-        ),
-        Target(
-            f"{count} printers: one file changed vs its own bound",
-            f"< {TARGET_CHANGED:g}× bound",
-            f"{changed_within}×",
-            None
-            if changed_within is None
-            else changed_within < TARGET_CHANGED and bool(changed.get("mirrored")),
-            f"{changed.get('seconds')} s vs {bound_changed:.2f} s; {runs(changed, bound_changed)}",
-        ),
+    targets = time_targets(f"{count} printers", ours, bound_first, bound_changed, served=False)
+    if tools.get(SERVED):
+        targets += time_targets(
+            f"{count} printers, {SERVED}", tools[SERVED], bound_first, bound_changed, served=True
+        )
+    targets += [
         Target(
             f"{count} printers: farmsync peak RSS",
             f"< {TARGET_RSS_MB:g} MB",
@@ -423,6 +506,68 @@ def farm_targets(count: int, tools: dict[str, Any], bound_first: float, bound_ch
             f"{first.get('seconds')} s"
             if link_first
             else "link-sync not installed",
+        ),
+    ]
+    return targets
+
+
+def time_targets(
+    what: str, ours: dict[str, Any], bound_first: float, bound_changed: float, *, served: bool
+) -> list[Target]:
+    """First sync, no-op and one changed file of one way of running farmsync: the command (a process per run)
+    or ``farmsync serve`` (one process, a POST per run)."""
+    first, noop, changed = (ours.get(p, {}) for p in ("first", "noop", "changed"))
+    within = ratio(first.get("seconds"), bound_first)
+    changed_within = ratio(changed.get("seconds"), bound_changed)
+
+    def runs(phase: dict[str, Any], bound: float | None = None) -> str:
+        engine = phase.get("engine_seconds")
+        before, after = (
+            ("request to run start (routing, printers.yml)", "run end to answer")
+            if served
+            else ("start-up (interpreter, imports, config)", "exit")
+        )
+        parts = [
+            f"runs {phase.get('runs')} s, load {phase.get('loads')}",
+            f"where the median run went: {before} {phase.get('startup_seconds')} s + farmsync's own {engine} s + "
+            f"{after} {phase.get('exit_seconds')} s",
+        ]
+        if bound and engine and not served:
+            parts.append(f"farmsync's own time alone is {ratio(engine, bound)}× the bound")
+        if bound and phase.get("slowest_uploading"):
+            parts.append(
+                f"the slowest fake took {phase['slowest_uploading']} s from its first upload's start to its last "
+                f"one's end ({bound:.2f} s of bytes at its nominal rate)"
+            )
+        if served:
+            parts.append(f"service peak RSS {phase.get('peak_rss_mb')} MB")
+        return "; ".join(parts)
+
+    return [
+        Target(
+            f"{what}: first sync vs the physical bound",
+            f"≤ {TARGET_FIRST:g}× bound",
+            f"{within}×",
+            None if within is None else within <= TARGET_FIRST and bool(first.get("mirrored")),
+            f"{first.get('seconds')} s vs {bound_first:.2f} s; {runs(first, bound_first)}",
+        ),
+        Target(
+            f"{what}: no-op re-sync",
+            f"< {TARGET_NOOP:g} s",
+            f"{noop.get('seconds')} s",
+            None
+            if noop.get("seconds") is None
+            else noop["seconds"] < TARGET_NOOP and not any(noop.get("uploads") or []),
+            runs(noop),
+        ),
+        Target(
+            f"{what}: one file changed vs its own bound",
+            f"< {TARGET_CHANGED:g}× bound",
+            f"{changed_within}×",
+            None
+            if changed_within is None
+            else changed_within < TARGET_CHANGED and bool(changed.get("mirrored")),
+            f"{changed.get('seconds')} s vs {bound_changed:.2f} s; {runs(changed, bound_changed)}",
         ),
     ]
 

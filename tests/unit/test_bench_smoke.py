@@ -157,6 +157,15 @@ def test_gcode_farm_mirrors_onto_fakes_in_their_own_processes(outputs: dict[str,
     assert ours["noop"]["uploads"] == [0] and ours["changed"]["uploads"] == [count]
     assert ours["first"]["timelines"][0]["uploading"] > 0  # read from the fakes' own request logs
     assert ours["first"]["peak_rss_mb"] > 0 and ours["first"]["cpu_seconds"] > 0
+    # the same runs against `farmsync serve`, one POST each: same uploads, the service's own CPU and memory
+    served = data["details"]["farms"][str(count)][gcode_farm.SERVED]
+    assert rows[(count, gcode_farm.SERVED)]["mirrored"] is True
+    assert served["first"]["uploads"] == [count * size.files]
+    assert served["noop"]["uploads"] == [0] and served["changed"]["uploads"] == [count]
+    assert served["first"]["engine_seconds"] > 0 and served["first"]["cpu_seconds"] > 0
+    assert served["first"]["peak_rss_mb"] > 0
+    names = [target["name"] for target in data["targets"]]
+    assert f"{count} printers, {gcode_farm.SERVED}: one file changed vs its own bound" in names
     if gcode_sync.LINK_SYNC.exists():
         assert rows[(count, "link-sync")]["mirrored"] is True
     else:
