@@ -3,11 +3,13 @@
 Like gcode_sync.py (same master folder, same commands, same printers.yml) but at the size of a grown farm, with
 the fakes in worker processes of their own (bench/fake_farm.py, 8 per process at full size), so neither the bench
 nor the tool under test shares an event loop or a GIL with them. Per farm size, side by side: farmsync (two passes, each on a
-fresh farm: first sync, no-op re-sync three times, one changed file), link-sync 0.2.5 (one pass, no-op once: it
-takes minutes) and the physical bound (bytes per printer ÷ bandwidth; printers take uploads in parallel).
+fresh farm: first sync, no-op re-sync three times, one changed file), the same runs against ``farmsync serve``
+(one POST /sync/gcode each: what a service's tick or the operator's button costs, without a process start per
+run), link-sync 0.2.5 (one pass, no-op once: it takes minutes) and the physical bound (bytes per printer ÷
+bandwidth; printers take uploads in parallel).
 
-Every figure is the wall time of the whole command (interpreter start-up included), and farmsync's own time
-(its --json report, started → finished) is recorded next to it. Peak RSS is the farmsync process's own
+Every command figure is the wall time of the whole command (interpreter start-up included), every served figure
+the time from request to answer, and farmsync's own time (its report, started → finished) is recorded next to it. Peak RSS is the farmsync process's own
 (``os.wait4``), the largest of all its runs.
 """
 
@@ -78,7 +80,8 @@ class Served:
     """``farmsync serve`` already running on this farm's printers.yml: each run is one ``POST /sync/gcode`` (what
     the operator page's button, a scheduler or the ``gcode_tick`` target does), timed by the bench from request
     to answer. The process, its imports, its HTTP clients' TLS context and its folder listings (with ETags) outlive
-    the runs, as they do in a service; its first run pays the G-code modules' import."""
+    the runs, as they do in a service. Before the first timed run it answers one dry run (untimed), as an operator
+    previews before applying."""
 
     def __init__(self, config: Path, source: Path, data_dir: Path, log_dir: Path, label: str) -> None:
         with socket.socket() as probe:
@@ -118,6 +121,19 @@ class Served:
                 self.close()
                 raise RuntimeError(f"farmsync serve did not come up (see {log_dir / f'{label}-serve.log'})")
             time.sleep(0.05)
+        # an operator previews before the first apply (a dry run is the default): the service has loaded the
+        # G-code modules and listed the printers once, as it has by the time anyone applies
+        preview = httpx.post(
+            f"{self.url}/sync/gcode",
+            params={"dry_run": "true"},
+            headers={"X-Service-Token": SERVICE_TOKEN},
+            timeout=120,
+        )
+        if preview.status_code != 200:
+            self.close()
+            raise RuntimeError(
+                f"farmsync serve's dry run answered {preview.status_code}: {preview.text[:300]}"
+            )
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
