@@ -535,6 +535,21 @@ async def test_a_redirect_is_never_taken_for_success(
     assert caught.value.status == 302
 
 
+Callback = Any  # an async (httpx.Request) -> httpx.Response
+
+
+async def _upload_two(
+    httpx_mock: HTTPXMock, backend: PrusaLinkBackend, tmp_path: Path, put: Callback, check: Callback
+) -> list[Any]:
+    """a.gcode and b.gcode (4 bytes each) uploaded at once, as the engine's upload_pipeline does; PUTs answered by
+    ``put``, the size checks by ``check``."""
+    httpx_mock.add_callback(put, method="PUT", is_reusable=True)
+    httpx_mock.add_callback(check, method="GET", is_reusable=True)
+    a = backend.upload("a.gcode", _source(tmp_path, b"G1a\n", "a.gcode"), size=4)
+    b = backend.upload("b.gcode", _source(tmp_path, b"G1b\n", "b.gcode"), size=4)
+    return list(await asyncio.wait_for(asyncio.gather(a, b), 10))
+
+
 async def test_the_next_put_does_not_wait_for_the_last_files_check(
     httpx_mock: HTTPXMock, backend: PrusaLinkBackend, tmp_path: Path
 ) -> None:
@@ -556,11 +571,7 @@ async def test_the_next_put_does_not_wait_for_the_last_files_check(
             )  # answered only once b's PUT arrived: never, if the lock covered the check
         return httpx.Response(200, json={**_file(name.upper(), name), "size": 4})
 
-    httpx_mock.add_callback(put, method="PUT", is_reusable=True)
-    httpx_mock.add_callback(check, method="GET", is_reusable=True)
-    a = backend.upload("a.gcode", _source(tmp_path, b"G1a\n", "a.gcode"), size=4)
-    b = backend.upload("b.gcode", _source(tmp_path, b"G1b\n", "b.gcode"), size=4)
-    done = await asyncio.wait_for(asyncio.gather(a, b), 10)
+    done = await _upload_two(httpx_mock, backend, tmp_path, put, check)
     assert [r.path for r in done] == ["a.gcode", "b.gcode"] and all(r.verified for r in done)
     assert [r.method for r in httpx_mock.get_requests()][:3] == ["PUT", "GET", "PUT"]
     assert backend.upload_pipeline == 2
@@ -594,11 +605,7 @@ async def test_the_next_file_is_read_while_the_last_one_is_on_the_wire(
         name = request.url.path.rsplit("/", 1)[1]
         return httpx.Response(200, json={**_file(name.upper(), name), "size": 4})
 
-    httpx_mock.add_callback(put, method="PUT", is_reusable=True)
-    httpx_mock.add_callback(check, method="GET", is_reusable=True)
-    a = backend.upload("a.gcode", _source(tmp_path, b"G1a\n", "a.gcode"), size=4)
-    b = backend.upload("b.gcode", _source(tmp_path, b"G1b\n", "b.gcode"), size=4)
-    done = await asyncio.wait_for(asyncio.gather(a, b), 10)
+    done = await _upload_two(httpx_mock, backend, tmp_path, put, check)
     assert all(r.verified for r in done)
     bodies = {r.url.path.rsplit("/", 1)[1]: r.content for r in httpx_mock.get_requests() if r.method == "PUT"}
     assert bodies == {"a.gcode": b"G1a\n", "b.gcode": b"G1b\n"}

@@ -213,3 +213,18 @@ def test_run_all_reruns_one_benchmark_and_keeps_the_others(
     assert merged["benchmarks"]["filament_usage"]["status"] == "ok"
     markdown = (tmp_path / "RESULTS-tiny.md").read_text(encoding="utf-8")
     assert markdown.startswith("# farmsync benchmarks") and outputs["backfill"]["title"] in markdown
+
+
+def test_a_farm_verdict_is_not_decided_by_rounding() -> None:
+    """5.79 s on a 5.243 s bound is 1.104×: over a 1.10× goal, though two decimals would print 1.1."""
+    bound_first, bound_changed = 5 * 256 * 1024 / 250_000, 256 * 1024 / 250_000
+    phases = {
+        "first": {"seconds": 5.79, "mirrored": True},
+        "noop": {"seconds": 0.5},
+        "changed": {"seconds": 1.25, "mirrored": True},
+    }
+    first, _, changed = gcode_farm.time_targets(
+        "32 printers", phases, bound_first, bound_changed, served=True
+    )
+    assert first.passed is False and first.value == "1.104×"
+    assert changed.passed is True and changed.value == "1.192×"
