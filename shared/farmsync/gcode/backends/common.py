@@ -182,18 +182,12 @@ class FileBody:
         hashers = {name: hashlib.new(name) for name in self.hash_names}
         sent = 0
         ready, self._ready = self._ready, None
-        handle: BinaryIO
-        first: bytes | None = None
-        if ready is not None:
-            handle, first = ready
-        else:
-            handle = await asyncio.to_thread(open, self.source, "rb")
+        handle, first = ready if ready is not None else await asyncio.to_thread(self._open_first)
         try:
             while sent < self.size:
-                if first is not None:
-                    chunk, first = first, None
-                else:
-                    chunk = await _read_chunk(handle, min(self.chunk_size, self.size - sent))
+                chunk = (
+                    first if sent == 0 else await _read_chunk(handle, min(self.chunk_size, self.size - sent))
+                )
                 if not chunk:
                     raise LocalFileChanged(
                         f"{self.source} ended after {sent} of {self.size} bytes while uploading",
