@@ -238,6 +238,12 @@ def vm_hwm_kib(pid: int | str = "self") -> int | None:
     return None
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time a running process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def own_peak_kib(pid: int) -> int:
     """A child's peak RSS so far (KiB), 0 before it has exec'd or once it has exited."""
     try:

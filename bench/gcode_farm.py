@@ -29,7 +29,17 @@ from typing import Any
 
 import httpx
 
-from bench.common import ProcessRun, Result, Target, median, ratio, run_main, run_process, vm_hwm_kib
+from bench.common import (
+    ProcessRun,
+    Result,
+    Target,
+    median,
+    process_cpu_seconds,
+    ratio,
+    run_main,
+    run_process,
+    vm_hwm_kib,
+)
 from bench.fake_farm import FakeFarm, fake_farm
 from bench.gcode_sync import (
     LINK_SYNC,
@@ -136,14 +146,10 @@ class Served:
                 f"farmsync serve's dry run answered {preview.status_code}: {preview.text[:300]}"
             )
 
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     def run(self, timeout: float) -> ProcessRun:
         """One mirror over HTTP, as a ProcessRun: the answer is the same report ``farmsync gcode --json`` prints,
         its ``exit_code`` the return code; the peak RSS is the service's own so far."""
-        cpu = self.cpu_seconds()
+        cpu = process_cpu_seconds(self.proc.pid)
         started = time.monotonic()
         try:
             answer = httpx.post(
@@ -167,7 +173,7 @@ class Served:
             peak_rss_mb=round((vm_hwm_kib(self.proc.pid) or 0) / 1024, 1),
             stdout=answer.text,
             stderr="" if answer.status_code == 200 else answer.text[-2000:],
-            cpu_seconds=round(self.cpu_seconds() - cpu, 3),
+            cpu_seconds=round(process_cpu_seconds(self.proc.pid) - cpu, 3),
         )
 
     def close(self) -> None:

@@ -22,7 +22,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Result, Target, finish, parser, run_process, size_name, vm_hwm_kib
+from bench.common import (
+    ROOT,
+    Result,
+    Target,
+    finish,
+    parser,
+    process_cpu_seconds,
+    run_process,
+    size_name,
+    vm_hwm_kib,
+)
 
 NAME = "long_log"
 VENV_PYTHON = sys.executable
@@ -104,12 +114,6 @@ def one_size(runs: int, work: Path) -> dict[str, Any]:
         "exactly_once": check["exactly_once"],
         "stock_items": check["stock_items"],
     }
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a running process, from /proc (the simulator's share of the wall time)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_peak_rss_mb() -> float:
