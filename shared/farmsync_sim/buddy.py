@@ -11,7 +11,8 @@ What it imitates, and farmsync's back end and link-sync 0.2.5 both rely on:
   ``ETag``/``If-None-Match`` -> 304, listings sent chunked;
 - PUT: URL > 168 bytes -> 414, ``Content-Length`` required (411, chunked too), 0 bytes -> 501, not printable -> 415,
   one transfer at a time -> 409, ``Overwrite: ?1`` only (``true`` is ignored -> 409 exists), busy file -> 409,
-  parents created, ``Create-Folder: ?1`` = one-level mkdir (409 exists, 500 parent missing), disk full -> 507,
+  parents created, ``Create-Folder: ?1`` = one-level mkdir (409 exists, 500 parent missing), no room for the
+  whole new file beside the one it overwrites (a preallocated transfer file, renamed at the end) -> 507,
   ``ro:true`` while a transfer runs, idle body for ``active_timeout`` s -> 408, disconnect -> 400;
 - DELETE: 204, busy or transferring file -> 409, non-empty folder -> 404 (no ``Force``);
 - at most 3 connections and an optional bandwidth cap (see :mod:`farmsync_sim.fakehttp`); a request log.
@@ -665,8 +666,8 @@ class FakeBuddy(FakeHttpServer):
                     return text(409, "File is busy")
             if wants_print and self._state not in READY_STATES:
                 return text(409, "Printer is not ready")
-            freed = existing.size if existing is not None else 0
-            if self._used() - freed + length > self.capacity:
+            # the body is preallocated in a transfer file renamed over the old one at the end: both need room
+            if self._used() + length > self.capacity:
                 return text(507, "Insufficient storage")
             parent = self._ensure_dirs(parts[:-1])
             target = existing or self._new_child(parent, name, is_dir=False)

@@ -313,6 +313,18 @@ def test_put_quirks(printer: FakeBuddy) -> None:
         assert client.delete("/api/v1/files/usb/a").status_code == 204
 
 
+def test_an_overwrite_needs_room_for_both_copies(fake_buddy: FakeBuddyFactory) -> None:
+    # printer-apis.md §2: the space is preallocated and the body goes to a transfer file renamed at the end
+    printer = fake_buddy(password=PW, capacity=10)
+    printer.add_file("a.gcode", b"G28 X Y\n")  # 8 of the 10 bytes
+    with httpx.Client(base_url=printer.url, headers=_key(printer)) as client:
+        overwrite = {"Overwrite": "?1"}
+        assert client.put("/api/v1/files/usb/a.gcode", content=b"G28\n", headers=overwrite).status_code == 507
+        assert printer.files["a.gcode"].read() == b"G28 X Y\n"  # the old copy is untouched
+        assert client.put("/api/v1/files/usb/b.gcode", content=b"G1\n").status_code == 507
+        assert client.put("/api/v1/files/usb/b.gcode", content=b"G\n").status_code == 201
+
+
 def test_one_transfer_at_a_time_and_ro_while_it_runs(fake_buddy: FakeBuddyFactory) -> None:
     printer = fake_buddy(password=PW, bandwidth=100_000)
     outcome: dict[str, int] = {}

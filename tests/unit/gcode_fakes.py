@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from farmsync.errors import UpstreamConflict, UpstreamNotFound, UpstreamTransportError
+from farmsync.errors import UpstreamConflict, UpstreamError, UpstreamNotFound, UpstreamTransportError
 from farmsync.gcode.backends.base import (
     Kind,
     PrinterStatus,
@@ -44,7 +44,9 @@ class FakePrinter:
     """One printer's storage and behaviour.
 
     ``listing`` says what the listing reveals: "buddy" (time only), "sizes" (size and time), "octoprint"
-    (size, time and sha1). ``fail`` maps (operation, path) to the exception that call raises.
+    (size, time and sha1). ``fail`` maps (operation, path) to the exception that call raises. ``capacity`` is
+    the drive's size in bytes: like Buddy, an upload needs room for the whole new file while the old one is
+    still there, else 507. ``early_replace`` is the back end's flag of that name (Buddy's is on).
     """
 
     name: str
@@ -58,6 +60,8 @@ class FakePrinter:
     calls: list[tuple[str, str]] = field(default_factory=list)
     intervals: list[tuple[str, float, float]] = field(default_factory=list)
     closed: bool = False
+    capacity: int | None = None
+    early_replace: bool = False
 
     def add(self, path: str, data: bytes | str, *, mtime: float = T0, read_only: bool = False) -> None:
         self.files[path] = FakeFile(data.encode() if isinstance(data, str) else data, mtime, read_only)
@@ -98,6 +102,7 @@ class FakeBackend:
         self.printer = printer
         self.name = printer.name
         self.kind = kind
+        self.early_replace = printer.early_replace
 
     async def status(self) -> PrinterStatus:
         self.printer._check("status", "")
@@ -130,11 +135,18 @@ class FakeBackend:
         started = time.monotonic()
         self.printer._check("upload", path)
         data = Path(source).read_bytes()
-        if self.printer.upload_delay:
-            await asyncio.sleep(self.printer.upload_delay)
+        used = sum(len(f.data) for f in self.printer.files.values())
+        if self.printer.capacity is not None and used + len(data) > self.printer.capacity:
+            raise UpstreamError(
+                self.name, "PUT", path, "Insufficient Storage: the USB drive is full", status=507
+            )
         for start in range(0, len(data), 4096):
             if progress is not None:
                 progress(len(data[start : start + 4096]))
+            if start == 0 and self.printer.upload_delay:
+                await asyncio.sleep(
+                    self.printer.upload_delay
+                )  # the first bytes are out, the rest on the wire
         if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
             raise UpstreamConflict(self.name, "PUT", path, "checksum mismatch")
         self.printer.clock += 10

@@ -488,3 +488,147 @@ async def test_a_transport_failure_in_the_pipeline_stops_the_uploads_not_yet_sta
         ("c.gcode", ActionResult.SKIPPED),
     ]
     assert "not attempted" in (actions[2].error or "") and "c.gcode" not in backend.started
+
+
+# --- early replaces: a file changed since our last upload goes before the listing (Buddy) ----------------------
+
+
+async def _synced_then_changed(source, **printer):
+    """One Buddy-like printer synced once, then banana.bgcode changed in the source (same size, older mtime, so
+    only the manifest can tell)."""
+    farm, configs = farm_of("Ash", early_replace=True, **printer)
+    manifest = MemoryManifestStore()
+    await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
+    write_tree(source, {"banana.bgcode": "G1 BANANA!\n"}, mtime=T0 - 10**6)
+    farm["Ash"].calls.clear()
+    return farm, configs, manifest
+
+
+async def test_a_changed_file_is_replaced_before_the_printer_is_listed(source):
+    farm, configs, manifest = await _synced_then_changed(source)
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
+    calls = farm["Ash"].calls
+    assert calls.index(("upload", "banana.bgcode")) < calls.index(("list_tree", ""))
+    assert ("stat", "banana.bgcode") in calls and (
+        "stat",
+        "apple/pla.gcode",
+    ) not in calls  # only the changed one
+    assert results(report, "Ash") == [
+        ("replace", "banana.bgcode", "ok"),
+        ("skip", "apple/pla.gcode", "skipped"),
+    ]  # once: the plan made after the listing leaves it alone
+    assert [c for c in calls if c[0] == "upload"] == [("upload", "banana.bgcode")]
+    assert farm["Ash"].files["banana.bgcode"].data == b"G1 BANANA!\n"
+    assert manifest.load("Ash")["banana.bgcode"].sha256 == hashlib.sha256(b"G1 BANANA!\n").hexdigest()
+    assert report.printer("Ash").status is PrinterOutcome.SYNCED
+
+
+async def test_the_listing_runs_while_the_early_replace_is_on_the_wire(source):
+    farm, configs, manifest = await _synced_then_changed(source, upload_delay=0.3)
+    listed: list[float] = []
+    original = FakeBackend.list_tree
+
+    async def timed(self, root=""):
+        listed.append(asyncio.get_running_loop().time())
+        return await original(self, root)
+
+    FakeBackend.list_tree = timed  # type: ignore[method-assign]
+    try:
+        started = asyncio.get_running_loop().time()
+        await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
+    finally:
+        FakeBackend.list_tree = original  # type: ignore[method-assign]
+    assert listed[0] - started < 0.25  # during the 0.3 s transfer, not after it
+
+
+async def test_no_early_replace_in_a_dry_run_or_without_a_record(source):
+    farm, configs, manifest = await _synced_then_changed(source)
+    report = await run_mirror(configs, source, DRY, ctx(farm.factory, manifest))
+    assert [c for c in farm["Ash"].calls if c[0] in ("stat", "upload")] == []
+    assert ("replace", "banana.bgcode", "planned") in results(report, "Ash")
+    farm["Ash"].calls.clear()
+    await run_mirror(configs, source, GO, ctx(farm.factory))  # a wiped store: no record, no early path
+    ops = [op for op, _ in farm["Ash"].calls]
+    assert ops[:2] == ["status", "list_tree"]  # then the plan's size stats (nothing vouches for either file)
+
+
+async def test_a_read_only_or_foreign_printer_copy_is_left_to_the_plan(source):
+    farm, configs, manifest = await _synced_then_changed(source)
+    farm["Ash"].files["banana.bgcode"].read_only = True  # a transfer in progress
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
+    assert ("skip", "banana.bgcode", "skipped") in results(report, "Ash")
+    farm["Ash"].files["banana.bgcode"].read_only = False
+    farm["Ash"].add("banana.bgcode", "G1 theirs!\n", mtime=T0 + 10**6)  # replaced by hand since our upload
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
+    assert ("skip", "banana.bgcode", "skipped") in results(
+        report, "Ash"
+    )  # the mtime rule keeps the newer copy
+    assert farm["Ash"].files["banana.bgcode"].data == b"G1 theirs!\n"
+
+
+async def test_a_busy_printer_gets_no_early_replace(source):
+    farm, configs, manifest = await _synced_then_changed(source)
+    farm["Ash"].state = "PRINTING"
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
+    assert report.printer("Ash").status is PrinterOutcome.DEFERRED
+    assert farm["Ash"].writes() == []
+
+
+async def test_a_replace_the_drive_has_no_room_for_waits_for_the_plans_deletes(source):
+    farm, configs, manifest = await _synced_then_changed(source)
+    farm["Ash"].add("old.gcode", "G1 an old file taking the last free bytes\n")
+    used = sum(len(f.data) for f in farm["Ash"].files.values())
+    farm["Ash"].capacity = used + 5  # the new banana (11 bytes) fits only once old.gcode is gone
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
+    assert results(report, "Ash") == [
+        ("delete", "old.gcode", "ok"),
+        ("replace", "banana.bgcode", "ok"),
+        ("skip", "apple/pla.gcode", "skipped"),
+    ]
+    assert [c for c in farm["Ash"].calls if c[0] == "upload"] == [("upload", "banana.bgcode")] * 2
+    assert report.printer("Ash").status is PrinterOutcome.SYNCED and report.exit_code == 0
+
+
+async def test_a_failed_listing_lets_the_early_replace_finish(source):
+    farm, configs, manifest = await _synced_then_changed(source, upload_delay=0.2)
+    farm["Ash"].fail[("list_tree", "")] = UpstreamTransportError("Ash", "GET", "/api/v1/files/usb", "reset")
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
+    ash = report.printer("Ash")
+    assert ash.status is PrinterOutcome.FAILED and "reset" in (ash.error or "")
+    assert results(report, "Ash") == [("replace", "banana.bgcode", "ok")]  # finished, not cut off
+    assert farm["Ash"].files["banana.bgcode"].data == b"G1 BANANA!\n"
+    assert manifest.load("Ash")["banana.bgcode"].size == 11
+
+
+async def test_a_guard_refusing_the_early_replace_settles_it(source):
+    farm, configs, manifest = await _synced_then_changed(source)
+    guard = RecordingGuard()  # refuses banana.bgcode: written meanwhile by another run
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest, guard=guard))
+    banana = next(a for a in report.printer("Ash").actions if a.path == "banana.bgcode")
+    assert banana.result is ActionResult.SKIPPED
+    assert [p for _, p, _ in guard.seen] == ["banana.bgcode"]  # asked once: the plan does not ask again
+    assert farm["Ash"].writes() == []
+
+
+async def test_progress_hears_the_early_replace_then_the_rest_of_the_plan(source):
+    farm, configs, manifest = await _synced_then_changed(source)
+    write_tree(source, {"cherry.gcode": "G1 cherry\n"})
+
+    class Recorder(MirrorListener):
+        def __init__(self):
+            self.events: list[tuple[str, ...]] = []
+
+        def printer_planned(self, printer, plan, *, dry_run):
+            self.events.append(("planned", *(a.path for a in plan.writes())))
+
+        def action_finished(self, printer, action, report):
+            self.events.append(("finished", action.path))
+
+    recorder = Recorder()
+    await run_mirror(configs, source, GO, ctx(farm.factory, manifest, listener=recorder))
+    assert recorder.events == [
+        ("planned", "banana.bgcode"),
+        ("finished", "banana.bgcode"),
+        ("planned", "cherry.gcode"),
+        ("finished", "cherry.gcode"),
+    ]

@@ -20,7 +20,7 @@ from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,6 +29,7 @@ from farmsync.errors import (
     InputError,
     UpstreamAuthError,
     UpstreamConflict,
+    UpstreamError,
     UpstreamNotFound,
     UpstreamTransportError,
 )
@@ -45,6 +46,8 @@ from farmsync.gcode.plan import (
     PathProblem,
     Plan,
     PlanOptions,
+    changed_since_upload,
+    early_replace,
     has_suffix,
     make_plan,
     normalize_destination,
@@ -54,6 +57,8 @@ from farmsync.gcode.plan import (
 from farmsync.gcode.report import ActionReport, ActionResult, MirrorReport, PrinterOutcome, PrinterReport
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+U = TypeVar("U")
 
 BackendFactory = Callable[[PrinterConfig], PrinterBackend | Awaitable[PrinterBackend]]
 """Builds the back end of one printer (sync or async). Called only for selected printers."""
@@ -106,7 +111,9 @@ class MirrorListener:
 
     def printer_started(self, printer: str) -> None: ...
 
-    def printer_planned(self, printer: str, plan: Plan, *, dry_run: bool) -> None: ...
+    def printer_planned(self, printer: str, plan: Plan, *, dry_run: bool) -> None:
+        """A plan's actions are about to run (or, in a dry run, are all there is). Called twice for a printer
+        with early replaces: first with those, then with the rest of the plan; no action is in both."""
 
     def action_started(self, printer: str, action: Action) -> None: ...
 
@@ -271,26 +278,30 @@ async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
             if status is not None and not status.idle and not run.options.ignore_state:
                 report.status = PrinterOutcome.DEFERRED
                 return report
-            remote = await _list(backend, report.destination)
-            report.warnings.extend(_backend_skipped(backend, name))
             records = await asyncio.to_thread(run.manifest.load, name)
             options = PlanOptions(
                 destination=destination, suffixes=run.options.suffixes, mtime_slack=run.options.mtime_slack
             )
-            remote = await _fill_sizes(
-                backend, remote, paths_needing_size(run.tree, remote, options, records)
+            tree = _accepted(run.tree, backend)
+            early = Plan.of(destination, ())
+            if not run.options.dry_run and getattr(backend, "early_replace", False):
+                early = await _early_plan(run, backend, tree, records, options)
+            fatal: list[str] = []  # the first transport or auth failure's description, once there is one
+            handled, remote = await _list_and_replace_early(
+                run, name, backend, early, report, fatal, tree, records, options
             )
             plan = await asyncio.to_thread(
-                make_plan, _accepted(run.tree, backend), remote, options, digest=run.digests, manifest=records
+                make_plan, tree, remote, options, digest=run.digests, manifest=records
             )
+            plan = plan.without(handled)
             report.warnings.extend(plan.warnings)
             run.listener.printer_planned(name, plan, dry_run=run.options.dry_run)
             if run.options.dry_run:
                 report.actions = [_planned(a) for a in plan.actions]
                 report.status = PrinterOutcome.DRY_RUN
                 return report
-            await _forget_vanished(run, name, records, remote, report)
-            await _execute(run, name, backend, plan, report)
+            await _forget_vanished(run, name, records, remote, report, keep=handled)
+            await _execute(run, name, backend, plan, report, fatal)
             report.status = PrinterOutcome.FAILED if report.failures else PrinterOutcome.SYNCED
     except asyncio.CancelledError:
         raise
@@ -301,6 +312,122 @@ async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
     finally:
         run.listener.printer_finished(report)
     return report
+
+
+async def _list_and_replace_early(
+    run: _Run,
+    name: str,
+    backend: PrinterBackend,
+    early: Plan,
+    report: PrinterReport,
+    fatal: list[str],
+    tree: LocalTree,
+    records: dict[str, ManifestRecord],
+    options: PlanOptions,
+) -> tuple[set[str], list[RemoteEntry]]:
+    """The printer's tree, listed while the early replaces run; and the paths those settled (the plan leaves
+    them alone). The listing waits until the first replace has bytes on the wire, so every printer's transfer
+    starts before the farm's listings take the CPU, and the listing fills the transfer's time."""
+    on_wire = asyncio.Event()
+
+    async def listing() -> list[RemoteEntry]:
+        await on_wire.wait()
+        remote = await _list(backend, report.destination)
+        report.warnings.extend(_backend_skipped(backend, name))
+        needed = paths_needing_size(tree, remote, options, records)
+        return await _fill_sizes(backend, remote, [p for p in needed if p not in early.paths])
+
+    if not early.actions:
+        on_wire.set()
+        return set(), await listing()
+    run.listener.printer_planned(name, early, dry_run=False)
+    return await _alongside(_execute_early(run, name, backend, early, report, fatal, on_wire), listing())
+
+
+async def _early_plan(
+    run: _Run,
+    backend: PrinterBackend,
+    tree: LocalTree,
+    records: dict[str, ManifestRecord],
+    options: PlanOptions,
+) -> Plan:
+    """Replaces that need no listing: source files changed since our last upload here, each confirmed by one
+    stat of the printer's copy. A back end sets ``early_replace`` where listing is slow (Buddy: a GET per
+    folder, none of them with sizes), so one changed file starts on the wire before the walk of every folder.
+
+    The plan's order (deletes first, to free space) is kept by :func:`_execute_early`: a replace the drive has
+    no room for goes back to the plan. A stat that fails leaves its file to the plan as well.
+    """
+    changed = await asyncio.to_thread(changed_since_upload, tree, options, records, digest=run.digests)
+    actions = []
+    for file, record in changed:
+        try:
+            remote = await backend.stat(join(options.destination, file.rel))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.debug("stat of %s failed; the plan decides", file.rel, exc_info=True)
+            continue
+        action = await asyncio.to_thread(early_replace, file, remote, record, options, digest=run.digests)
+        if action is not None:
+            actions.append(action)
+    return Plan.of(options.destination, actions)
+
+
+async def _execute_early(
+    run: _Run,
+    name: str,
+    backend: PrinterBackend,
+    plan: Plan,
+    report: PrinterReport,
+    fatal: list[str],
+    on_wire: asyncio.Event,
+) -> set[str]:
+    """Run the early replaces, setting ``on_wire`` at their first bytes sent (or when they end without any);
+    return the paths they settled. One the drive had no room for (507) is taken out of the report and left to
+    the plan, whose deletes come first and may make the room."""
+    before = len(report.actions)
+    errors: dict[str, Exception] = {}
+    try:
+        early_run = replace(run, listener=_OnTheWire(run.listener, on_wire))
+        await _execute(early_run, name, backend, plan, report, fatal, errors=errors)
+    finally:
+        on_wire.set()
+    full = {
+        path for path, error in errors.items() if isinstance(error, UpstreamError) and error.status == 507
+    }
+    if full:
+        report.actions[before:] = [a for a in report.actions[before:] if a.path not in full]
+    return set(plan.paths) - full
+
+
+class _OnTheWire(SafeListener):
+    """Passes every hook on, and sets ``event`` at the first bytes an upload hands to the socket."""
+
+    def __init__(self, inner: MirrorListener, event: asyncio.Event) -> None:
+        super().__init__(inner)
+        self.event = event
+
+    def progress(self, printer: str, action: Action, nbytes: int) -> None:
+        self.event.set()
+        super().progress(printer, action, nbytes)
+
+
+async def _alongside(first: Awaitable[T], second: Awaitable[U]) -> tuple[T, U]:
+    """Run both; ``second`` failing still waits for ``first`` (a transfer under way is finished, not cut)."""
+    task = asyncio.ensure_future(first)
+    try:
+        result = await second
+    except asyncio.CancelledError:
+        task.cancel()
+        with suppress(asyncio.CancelledError, Exception):
+            await task
+        raise
+    except Exception:
+        with suppress(Exception):
+            await task
+        raise
+    return await task, result
 
 
 def _accepted(tree: LocalTree, backend: PrinterBackend) -> LocalTree:
@@ -387,12 +514,19 @@ def _planned(action: Action) -> ActionReport:
 
 
 async def _forget_vanished(
-    run: _Run, name: str, records: dict[str, ManifestRecord], remote: list[RemoteEntry], report: PrinterReport
+    run: _Run,
+    name: str,
+    records: dict[str, ManifestRecord],
+    remote: list[RemoteEntry],
+    report: PrinterReport,
+    *,
+    keep: set[str],
 ) -> None:
-    """Drop manifest records of files no longer on the printer (deleted by hand, or by a card swap)."""
+    """Drop manifest records of files no longer on the printer (deleted by hand, or by a card swap); ``keep``
+    are files written during the listing, which may have missed them."""
     present = {e.path for e in remote if not e.is_dir}
     for path in sorted(records):
-        if in_scope(path, report.destination) and path not in present:
+        if in_scope(path, report.destination) and path not in present and path not in keep:
             try:
                 await asyncio.to_thread(run.manifest.forget, name, path)
             except Exception as exc:
@@ -403,14 +537,24 @@ async def _forget_vanished(
 UPLOAD_OPS = frozenset({Op.UPLOAD, Op.REPLACE})
 
 
-async def _execute(run: _Run, name: str, backend: PrinterBackend, plan: Plan, report: PrinterReport) -> None:
-    """Do the writes in plan order. After a transport or auth failure the rest are not attempted.
+async def _execute(
+    run: _Run,
+    name: str,
+    backend: PrinterBackend,
+    plan: Plan,
+    report: PrinterReport,
+    fatal: list[str],
+    *,
+    errors: dict[str, Exception] | None = None,
+) -> None:
+    """Do the writes in plan order. After a transport or auth failure (``fatal``, shared by the early replaces
+    and the plan) the rest are not attempted; ``errors`` collects each failed write's exception by path.
 
     A run of consecutive uploads goes through :func:`_upload_batch`, which keeps the printer's link busy: a back
     end with ``upload_pipeline`` > 1 lets the next file's transfer start while the last one is verified and
     recorded (it still transfers one file at a time itself).
     """
-    fatal: list[str] = []  # the first transport or auth failure's description, once there is one
+    errors = {} if errors is None else errors
     depth = max(1, int(getattr(backend, "upload_pipeline", 1)))
     actions = plan.actions
     index = 0
@@ -422,9 +566,11 @@ async def _execute(run: _Run, name: str, backend: PrinterBackend, plan: Plan, re
         batch = actions[index:end]
         index = end
         if len(batch) > 1:
-            report.actions.extend(await _upload_batch(run, name, backend, batch, report, depth, fatal))
+            report.actions.extend(
+                await _upload_batch(run, name, backend, batch, report, depth, fatal, errors)
+            )
         else:
-            report.actions.append(await _one_action(run, name, backend, batch[0], report, fatal))
+            report.actions.append(await _one_action(run, name, backend, batch[0], report, fatal, errors))
 
 
 async def _upload_batch(
@@ -435,6 +581,7 @@ async def _upload_batch(
     report: PrinterReport,
     depth: int,
     fatal: list[str],
+    errors: dict[str, Exception],
 ) -> list[ActionReport]:
     """Uploads with at most ``depth`` under way at once, reported in plan order (two neighbours may reach the
     printer in either order: each first hashes its file and asks the guard). A transport or auth failure stops
@@ -443,13 +590,19 @@ async def _upload_batch(
 
     async def one(action: Action) -> ActionReport:
         async with slots:
-            return await _one_action(run, name, backend, action, report, fatal)
+            return await _one_action(run, name, backend, action, report, fatal, errors)
 
     return list(await asyncio.gather(*(one(action) for action in batch)))
 
 
 async def _one_action(
-    run: _Run, name: str, backend: PrinterBackend, action: Action, report: PrinterReport, fatal: list[str]
+    run: _Run,
+    name: str,
+    backend: PrinterBackend,
+    action: Action,
+    report: PrinterReport,
+    fatal: list[str],
+    errors: dict[str, Exception],
 ) -> ActionReport:
     if not action.is_write or fatal:  # a skip in the plan, or a write not attempted after a fatal failure
         return ActionReport(
@@ -461,6 +614,8 @@ async def _one_action(
             error=f"not attempted after an earlier failure: {fatal[0]}" if action.is_write else None,
         )
     outcome, error = await _write(run, name, backend, action, report)
+    if error is not None:
+        errors[action.path] = error
     if isinstance(error, UpstreamTransportError | UpstreamAuthError) and not fatal:
         fatal.append(describe(error))
     return outcome

@@ -116,6 +116,22 @@ class Plan:
     def upload_bytes(self) -> int:
         return sum(a.size or 0 for a in self.actions if a.op in (Op.UPLOAD, Op.REPLACE))
 
+    @property
+    def paths(self) -> frozenset[str]:
+        return frozenset(a.path for a in self.actions)
+
+    @classmethod
+    def of(cls, scope: str, actions: Iterable[Action], warnings: Iterable[str] = ()) -> Plan:
+        """A plan of ``actions`` as given (already in execution order), with its counts."""
+        actions = tuple(actions)
+        counts = {op.value: sum(1 for a in actions if a.op is op) for op in Op}
+        return cls(scope=scope, actions=actions, warnings=tuple(warnings), counts=counts)
+
+    def without(self, paths: Iterable[str]) -> Plan:
+        """This plan less the actions on ``paths`` (files another part of the run has already dealt with)."""
+        drop = set(paths)
+        return Plan.of(self.scope, (a for a in self.actions if a.path not in drop), self.warnings)
+
 
 # --- paths -----------------------------------------------------------------------------------------------
 
@@ -260,9 +276,54 @@ def make_plan(
     ]
     folder_deletes.sort(key=lambda a: (-a.path.count("/"), a.path))
 
-    actions = (*deletes, *folder_deletes, *uploads, *sorted(skips, key=lambda a: a.path))
-    counts = {op.value: sum(1 for a in actions if a.op is op) for op in Op}
-    return Plan(scope=scope, actions=actions, warnings=tuple(warnings), counts=counts)
+    return Plan.of(
+        scope, (*deletes, *folder_deletes, *uploads, *sorted(skips, key=lambda a: a.path)), warnings
+    )
+
+
+def changed_since_upload(
+    local: LocalTree,
+    options: PlanOptions,
+    manifest: Mapping[str, ManifestRecord],
+    *,
+    digest: Digest,
+) -> list[tuple[LocalFile, ManifestRecord]]:
+    """Source files we have uploaded to this printer before and that have changed since (size or sha256).
+
+    Whatever the printer holds, such a file is going to be replaced unless its copy there is read-only or no
+    longer ours (see :func:`early_replace`), so it can be sent before the whole printer is listed.
+    """
+    changed = []
+    for file in sorted(local.files, key=lambda f: f.rel):
+        if file.size == 0 or path_problem(file.rel):
+            continue
+        record = manifest.get(join(options.destination, file.rel))
+        if record is None:
+            continue
+        if file.size != record.size or digest(file, "sha256") != record.sha256:
+            changed.append((file, record))
+    return changed
+
+
+def early_replace(
+    file: LocalFile,
+    remote: RemoteEntry | None,
+    record: ManifestRecord,
+    options: PlanOptions,
+    *,
+    digest: Digest,
+) -> Action | None:
+    """The replace :func:`make_plan` would decide for ``file`` given the printer's own entry for it (one stat),
+    or None when the plan has to decide: missing (its parents may need the plan's order), a folder in the way,
+    read-only, or a printer copy someone else changed that the mtime rule keeps."""
+    if remote is None or remote.is_dir:
+        return None
+    op, reason, sha256 = _compare(file, remote, record, options, digest)
+    if op is not Op.REPLACE:
+        return None
+    return Action(
+        op, PrinterPath(join(options.destination, file.rel)), reason, file.size, file, remote, sha256
+    )
 
 
 def paths_needing_size(

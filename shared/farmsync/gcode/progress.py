@@ -143,7 +143,9 @@ class ProgressDisplay(MirrorListener):
 
     def printer_planned(self, printer: str, plan: Plan, *, dry_run: bool) -> None:
         row = self._row(printer)
-        row.tally.planned = plan.upload_bytes
+        row.tally.planned += (
+            plan.upload_bytes
+        )  # an early replace is planned first, the rest after the listing
         self.overall.tally.planned += plan.upload_bytes
         writes = len(plan.writes())
         self._refresh(row, f"{writes} change(s) planned" if writes else "in sync")

@@ -73,6 +73,9 @@ class PrusaLinkBackend(HttpBackend):
     upload_pipeline = 2
     """Uploads the engine may have under way at once: one transfers (the lock below), the other is verified and
     recorded on the second connection, so the printer's link does not idle between files."""
+    early_replace = True
+    """A file the source changed since our last upload may be replaced before the listing (one stat decides):
+    Buddy lists one folder per GET and gives no sizes, so walking a tree costs more than the file's head start."""
     accepts = tuple(
         sorted(PRINTABLE_SUFFIXES)
     )  # the mirror leaves other source files (.3mf) off Buddy printers
