@@ -632,3 +632,33 @@ async def test_progress_hears_the_early_replace_then_the_rest_of_the_plan(source
         ("planned", "cherry.gcode"),
         ("finished", "cherry.gcode"),
     ]
+
+
+@pytest.mark.parametrize("step", ["stat", "upload", "record", "list_tree"])
+async def test_a_run_killed_at_any_step_of_an_early_replace_is_finished_by_the_next(source, step):
+    farm, configs, manifest = await _synced_then_changed(source)
+    new = b"G1 BANANA!\n"
+    if step == "record":  # the printer has the new file, the store never heard of it
+        saved = manifest.save
+
+        def crash(*args):
+            raise asyncio.CancelledError
+
+        manifest.save = crash  # type: ignore[method-assign]
+    else:
+        farm["Ash"].fail[(step, "" if step == "list_tree" else "banana.bgcode")] = asyncio.CancelledError()
+    with pytest.raises(asyncio.CancelledError):
+        await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
+    farm["Ash"].fail.clear()
+    if step == "record":
+        manifest.save = saved  # type: ignore[method-assign]
+    farm["Ash"].calls.clear()
+    report = await run_mirror(configs, source, GO, ctx(farm.factory, manifest))
+    assert report.exit_code == 0
+    assert farm["Ash"].files["banana.bgcode"].data == new
+    uploads = [c for c in farm["Ash"].calls if c[0] == "upload"]
+    if step in ("stat", "upload"):  # never sent: sent now, once
+        assert uploads == [("upload", "banana.bgcode")]
+        assert manifest.load("Ash")["banana.bgcode"].sha256 == hashlib.sha256(new).hexdigest()
+    else:  # sent before the kill: the printer's copy (newer than the source) is kept, not sent again
+        assert uploads == []
