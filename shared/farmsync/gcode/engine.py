@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, suppress
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -193,6 +193,20 @@ class _Run:
     guard: Guard | None
 
 
+@dataclass
+class _Writer:
+    """One printer's writes in a run: what every step of :func:`_execute` needs. ``fatal`` holds the first
+    transport or auth failure's description once there is one (the early replaces and the plan share it);
+    ``errors`` each failed write's exception by path."""
+
+    run: _Run
+    name: str
+    backend: PrinterBackend
+    report: PrinterReport
+    fatal: list[str] = field(default_factory=list)
+    errors: dict[str, Exception] = field(default_factory=dict)
+
+
 async def run_mirror(
     printers: Sequence[PrinterConfig],
     source: Path,
@@ -286,10 +300,8 @@ async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
             early = Plan.of(destination, ())
             if not run.options.dry_run and getattr(backend, "early_replace", False):
                 early = await _early_plan(run, backend, tree, records, options)
-            fatal: list[str] = []  # the first transport or auth failure's description, once there is one
-            handled, remote = await _list_and_replace_early(
-                run, name, backend, early, report, fatal, tree, records, options
-            )
+            writer = _Writer(run, name, backend, report)
+            handled, remote = await _list_and_replace_early(writer, early, tree, records, options)
             plan = await asyncio.to_thread(
                 make_plan, tree, remote, options, digest=run.digests, manifest=records
             )
@@ -301,7 +313,7 @@ async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
                 report.status = PrinterOutcome.DRY_RUN
                 return report
             await _forget_vanished(run, name, records, remote, report, keep=handled)
-            await _execute(run, name, backend, plan, report, fatal)
+            await _execute(writer, plan)
             report.status = PrinterOutcome.FAILED if report.failures else PrinterOutcome.SYNCED
     except asyncio.CancelledError:
         raise
@@ -315,12 +327,8 @@ async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
 
 
 async def _list_and_replace_early(
-    run: _Run,
-    name: str,
-    backend: PrinterBackend,
+    writer: _Writer,
     early: Plan,
-    report: PrinterReport,
-    fatal: list[str],
     tree: LocalTree,
     records: dict[str, ManifestRecord],
     options: PlanOptions,
@@ -328,20 +336,21 @@ async def _list_and_replace_early(
     """The printer's tree, listed while the early replaces run; and the paths those settled (the plan leaves
     them alone). The listing waits until the first replace has bytes on the wire, so every printer's transfer
     starts before the farm's listings take the CPU, and the listing fills the transfer's time."""
+    backend, report = writer.backend, writer.report
     on_wire = asyncio.Event()
 
     async def listing() -> list[RemoteEntry]:
         await on_wire.wait()
         remote = await _list(backend, report.destination)
-        report.warnings.extend(_backend_skipped(backend, name))
+        report.warnings.extend(_backend_skipped(backend, writer.name))
         needed = paths_needing_size(tree, remote, options, records)
         return await _fill_sizes(backend, remote, [p for p in needed if p not in early.paths])
 
     if not early.actions:
         on_wire.set()
         return set(), await listing()
-    run.listener.printer_planned(name, early, dry_run=False)
-    return await _alongside(_execute_early(run, name, backend, early, report, fatal, on_wire), listing())
+    writer.run.listener.printer_planned(writer.name, early, dry_run=False)
+    return await _alongside(_execute_early(writer, early, on_wire), listing())
 
 
 async def _early_plan(
@@ -374,27 +383,23 @@ async def _early_plan(
     return Plan.of(options.destination, actions)
 
 
-async def _execute_early(
-    run: _Run,
-    name: str,
-    backend: PrinterBackend,
-    plan: Plan,
-    report: PrinterReport,
-    fatal: list[str],
-    on_wire: asyncio.Event,
-) -> set[str]:
+async def _execute_early(writer: _Writer, plan: Plan, on_wire: asyncio.Event) -> set[str]:
     """Run the early replaces, setting ``on_wire`` at their first bytes sent (or when they end without any);
     return the paths they settled. One the drive had no room for (507) is taken out of the report and left to
     the plan, whose deletes come first and may make the room."""
+    report = writer.report
     before = len(report.actions)
-    errors: dict[str, Exception] = {}
+    early = replace(
+        writer, run=replace(writer.run, listener=_OnTheWire(writer.run.listener, on_wire)), errors={}
+    )
     try:
-        early_run = replace(run, listener=_OnTheWire(run.listener, on_wire))
-        await _execute(early_run, name, backend, plan, report, fatal, errors=errors)
+        await _execute(early, plan)
     finally:
         on_wire.set()
     full = {
-        path for path, error in errors.items() if isinstance(error, UpstreamError) and error.status == 507
+        path
+        for path, error in early.errors.items()
+        if isinstance(error, UpstreamError) and error.status == 507
     }
     if full:
         report.actions[before:] = [a for a in report.actions[before:] if a.path not in full]
@@ -537,25 +542,15 @@ async def _forget_vanished(
 UPLOAD_OPS = frozenset({Op.UPLOAD, Op.REPLACE})
 
 
-async def _execute(
-    run: _Run,
-    name: str,
-    backend: PrinterBackend,
-    plan: Plan,
-    report: PrinterReport,
-    fatal: list[str],
-    *,
-    errors: dict[str, Exception] | None = None,
-) -> None:
-    """Do the writes in plan order. After a transport or auth failure (``fatal``, shared by the early replaces
-    and the plan) the rest are not attempted; ``errors`` collects each failed write's exception by path.
+async def _execute(writer: _Writer, plan: Plan) -> None:
+    """Do the writes in plan order. After a transport or auth failure (``writer.fatal``) the rest are not
+    attempted.
 
     A run of consecutive uploads goes through :func:`_upload_batch`, which keeps the printer's link busy: a back
     end with ``upload_pipeline`` > 1 lets the next file's transfer start while the last one is verified and
     recorded (it still transfers one file at a time itself).
     """
-    errors = {} if errors is None else errors
-    depth = max(1, int(getattr(backend, "upload_pipeline", 1)))
+    depth = max(1, int(getattr(writer.backend, "upload_pipeline", 1)))
     actions = plan.actions
     index = 0
     while index < len(actions):
@@ -566,23 +561,12 @@ async def _execute(
         batch = actions[index:end]
         index = end
         if len(batch) > 1:
-            report.actions.extend(
-                await _upload_batch(run, name, backend, batch, report, depth, fatal, errors)
-            )
+            writer.report.actions.extend(await _upload_batch(writer, batch, depth))
         else:
-            report.actions.append(await _one_action(run, name, backend, batch[0], report, fatal, errors))
+            writer.report.actions.append(await _one_action(writer, batch[0]))
 
 
-async def _upload_batch(
-    run: _Run,
-    name: str,
-    backend: PrinterBackend,
-    batch: Sequence[Action],
-    report: PrinterReport,
-    depth: int,
-    fatal: list[str],
-    errors: dict[str, Exception],
-) -> list[ActionReport]:
+async def _upload_batch(writer: _Writer, batch: Sequence[Action], depth: int) -> list[ActionReport]:
     """Uploads with at most ``depth`` under way at once, reported in plan order (two neighbours may reach the
     printer in either order: each first hashes its file and asks the guard). A transport or auth failure stops
     the ones not yet started; the one already under way beside it finishes."""
@@ -590,20 +574,13 @@ async def _upload_batch(
 
     async def one(action: Action) -> ActionReport:
         async with slots:
-            return await _one_action(run, name, backend, action, report, fatal, errors)
+            return await _one_action(writer, action)
 
     return list(await asyncio.gather(*(one(action) for action in batch)))
 
 
-async def _one_action(
-    run: _Run,
-    name: str,
-    backend: PrinterBackend,
-    action: Action,
-    report: PrinterReport,
-    fatal: list[str],
-    errors: dict[str, Exception],
-) -> ActionReport:
+async def _one_action(writer: _Writer, action: Action) -> ActionReport:
+    fatal = writer.fatal
     if not action.is_write or fatal:  # a skip in the plan, or a write not attempted after a fatal failure
         return ActionReport(
             op=action.op.value,
@@ -613,18 +590,17 @@ async def _one_action(
             reason=action.reason,
             error=f"not attempted after an earlier failure: {fatal[0]}" if action.is_write else None,
         )
-    outcome, error = await _write(run, name, backend, action, report)
+    outcome, error = await _write(writer, action)
     if error is not None:
-        errors[action.path] = error
+        writer.errors[action.path] = error
     if isinstance(error, UpstreamTransportError | UpstreamAuthError) and not fatal:
         fatal.append(describe(error))
     return outcome
 
 
-async def _write(
-    run: _Run, name: str, backend: PrinterBackend, action: Action, report: PrinterReport
-) -> tuple[ActionReport, Exception | None]:
+async def _write(writer: _Writer, action: Action) -> tuple[ActionReport, Exception | None]:
     """One write with guard, timing, manifest update and done hook."""
+    run, name, report = writer.run, writer.name, writer.report
     run.listener.action_started(name, action)
     started = time.perf_counter()
     outcome = ActionReport(
@@ -645,7 +621,7 @@ async def _write(
             outcome.reason = "skipped by the write guard (written meanwhile or being written by another run)"
             return outcome, None
         guarded = guard is not None
-        outcome.result = await _perform(run, name, backend, action, outcome)
+        outcome.result = await _perform(writer, action, outcome)
         outcome.seconds = round(time.perf_counter() - started, 3)
         ok = outcome.result is ActionResult.OK
         if guard is not None:
@@ -673,10 +649,9 @@ async def _write(
     return outcome, error
 
 
-async def _perform(
-    run: _Run, name: str, backend: PrinterBackend, action: Action, outcome: ActionReport
-) -> ActionResult:
+async def _perform(writer: _Writer, action: Action, outcome: ActionReport) -> ActionResult:
     """The back-end call for one action, and the manifest bookkeeping that goes with it."""
+    run, name, backend = writer.run, writer.name, writer.backend
     if action.op in (Op.UPLOAD, Op.REPLACE):
         assert action.local is not None and action.sha256 is not None
         local = action.local
