@@ -17,6 +17,8 @@ from farmsync.gcode.plan import (
     Op,
     PathProblem,
     PlanOptions,
+    changed_since_upload,
+    early_replace,
     has_suffix,
     make_plan,
     normalize_destination,
@@ -546,3 +548,61 @@ def test_paths_needing_size_only_where_a_size_could_change_the_decision():
     record = ManifestRecord(sha256="0" * 64, size=6, mtime=T0 + 10)
     manifest = {"b.gcode": record, "f.gcode": record}
     assert paths_needing_size(local, remote, PlanOptions(), manifest) == ["a.gcode", "f.gcode"]
+
+
+# --- early replaces: what can be decided from one stat, before the listing ---------------------------------------
+
+
+def _record(content: str, *, mtime: float = T0 + 50) -> ManifestRecord:
+    return ManifestRecord(sha256=hashlib.sha256(content.encode()).hexdigest(), size=len(content), mtime=mtime)
+
+
+def test_changed_since_upload_needs_a_record_and_a_difference() -> None:
+    files = {
+        "same.gcode": "G1 same\n",
+        "edited.gcode": "G1 NEW\n",
+        "longer.gcode": "G1 longer now\n",
+        "new.gcode": "G1\n",
+    }
+    tree = LocalTree(tuple(lf(rel, text) for rel, text in files.items()))
+    digests = Digests(files)
+    records = {
+        "usb/same.gcode": _record("G1 same\n"),
+        "usb/edited.gcode": _record("G1 old\n"),  # same size, other content
+        "usb/longer.gcode": _record("G1 short\n"),
+    }
+    changed = changed_since_upload(tree, PlanOptions(destination="usb"), records, digest=digests)
+    assert [(f.rel, r) for f, r in changed] == [
+        ("edited.gcode", records["usb/edited.gcode"]),
+        ("longer.gcode", records["usb/longer.gcode"]),
+    ]  # new.gcode has no record: the plan uploads it in its order
+    assert ("longer.gcode", "sha256") not in digests.calls  # the size alone told
+
+
+def test_early_replace_is_the_plans_replace_or_nothing() -> None:
+    file = lf("a.gcode", "G1 NEW\n", mtime=T0)
+    record = _record("G1 old\n")
+    digest = Digests({"a.gcode": "G1 NEW\n"})
+    options = PlanOptions()
+    ours = rf("a.gcode", size=record.size, mtime=record.mtime)
+    action = early_replace(file, ours, record, options, digest=digest)
+    assert action is not None and action.op is Op.REPLACE and action.reason == "changed since our last upload"
+    plan = make_plan(LocalTree((file,)), [ours], options, digest=digest, manifest={"a.gcode": record})
+    assert plan.actions[0].op is Op.REPLACE and plan.actions[0].reason == action.reason  # the same decision
+    assert early_replace(file, None, record, options, digest=digest) is None  # gone: the plan uploads it
+    assert early_replace(file, rd("a.gcode"), record, options, digest=digest) is None  # a folder in the way
+    read_only = rf("a.gcode", size=record.size, mtime=record.mtime, ro=True)
+    assert early_replace(file, read_only, record, options, digest=digest) is None
+    theirs = rf("a.gcode", size=record.size, mtime=T0 + 10**6)  # replaced by hand after our upload, newer
+    assert early_replace(file, theirs, record, options, digest=digest) is None
+
+
+def test_a_plan_without_the_paths_already_dealt_with_keeps_its_counts_true() -> None:
+    files = {"a.gcode": "G1 a\n", "b.gcode": "G1 b\n"}
+    tree = LocalTree(tuple(lf(rel, text) for rel, text in files.items()))
+    plan = make_plan(tree, [rf("old.gcode")], PlanOptions(), digest=Digests(files))
+    rest = plan.without({"a.gcode"})
+    assert [a.path for a in rest.actions] == ["old.gcode", "b.gcode"]
+    assert (
+        rest.counts["upload"] == 1 and rest.counts["delete"] == 1 and rest.paths == {"old.gcode", "b.gcode"}
+    )
