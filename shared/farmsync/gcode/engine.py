@@ -6,7 +6,9 @@ unreachable or misconfigured fails only itself. Timeouts belong to the
 back ends (each request has one), so a hung printer cannot hold the others back.
 
 Per printer: build the back end -> status (busy -> deferred) -> list the destination -> plan -> execute the writes
-in plan order, recording a result for every action. A dry run stops after the plan.
+in plan order, recording a result for every action. A dry run stops after the plan. On a back end with
+``early_replace`` (Buddy), files the source changed since our last upload there are stat'ed and replaced first,
+with the listing running beside the transfer; the plan then leaves them alone.
 """
 
 from __future__ import annotations
