@@ -222,6 +222,10 @@ class ProcessRun:
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
 
+    def outcome(self) -> dict[str, Any]:
+        """The figures every benchmark records of a run: wall seconds, exit code, whether it was killed."""
+        return {"seconds": round(self.seconds, 2), "returncode": self.returncode, "timed_out": self.timed_out}
+
 
 _OWN_CMDLINE = Path("/proc/self/cmdline").read_bytes()
 

@@ -225,9 +225,7 @@ def phases(
                         label=f"{label}-{phase}-{attempt}",
                     )
                 figures: dict[str, Any] = {
-                    "seconds": round(run.seconds, 2),
-                    "returncode": run.returncode,
-                    "timed_out": run.timed_out,
+                    **run.outcome(),
                     "peak_rss_mb": run.peak_rss_mb,
                     "cpu_seconds": run.cpu_seconds,
                     "fakes_cpu_seconds": round(farm.cpu_seconds() - fakes_cpu, 3),

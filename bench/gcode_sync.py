@@ -191,9 +191,7 @@ def bambu_phases(size: Size, workdir: Path) -> dict[str, Any]:
                 label=f"bambu-{phase}",
             )
             out[phase] = {
-                "seconds": round(run.seconds, 2),
-                "returncode": run.returncode,
-                "timed_out": run.timed_out,
+                **run.outcome(),
                 "uploads": farmsync_uploads(run),
                 "engine_seconds": engine_seconds(run),
                 "mirrored": all(_bambu_holds(fake, source, paths, check) for fake in printers),
@@ -298,9 +296,7 @@ def sync_phases(tool: str, size: Size, source: Path, paths: list[str], workdir: 
                     label=f"{tool}-{phase}-{attempt}",
                 )
                 figures: dict[str, Any] = {
-                    "seconds": round(run.seconds, 2),
-                    "returncode": run.returncode,
-                    "timed_out": run.timed_out,
+                    **run.outcome(),
                     "peak_rss_mb": run.peak_rss_mb,
                     "requests": requests_so_far(printers) - before,
                     "mirrored": mirrored(printers, source, paths, expected_sha),
@@ -368,9 +364,7 @@ def memory_run(tool: str, size: Size, workdir: Path) -> dict[str, Any]:
     finally:
         shutil.rmtree(source, ignore_errors=True)
     return {
-        "seconds": round(run.seconds, 2),
-        "returncode": run.returncode,
-        "timed_out": run.timed_out,
+        **run.outcome(),
         "peak_rss_mb": run.peak_rss_mb,
         "mirrored": bool(ok),
         "mb_per_second": round(size.big_bytes * size.big_printers / MIB / run.seconds, 1)
