@@ -339,6 +339,7 @@ async def _list_and_replace_early(
     them alone). The listing waits until the first replace has bytes on the wire, so every printer's transfer
     starts before the farm's listings take the CPU, and the listing fills the transfer's time."""
     backend, report = writer.backend, writer.report
+    early_paths = early.paths
     on_wire = asyncio.Event()
 
     async def listing() -> list[RemoteEntry]:
@@ -346,7 +347,7 @@ async def _list_and_replace_early(
         remote = await _list(backend, report.destination)
         report.warnings.extend(_backend_skipped(backend, writer.name))
         needed = paths_needing_size(tree, remote, options, records)
-        return await _fill_sizes(backend, remote, [p for p in needed if p not in early.paths])
+        return await _fill_sizes(backend, remote, [p for p in needed if p not in early_paths])
 
     if not early.actions:
         on_wire.set()
