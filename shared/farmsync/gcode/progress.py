@@ -143,9 +143,8 @@ class ProgressDisplay(MirrorListener):
 
     def printer_planned(self, printer: str, plan: Plan, *, dry_run: bool) -> None:
         row = self._row(printer)
-        row.tally.planned += (
-            plan.upload_bytes
-        )  # an early replace is planned first, the rest after the listing
+        # added, not set: a printer's early replaces are planned first, the rest after its listing
+        row.tally.planned += plan.upload_bytes
         self.overall.tally.planned += plan.upload_bytes
         writes = len(plan.writes())
         self._refresh(row, f"{writes} change(s) planned" if writes else "in sync")
