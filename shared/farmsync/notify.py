@@ -9,7 +9,7 @@ One outbound webhook (NOTIFY_URL) in one of three payload styles (NOTIFY_STYLE):
 - ``slack``: POST JSON ``{"text": ...}``, which Slack, Mattermost and Discord's ``/slack`` endpoints accept.
 
 **Once per event.** Each event has a key (``parked:run:12``, ``conflict:<tag>:<hash>``,
-``gcode-failed:<printer>:<since>``) claimed in the store's ``notify`` namespace before sending and marked done
+``gcode-failed:<printer>:<streak>``) claimed in the store's ``notify`` namespace before sending and marked done
 after, so a restart or a second instance does not send it again. A failed send releases the claim at once: the
 next run tries again (a parked print is re-read from the store, a conflict or a failing printer is still there).
 Sending never fails the sync that found the event: each request has NOTIFY_TIMEOUT_SECONDS, the first failure
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 log = get_logger("notify")
 
 NAMESPACE = "notify"  # one claim per event: done = notified
-STREAKS = "notify-streak"  # values: when a printer's current run of failures began
+STREAK_STREAM = "notify-streak:gcode:"  # + printer name: a cursor whose value names the current streak
+LEGACY_STREAKS = "notify-streak"  # values written before streaks were cursors: when a streak began (seconds)
 MAX_PER_RUN = 20
 """At most this many events are sent by one run; the rest follow on later runs (a backlog never floods)."""
 MARKS_READ = 2000
@@ -333,21 +334,44 @@ async def gcode_failures(settings: Settings, store: AsyncStore, printers: Iterab
     try:
         for printer in printers:
             status = getattr(printer.status, "value", printer.status)
-            if status == "failed":
-                since = await store.get_value(STREAKS, f"gcode:{printer.name}")
-                if not isinstance(since, int | float):
-                    since = int(time.time())
-                    await store.put_value(STREAKS, f"gcode:{printer.name}", since)
-                events.append(_gcode_event(printer, int(since)))
-            elif await store.get_value(STREAKS, f"gcode:{printer.name}") is not None:
-                await store.delete_value(STREAKS, f"gcode:{printer.name}")  # reached again: streak over
+            streak = await _gcode_streak(store, printer.name, failing=status == "failed")
+            if streak is not None:
+                events.append(_gcode_event(printer, streak))
     except StoreError as exc:
         action(log, "notifications skipped: store unavailable", logging.WARNING, error=str(exc)[:200])
         return Outcome()
     return await deliver(settings, store, events)
 
 
-def _gcode_event(printer: Any, since: int) -> Event:
+async def _gcode_streak(store: AsyncStore, name: str, *, failing: bool) -> str | None:
+    """The id of the printer's current streak of failures, starting one if this run is its first; None if reached.
+
+    The streak lives in a cursor, so starting or ending one is a compare-and-set: two instances that see the
+    same first failure agree on one id (the loser of the race re-reads the winner's), and every streak gets an
+    id no earlier one had (``<seconds>.<version>``), even when a printer fails, recovers and fails again within
+    one second. A streak recorded as a plain value by an earlier version keeps its id (``<seconds>``), so an
+    upgrade does not announce a failure that was already announced."""
+    stream = STREAK_STREAM + name
+    for _ in range(5):
+        cursor = await store.get_cursor(stream)
+        current = cursor.value.get("since") if cursor is not None and isinstance(cursor.value, dict) else None
+        if cursor is None:
+            legacy = await store.get_value(LEGACY_STREAKS, f"gcode:{name}")
+            current = str(int(legacy)) if isinstance(legacy, int | float) else None
+        elif failing == (current is not None):
+            return current  # the streak goes on, or there is none to end
+        version = cursor.version if cursor is not None else None
+        since = (current or f"{int(time.time())}.{(version or 0) + 1}") if failing else None
+        if await store.cas_cursor(stream, version, {"since": since}) is not None:
+            if cursor is None and current is not None:
+                await store.delete_value(LEGACY_STREAKS, f"gcode:{name}")
+            return since
+    raise StoreError(
+        f"the failure streak of {name} kept moving under five compare-and-sets; try the next run"
+    )
+
+
+def _gcode_event(printer: Any, since: str) -> Event:
     failures = list(getattr(printer, "failures", []))
     if printer.error:
         detail = printer.error

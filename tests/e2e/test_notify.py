@@ -5,24 +5,26 @@ that is down never fails the sync and is tried again next run; the URL's secret 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
 
-from farmsync import logs, metrics
+from farmsync import logs, metrics, notify
 from farmsync.filament.run import run_filament
 from farmsync.gcode.service import run_gcode
 from farmsync.prints.service import run_tick
 from farmsync.services import Services, set_services
 from farmsync.settings import load_settings
-from farmsync.store import State, Store
+from farmsync.store import AsyncStore, State, Store
 from farmsync.web.serve import create_app
 from farmsync_sim.scenarios import scenario_by_name
 from farmsync_sim.server import SimFarm
@@ -208,8 +210,15 @@ async def test_a_spool_conflict_is_notified_once_and_dry_runs_send_nothing(
 
 
 async def test_a_failing_printer_is_notified_once_per_streak(
-    tmp_path: Path, make_store: Any, fake_buddy: Any, webhook_receiver: WebhookReceiver
+    tmp_path: Path,
+    make_store: Any,
+    fake_buddy: Any,
+    webhook_receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Every run in the same second, as on a fast machine: a new streak must still be a new event (CI once lost
+    # the second message when streaks were named by the second they began).
+    monkeypatch.setattr(notify, "time", SimpleNamespace(time=lambda: 1796583130.25))
     master = tmp_path / "master"
     master.mkdir()
     (master / "a.gcode").write_bytes(b"G1 X1\n" * 100)
@@ -256,6 +265,71 @@ async def test_a_failing_printer_is_notified_once_per_streak(
         ] * 2
     finally:
         await services.aclose()
+
+
+def failed_printer(name: str) -> SimpleNamespace:
+    return SimpleNamespace(
+        name=name, status="failed", kind="MK4", error="GET /api/v1/status: timed out", failures=[]
+    )
+
+
+async def test_two_instances_that_see_the_same_first_failure_send_one_message(
+    make_store: Any, webhook_receiver: WebhookReceiver
+) -> None:
+    """Both instances read "no streak" before either writes one: the compare-and-set gives the streak one id."""
+    first, spec = make_store()
+    stores = [AsyncStore(first), AsyncStore(open_spec(spec))]  # two instances on one store
+    settings = load_settings("/dev/null", notify_url=url_of(webhook_receiver), notify_style="slack")
+    sent: list[str] = []
+    try:
+        for _ in range(3):
+            outcomes = await asyncio.gather(
+                *(
+                    notify.gcode_failures(settings, store, [failed_printer("Ash"), failed_printer("Bishop")])
+                    for store in stores * 2
+                )
+            )
+            sent += [key for outcome in outcomes for key in outcome.sent]
+            await notify.gcode_failures(settings, stores[1], [SimpleNamespace(name="Ash", status="synced")])
+    finally:
+        for store in stores:
+            store.shutdown()
+        stores[1].sync.close()
+    assert len(sent) == len(set(sent)) == 4  # Ash: three streaks; Bishop: one streak all along
+    assert sum(key.startswith("gcode-failed:Bishop:") for key in sent) == 1
+    titles = [r.json()["text"].split("\n")[0] for r in webhook_receiver.requests]
+    assert sorted(titles) == ["*farmsync: G-code sync failed on Ash*"] * 3 + [
+        "*farmsync: G-code sync failed on Bishop*"
+    ]
+
+
+async def test_a_streak_begun_before_the_upgrade_is_not_announced_again(
+    make_store: Any, webhook_receiver: WebhookReceiver
+) -> None:
+    """Streaks used to be plain values named by their start second; the event that was sent then stays sent."""
+    store, _ = make_store()
+    settings = load_settings("/dev/null", notify_url=url_of(webhook_receiver), notify_style="slack")
+    store.put_value(notify.LEGACY_STREAKS, "gcode:Ash", 1796500000)
+    claim = store.claim(
+        notify.NAMESPACE, "gcode-failed:Ash:1796500000", lease_seconds=60, owner="an-earlier-version"
+    )
+    store.complete(claim, {"at": 1796500000})
+    store.put_value(notify.LEGACY_STREAKS, "gcode:Bishop", 1796400000)  # ended while the old version was off
+    async_store = AsyncStore(store)
+    try:
+        outcome = await notify.gcode_failures(
+            settings, async_store, [failed_printer("Ash"), SimpleNamespace(name="Bishop", status="synced")]
+        )
+        assert outcome.sent == [] and webhook_receiver.requests == []
+        assert store.get_value(notify.LEGACY_STREAKS, "gcode:Ash") is None
+        assert store.get_value(notify.LEGACY_STREAKS, "gcode:Bishop") is None
+        outcome = await notify.gcode_failures(
+            settings, async_store, [failed_printer("Ash"), failed_printer("Bishop")]
+        )
+    finally:
+        async_store.shutdown()
+    assert len(outcome.sent) == 1 and outcome.sent[0].startswith("gcode-failed:Bishop:")
+    assert outcome.sent[0] != "gcode-failed:Bishop:1796400000"  # a new streak, not the one that ended
 
 
 async def test_notify_test_route_and_command(
