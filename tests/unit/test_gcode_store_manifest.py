@@ -14,7 +14,7 @@ from farmsync.gcode.guard import LOCK_NAMESPACE, WriteGuard, lock_key, store_loc
 from farmsync.gcode.manifest import ManifestRecord
 from farmsync.gcode.plan import Action, LocalFile, Op
 from farmsync.gcode.report import ActionReport, ActionResult
-from farmsync.gcode.store_manifest import NAMESPACE, StoreManifestStore
+from farmsync.gcode.store_manifest import LEGACY_NAMESPACE, STREAM, StoreManifestStore
 from farmsync.store.base import Outcome
 
 AT = datetime(2027, 1, 15, 12, 0, tzinfo=UTC)
@@ -60,9 +60,58 @@ def test_merge_keeps_the_later_upload_of_each_path_in_one_write(store):
 
 
 def test_corrupt_value_is_an_error_not_an_empty_manifest(store):
-    store.put_value(NAMESPACE, "Ash", {"files": [{"sha256": "x"}]})
-    with pytest.raises(StoreError, match="unexpected content"):
-        StoreManifestStore(store).load("Ash")
+    store.put_value(LEGACY_NAMESPACE, "Ash", {"files": [{"sha256": "x"}]})
+    assert store.cas_cursor(STREAM + "Bishop", None, {"files": [{"path": "", "sha256": "x"}]}) is not None
+    for printer in ("Ash", "Bishop"):
+        with pytest.raises(StoreError, match="unexpected content"):
+            StoreManifestStore(store).load(printer)
+        with pytest.raises(StoreError, match="unexpected content"):
+            StoreManifestStore(store).save(printer, "a.gcode", record(1))
+
+
+def test_a_manifest_kept_as_a_value_by_an_earlier_version_is_read_and_moved_by_the_first_write(store):
+    files = [{"path": "a.gcode", **record(1).model_dump(mode="json")}]
+    store.put_value(LEGACY_NAMESPACE, "Ash", {"printer": "Ash", "files": files})
+    manifest = StoreManifestStore(store)
+    assert manifest.load("Ash") == {"a.gcode": record(1)}
+    manifest.forget("Ash", "never/there.gcode")  # nothing to change: nothing moves
+    assert store.get_cursor(STREAM + "Ash") is None
+    manifest.save("Ash", "b.gcode", record(2))
+    assert store.get_value(LEGACY_NAMESPACE, "Ash") is None
+    assert manifest.load("Ash") == {"a.gcode": record(1), "b.gcode": record(2)}
+
+
+class CountingStore:
+    """Passes every call through to a real store and counts the ones that write."""
+
+    WRITES = frozenset({"claim", "renew", "complete", "release", "cas_cursor", "put_value", "delete_value"})
+
+    def __init__(self, store):
+        self.inner, self.writes = store, []
+
+    def __getattr__(self, name):
+        attribute = getattr(self.inner, name)
+        if name in self.WRITES:
+            self.writes.append(name)
+        return attribute
+
+
+def test_a_save_is_one_conditional_write(store):
+    """Every upload ends in a save, with every printer of a farm saving at once: one write transaction each."""
+    counting = CountingStore(store)
+    manifest = StoreManifestStore(counting)
+    for n in range(3):
+        manifest.save("Ash", f"{n}.gcode", record(n))
+    manifest.forget("Ash", "1.gcode")
+    assert counting.writes == ["cas_cursor"] * 4
+
+
+def test_a_save_that_keeps_losing_races_gives_up_with_a_clear_error(store, monkeypatch):
+    monkeypatch.setattr(type(store), "cas_cursor", lambda self, stream, version, value: None)
+    naps: list[float] = []
+    with pytest.raises(StoreError, match="lost a race"):
+        StoreManifestStore(store, sleep=naps.append).save("Ash", "a.gcode", record(1))
+    assert len(naps) == 100 and max(naps) <= 0.1
 
 
 def test_concurrent_saves_lose_nothing(make_store):

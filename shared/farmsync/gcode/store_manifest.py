@@ -1,93 +1,118 @@
 """The upload manifest kept in the project's store (SQLite or Firestore), for every G-code run: the command
 line, the ticks and the routes (:mod:`farmsync.gcode.service`).
 
-Layout: values namespace ``gcode-manifest``, one value per printer (key = printer name) holding
+Layout: one cursor per printer (stream ``gcode-manifest:<printer name>``) whose value holds
 ``{"printer": name, "files": [{"path": ..., "sha256": ..., "size": ..., "mtime": ..., "uploaded_at": ...}]}``.
 
 Why one value per printer: ``load`` is one read per printer per run, which is what the engine asks for. The store
 cannot list values, so per-file values would need an index value that has the very same read-modify-write race.
-Writes are guarded by a short lease lock (``gcode-manifest-lock:<printer>``, see :func:`store_lock`) because two
-runs may save records of the same printer at once. Files are a list, not a map keyed by path: Firestore map keys
-have rules (no empty or ``__x__`` names), list items have none. A Firestore document holds 1 MiB, so about 5,000
-files per printer.
+Why a cursor: two runs may save records of the same printer at once, and a cursor's compare-and-set makes each
+save a read and one conditional write (a lost race reads again), where a lease lock around a plain value cost a
+claim, a read, a write and a release: four store transactions after every upload, on a store whose writers take
+turns. Files are a list, not a map keyed by path: Firestore map keys have rules (no empty or ``__x__`` names), list
+items have none. A Firestore document holds 1 MiB, so about 5,000 files per printer.
+
+Earlier versions kept the manifest as a plain value (namespace ``gcode-manifest``); it is read while a printer has
+no cursor yet and moved into the cursor by the first write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from farmsync.errors import StoreError
-from farmsync.gcode.guard import store_lock
 from farmsync.gcode.manifest import ManifestRecord
 from farmsync.store.base import Store
 
-NAMESPACE = "gcode-manifest"
-LOCK_NAMESPACE = "gcode-manifest-lock"
+STREAM = "gcode-manifest:"
+"""+ the printer's name: the cursor holding that printer's manifest."""
+LEGACY_NAMESPACE = "gcode-manifest"
+"""The values namespace earlier versions kept the manifest in (key = printer name)."""
+ATTEMPTS = 100
+"""Compare-and-sets one write tries before it gives up; each lost race means another write landed, so a run
+only gets this far behind a storm of writers to one printer."""
+
+Records = dict[str, ManifestRecord]
 
 
 class StoreManifestStore:
     """:class:`farmsync.gcode.manifest.ManifestStore` on a :class:`Store`. Blocking, like the store."""
 
-    def __init__(self, store: Store, *, lock_seconds: float = 15.0, wait_seconds: float = 30.0) -> None:
+    def __init__(self, store: Store, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.store = store
-        self.lock_seconds = lock_seconds
-        self.wait_seconds = wait_seconds
+        self.sleep = sleep
 
-    def load(self, printer: str) -> dict[str, ManifestRecord]:
-        return self._decode(printer, self.store.get_value(NAMESPACE, printer))
+    def load(self, printer: str) -> Records:
+        return self._read(printer)[1]
 
     def save(self, printer: str, path: str, record: ManifestRecord) -> None:
-        with self._locked(printer):
-            records = self.load(printer)
+        def put(records: Records) -> bool:
             records[path] = record
-            self._write(printer, records)
+            return True
+
+        self._update(printer, put)
 
     def forget(self, printer: str, path: str) -> None:
-        if path not in self.load(printer):
-            return  # nothing to forget: no lock, no write
-        with self._locked(printer):
-            records = self.load(printer)
-            if records.pop(path, None) is not None:
-                self._write(printer, records)
+        self._update(printer, lambda records: records.pop(path, None) is not None)
 
     def merge(self, printer: str, records: Mapping[str, ManifestRecord]) -> int:
         """Add ``records`` (the old upload manifest's) in one write; where both hold a path, the later upload
         wins. Returns how many records changed."""
-        with self._locked(printer):
-            current = self.load(printer)
+        changed = 0
+
+        def add(current: Records) -> bool:
+            nonlocal changed
             changed = 0
             for path, record in records.items():
                 known = current.get(path)
                 if known is None or record.uploaded_at > known.uploaded_at:
                     current[path] = record
                     changed += 1
-            if changed:
-                self._write(printer, current)
+            return changed > 0
+
+        self._update(printer, add)
         return changed
 
-    def _locked(self, printer: str) -> Any:
-        return store_lock(
-            self.store,
-            LOCK_NAMESPACE,
-            printer,
-            lease_seconds=self.lock_seconds,
-            wait_seconds=self.wait_seconds,
+    def _read(self, printer: str) -> tuple[int | None, Records, bool]:
+        """(cursor version or None, records, whether they came from the legacy value)."""
+        cursor = self.store.get_cursor(STREAM + printer)
+        if cursor is not None:
+            return cursor.version, self._decode(printer, cursor.value), False
+        raw = self.store.get_value(LEGACY_NAMESPACE, printer)
+        return None, self._decode(printer, raw), raw is not None
+
+    def _update(self, printer: str, change: Callable[[Records], bool]) -> None:
+        """Read, ``change`` (False: nothing to write), compare-and-set; a lost race starts again from the read."""
+        for attempt in range(ATTEMPTS):
+            version, records, legacy = self._read(printer)
+            if not change(records):
+                return
+            if self.store.cas_cursor(STREAM + printer, version, self._encode(printer, records)) is not None:
+                if legacy:
+                    self.store.delete_value(LEGACY_NAMESPACE, printer)
+                return
+            self.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.1)))
+        raise StoreError(
+            f"manifest of printer {printer!r}: {ATTEMPTS} writes in a row lost a race; try again"
         )
 
-    def _write(self, printer: str, records: dict[str, ManifestRecord]) -> None:
+    @staticmethod
+    def _encode(printer: str, records: Records) -> dict[str, Any]:
         files = [{"path": path, **records[path].model_dump(mode="json")} for path in sorted(records)]
-        self.store.put_value(NAMESPACE, printer, {"printer": printer, "files": files})
+        return {"printer": printer, "files": files}
 
     @staticmethod
-    def _decode(printer: str, raw: Any) -> dict[str, ManifestRecord]:
+    def _decode(printer: str, raw: Any) -> Records:
         """A corrupt value is an error, not an empty manifest: that would cause mass re-uploads."""
         if raw is None:
             return {}
         try:
-            out: dict[str, ManifestRecord] = {}
+            out: Records = {}
             for item in raw["files"]:
                 fields = dict(item)
                 path = fields.pop("path")
