@@ -16,6 +16,7 @@ the time from request to answer, and farmsync's own time (its report, started �
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -84,6 +85,8 @@ TARGET_SPEEDUP = 10.0
 
 SERVICE_TOKEN = "bench-farm-token"
 SERVED = "farmsync serve"
+BARE = "bare PUTs (floor)"
+"""bench/bare_upload.py: the same files PUT to the same printers and nothing else, in a process of its own."""
 """farmsync already running (``farmsync serve``), each run one POST: no interpreter start-up per run."""
 
 
@@ -191,6 +194,8 @@ def phases(
 ) -> dict[str, Any]:
     """First sync, no-op re-sync and one changed file for one tool on one (fresh) farm."""
     config = write_printers_yml(workdir / f"printers-{label}.yml", farm.printers)  # type: ignore[arg-type]
+    if tool == BARE:
+        return bare_phases(farm, config, source, paths, timeout)
     with contextlib.ExitStack() as stack:
         served = None
         if tool == SERVED:
@@ -257,6 +262,37 @@ def phases(
                 break
         out["digest_challenges"] = farm.challenges()
         return out
+
+
+def bare_phases(
+    farm: FakeFarm, config: Path, source: Path, paths: list[str], timeout: float
+) -> dict[str, Any]:
+    """This machine's floor: the first sync's files, then the one changed file, PUT by bench/bare_upload.py. Its
+    figure is its own time from first connection to last answer (no start-up, like a served run's)."""
+    out: dict[str, Any] = {}
+    for phase in ("first", "changed"):
+        check = (paths[0], change_file(source / paths[0])) if phase == "changed" else None
+        rels = paths[:1] if phase == "changed" else paths
+        before, fakes_cpu, started = farm.requests(), farm.cpu_seconds(), time.time()
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.bare_upload", str(config), str(source), *rels],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
+        figures = json.loads(done.stdout)
+        out[phase] = {
+            "seconds": figures["seconds"],
+            "runs": [figures["seconds"]],
+            "process_seconds": round(time.time() - started, 3),
+            "requests": farm.requests() - before,
+            "fakes_cpu_seconds": round(farm.cpu_seconds() - fakes_cpu, 3),
+            "mirrored": farm.holds({rel: (source / rel).stat().st_size for rel in paths}, check),
+            "timeline": timeline(farm.logs(), started, time.time()),
+        }
+    return out
 
 
 def around_engine(run: Any, started: float) -> dict[str, float]:
@@ -342,7 +378,8 @@ def one_farm(count: int, size: Size, workdir: Path) -> dict[str, Any]:
     link_timeout = max(120.0, 3 * bound_first * count)
     farmsync_passes: dict[str, list[dict[str, Any]]] = {"farmsync": [], SERVED: []}
     link: dict[str, Any] | None = None
-    runs = [(tool, n) for n in range(size.passes) for tool in ("farmsync", SERVED)]
+    bare: dict[str, Any] | None = None
+    runs = [(tool, n) for n in range(size.passes) for tool in ("farmsync", SERVED)] + [(BARE, 0)]
     if LINK_SYNC.exists():
         runs.append(("link-sync", 0))
     for tool, number in runs:
@@ -363,9 +400,12 @@ def one_farm(count: int, size: Size, workdir: Path) -> dict[str, Any]:
         shutil.rmtree(source, ignore_errors=True)
         if tool in farmsync_passes:
             farmsync_passes[tool].append(got)
+        elif tool == BARE:
+            bare = got
         else:
             link = got
-    return {**{tool: combine(passes) for tool, passes in farmsync_passes.items()}, "link-sync": link}
+    combined = {tool: combine(passes) for tool, passes in farmsync_passes.items()}
+    return {**combined, "link-sync": link, BARE: bare}
 
 
 def run(size: Size, *, quick: bool) -> Result:
@@ -414,6 +454,8 @@ def run(size: Size, *, quick: bool) -> Result:
         "interpreter start-up included",
         f"farmsync: {size.passes} pass(es) on fresh farms, no-op {size.noop_runs} times per pass; the figure is the "
         "median of all runs (each run's time and the load average after it are in details)",
+        f"{BARE}: bench/bare_upload.py PUTs the same files to the same fakes and does nothing else, timed from its "
+        "first connection to its last answer: this machine's floor for the transfers, one process beside the fakes",
         f"link-sync syncs at most cpu_count ({os.cpu_count()}) printers at once, so its time grows with the farm",
         f"the fakes run {size.per_worker} per worker process (bench/fake_farm.py), apart from the tool under test; "
         f"they share this machine's {os.cpu_count()} cores with it, so their CPU seconds (a column) are time the "
@@ -461,6 +503,24 @@ def farm_rows(
             )
             row["rss"] = max(got.get(p, {}).get("peak_rss_mb", 0.0) for p in ("first", "noop", "changed"))
         rows.append(row)
+    floor = tools.get(BARE) or {}
+    if floor:
+        first, changed = floor.get("first", {}), floor.get("changed", {})
+        rows.append(
+            {
+                "printers": count,
+                "tool": BARE,
+                "first": first.get("seconds"),
+                "first_vs_bound": ratio(first.get("seconds"), bound_first),
+                "changed": changed.get("seconds"),
+                "changed_vs_bound": ratio(changed.get("seconds"), bound_changed),
+                "fakes_cpu": " / ".join(
+                    str(floor.get(p, {}).get("fakes_cpu_seconds")) for p in ("first", "changed")
+                ),
+                "requests": " / ".join(str(floor.get(p, {}).get("requests")) for p in ("first", "changed")),
+                "mirrored": all(floor.get(p, {}).get("mirrored") for p in ("first", "changed")),
+            }
+        )
     rows.append(
         {
             "printers": count,
@@ -492,6 +552,20 @@ def farm_targets(count: int, tools: dict[str, Any], bound_first: float, bound_ch
     if tools.get(SERVED):
         targets += time_targets(
             f"{count} printers, {SERVED}", tools[SERVED], bound_first, bound_changed, served=True
+        )
+    floor = tools.get(BARE) or {}
+    if floor:
+        first_floor, changed_floor = (floor.get(p, {}).get("seconds") for p in ("first", "changed"))
+        targets.append(
+            Target(
+                f"{count} printers: this machine's floor, bare PUTs (first sync / one file changed)",
+                "reported",
+                f"{ratio(first_floor, bound_first)}× / {ratio(changed_floor, bound_changed)}× bound",
+                None,
+                f"{first_floor} s / {changed_floor} s: the same files PUT to the same fakes by bench/bare_upload.py "
+                "and nothing else (no status, listing, size check or store; asyncio streams, no HTTP library): "
+                "what the machine and the fakes allow; farmsync's figures above it are farmsync's own cost",
+            )
         )
     targets += [
         Target(

@@ -166,6 +166,13 @@ def test_gcode_farm_mirrors_onto_fakes_in_their_own_processes(outputs: dict[str,
     assert served["first"]["peak_rss_mb"] > 0
     names = [target["name"] for target in data["targets"]]
     assert f"{count} printers, {gcode_farm.SERVED}: one file changed vs its own bound" in names
+    # this machine's floor: the same files PUT by bench/bare_upload.py and nothing else, on a farm of its own
+    floor = data["details"]["farms"][str(count)][gcode_farm.BARE]
+    assert rows[(count, gcode_farm.BARE)]["mirrored"] is True
+    assert floor["first"]["requests"] == count * size.files and floor["changed"]["requests"] == count
+    bytes_bound = size.files * size.file_bytes / size.bandwidth
+    assert floor["first"]["seconds"] >= bytes_bound * 0.95  # the fakes' pace holds for it too
+    assert f"{count} printers: this machine's floor, bare PUTs (first sync / one file changed)" in names
     if gcode_sync.LINK_SYNC.exists():
         assert rows[(count, "link-sync")]["mirrored"] is True
     else:

@@ -1,0 +1,96 @@
+"""This machine's floor for a mirror onto fake Buddy printers: every file PUT to every printer, and nothing else.
+
+``python -m bench.bare_upload PRINTERS_YML SOURCE_DIR REL [REL ...]`` PUTs each ``REL`` of ``SOURCE_DIR`` to every
+printer of a link-sync ``printers.yml`` (the file farmsync reads), one transfer at a time per printer (Buddy's
+rule) and every printer at once, and prints ``{"seconds": ..., "requests": ..., "bytes": ...}``: the time from the
+first connection to the last answer.
+
+It makes only the requests no mirror can avoid: no status call, no listing, no size check after the upload, no
+store, no manifest, no digest, no retries. Each request is written with asyncio streams, no HTTP library, and the
+files are read into memory before the clock starts. So it is the least CPU a mirror's transfers can cost on this
+machine, in a process of its own beside the fakes' processes, as farmsync is. What it takes above the physical
+bound (the bytes at the printers' nominal rate) is what this machine's two cores and the fakes' own processes
+cost every tool, not farmsync; what farmsync takes above it is farmsync's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import yaml
+
+
+async def _answer(reader: asyncio.StreamReader) -> int:
+    """Read one response (status line, headers, a Content-Length body); its status code."""
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _printer(url: str, password: str, files: list[tuple[str, bytes]]) -> int:
+    """PUT ``files`` one after the other on one kept-alive connection; the bytes sent."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+    sent = 0
+    try:
+        for rel, data in files:
+            head = (
+                f"PUT /api/v1/files/usb/{quote(rel)} HTTP/1.1\r\n"
+                f"Host: {parts.netloc}\r\n"
+                f"X-Api-Key: {password}\r\n"
+                "Overwrite: ?1\r\n"
+                "Content-Type: text/x.gcode\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n"
+            )
+            writer.write(head.encode("latin-1"))
+            writer.write(data)
+            await writer.drain()
+            status = await _answer(reader)
+            if status != 201:
+                raise RuntimeError(f"{url}: PUT {rel} answered {status}")
+            sent += len(data)
+    finally:
+        writer.close()
+    return sent
+
+
+async def bare_upload(printers: list[tuple[str, str]], files: list[tuple[str, bytes]]) -> dict[str, float]:
+    """Every file to every printer; the seconds from the first connection to the last answer."""
+    started = time.perf_counter()
+    sent = await asyncio.gather(*(_printer(url, password, files) for url, password in printers))
+    return {
+        "seconds": round(time.perf_counter() - started, 3),
+        "requests": len(printers) * len(files),
+        "bytes": sum(sent),
+    }
+
+
+def printers_of(config: Path) -> list[tuple[str, str]]:
+    """(host URL, password) of each printer in a link-sync printers.yml."""
+    entries = yaml.safe_load(config.read_text(encoding="utf-8"))
+    return [(str(entry["host"]), str(entry["password"])) for entry in entries.values()]
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3:
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return 2
+    config, source, rels = Path(argv[0]), Path(argv[1]), argv[2:]
+    files = [(rel, (source / rel).read_bytes()) for rel in rels]
+    print(json.dumps(asyncio.run(bare_upload(printers_of(config), files))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
