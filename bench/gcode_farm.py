@@ -85,9 +85,9 @@ TARGET_SPEEDUP = 10.0
 
 SERVICE_TOKEN = "bench-farm-token"
 SERVED = "farmsync serve"
+"""farmsync already running (``farmsync serve``), each run one POST: no interpreter start-up per run."""
 BARE = "bare PUTs (floor)"
 """bench/bare_upload.py: the same files PUT to the same printers and nothing else, in a process of its own."""
-"""farmsync already running (``farmsync serve``), each run one POST: no interpreter start-up per run."""
 
 
 class Served:
