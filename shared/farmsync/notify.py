@@ -35,7 +35,7 @@ from farmsync.errors import InputError, StoreError
 from farmsync.logs import RedactingFilter, action, get_logger, register_secrets
 from farmsync.security import secret_parts
 from farmsync.settings import Settings
-from farmsync.store import AsyncStore, State
+from farmsync.store import AsyncStore, State, cursors
 
 if TYPE_CHECKING:
     from farmsync.filament.match import Conflict
@@ -351,24 +351,27 @@ async def _gcode_streak(store: AsyncStore, name: str, *, failing: bool) -> str |
     id no earlier one had (``<seconds>.<version>``), even when a printer fails, recovers and fails again within
     one second. A streak recorded as a plain value by an earlier version keeps its id (``<seconds>``), so an
     upgrade does not announce a failure that was already announced."""
-    stream = STREAK_STREAM + name
-    for _ in range(5):
-        cursor = await store.get_cursor(stream)
-        current = cursor.value.get("since") if cursor is not None and isinstance(cursor.value, dict) else None
-        if cursor is None:
-            legacy = await store.get_value(LEGACY_STREAKS, f"gcode:{name}")
-            current = str(int(legacy)) if isinstance(legacy, int | float) else None
-        elif failing == (current is not None):
-            return current  # the streak goes on, or there is none to end
-        version = cursor.version if cursor is not None else None
+
+    def decide(version: int | None, value: Any) -> Any:
+        if version is None:  # no cursor yet: the earlier version's plain value (seconds), if any
+            current = str(int(value)) if isinstance(value, int | float) else None
+        else:
+            current = value.get("since") if isinstance(value, dict) else None
+            if failing == (current is not None):
+                return cursors.UNCHANGED  # the streak goes on, or there is none to end
         since = (current or f"{int(time.time())}.{(version or 0) + 1}") if failing else None
-        if await store.cas_cursor(stream, version, {"since": since}) is not None:
-            if cursor is None and current is not None:
-                await store.delete_value(LEGACY_STREAKS, f"gcode:{name}")
-            return since
-    raise StoreError(
-        f"the failure streak of {name} kept moving under five compare-and-sets; try the next run"
+        return {"since": since}
+
+    written = await store.run(
+        cursors.update,
+        store.sync,
+        STREAK_STREAM + name,
+        decide,
+        what=f"the failure streak of {name}",
+        legacy=(LEGACY_STREAKS, f"gcode:{name}"),
+        attempts=5,
     )
+    return written.get("since") if isinstance(written, dict) else None
 
 
 def _gcode_event(printer: Any, since: str) -> Event:

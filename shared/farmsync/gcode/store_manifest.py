@@ -18,7 +18,6 @@ no cursor yet and moved into the cursor by the first write.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,6 +26,7 @@ from pydantic import ValidationError
 
 from farmsync.errors import StoreError
 from farmsync.gcode.manifest import ManifestRecord
+from farmsync.store import cursors
 from farmsync.store.base import Store
 
 STREAM = "gcode-manifest:"
@@ -48,7 +48,8 @@ class StoreManifestStore:
         self.sleep = sleep
 
     def load(self, printer: str) -> Records:
-        return self._read(printer)[1]
+        _version, raw = cursors.read(self.store, STREAM + printer, legacy=(LEGACY_NAMESPACE, printer))
+        return self._decode(printer, raw)
 
     def save(self, printer: str, path: str, record: ManifestRecord) -> None:
         def put(records: Records) -> bool:
@@ -78,27 +79,21 @@ class StoreManifestStore:
         self._update(printer, add)
         return changed
 
-    def _read(self, printer: str) -> tuple[int | None, Records, bool]:
-        """(cursor version or None, records, whether they came from the legacy value)."""
-        cursor = self.store.get_cursor(STREAM + printer)
-        if cursor is not None:
-            return cursor.version, self._decode(printer, cursor.value), False
-        raw = self.store.get_value(LEGACY_NAMESPACE, printer)
-        return None, self._decode(printer, raw), raw is not None
-
     def _update(self, printer: str, change: Callable[[Records], bool]) -> None:
         """Read, ``change`` (False: nothing to write), compare-and-set; a lost race starts again from the read."""
-        for attempt in range(ATTEMPTS):
-            version, records, legacy = self._read(printer)
-            if not change(records):
-                return
-            if self.store.cas_cursor(STREAM + printer, version, self._encode(printer, records)) is not None:
-                if legacy:
-                    self.store.delete_value(LEGACY_NAMESPACE, printer)
-                return
-            self.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.1)))
-        raise StoreError(
-            f"manifest of printer {printer!r}: {ATTEMPTS} writes in a row lost a race; try again"
+
+        def edit(_version: int | None, raw: Any) -> Any:
+            records = self._decode(printer, raw)
+            return self._encode(printer, records) if change(records) else cursors.UNCHANGED
+
+        cursors.update(
+            self.store,
+            STREAM + printer,
+            edit,
+            what=f"manifest of printer {printer!r}",
+            legacy=(LEGACY_NAMESPACE, printer),
+            attempts=ATTEMPTS,
+            sleep=self.sleep,
         )
 
     @staticmethod

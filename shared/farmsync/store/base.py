@@ -128,7 +128,8 @@ class Counts:
 EPHEMERAL_KEY_NAMESPACES = frozenset({"part", "gcode-lock", "gcode-manifest-lock"})
 """Claims that only serialise work and can be forgotten (the result lives elsewhere). Their records get an
 ``expires_at`` that a Firestore TTL policy may use; print runs and usage rows never do, because their done mark
-is what makes them exactly-once."""
+is what makes them exactly-once. ``gcode-manifest-lock`` is no longer taken (the manifest is a cursor now); it stays
+so the locks earlier versions left behind still expire."""
 
 EPHEMERAL_VALUE_NAMESPACES = frozenset({"gcode-writes"})
 """Cached values that are only hints (when a printer file was last written)."""
