@@ -194,6 +194,63 @@ async def test_failed_write_releases_the_lock(store):
     assert await WriteGuard(store).allow("Ash", upload())
 
 
+class FailingStore(CountingStore):
+    """A real store whose ``fail`` calls raise StoreError (the store went away mid-write)."""
+
+    def __init__(self, store, *fail):
+        super().__init__(store)
+        self.fail = set(fail)
+
+    def __getattr__(self, name):
+        if name in self.fail:
+
+            def broken(*args, **kwargs):
+                raise StoreError(f"{name} failed")
+
+            return broken
+        return super().__getattr__(name)
+
+
+def free(store, path: str = "a.gcode") -> bool:
+    return try_lock(store, LOCK_NAMESPACE, lock_key("Ash", path), lease_seconds=1).held
+
+
+async def test_a_written_check_that_fails_gives_the_lock_back(store):
+    with pytest.raises(StoreError, match="get_value failed"):
+        await WriteGuard(FailingStore(store, "get_value")).allow("Ash", upload())
+    assert free(store)
+
+
+async def test_a_record_that_fails_still_gives_the_lock_back(store):
+    guard = WriteGuard(FailingStore(store, "put_value"))
+    assert await guard.allow("Ash", upload())
+    with pytest.raises(StoreError, match="put_value failed"):
+        await guard.done("Ash", upload(), ok())
+    assert free(store)
+
+
+async def test_each_guard_step_is_one_trip_to_a_worker_thread(store, monkeypatch):
+    """At a farm's start every printer asks the guard at once, and each trip to a worker thread waits its turn
+    in an event loop busy with every other printer: asking (lock + written check) and recording (write + release)
+    are one trip each, not two."""
+    import farmsync.gcode.guard as guard_module
+
+    trips: list[str] = []
+    real = asyncio.to_thread
+
+    async def counted(fn, /, *args, **kwargs):
+        trips.append(getattr(fn, "__name__", repr(fn)))
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(guard_module.asyncio, "to_thread", counted)
+    guard = WriteGuard(store)
+    assert await guard.allow("Ash", upload())
+    assert len(trips) == 1
+    await guard.done("Ash", upload(), ok())
+    assert len(trips) == 2
+    assert free(store)
+
+
 async def test_lease_is_renewed_while_a_slow_write_runs(make_store):
     store, _ = make_store()  # real clock
     guard = WriteGuard(store, lease_seconds=0.3)

@@ -114,53 +114,66 @@ class WriteGuard:
 
     async def allow(self, printer: str, action: Action) -> bool:
         """Lock the printer file and check nobody wrote it since this run started; False skips the write."""
-        claim = await asyncio.to_thread(
-            try_lock,
-            self.store,
-            LOCK_NAMESPACE,
-            lock_key(printer, action.path),
-            lease_seconds=self.lease_seconds,
-            owner=self.owner,
-        )
-        if not claim.held:
-            self.skipped.append((printer, action.path, "another run is writing this file"))
-            return False
-        last = await asyncio.to_thread(self.store.get_value, WRITES_NAMESPACE, lock_key(printer, action.path))
-        if isinstance(last, dict) and float(last.get("at") or 0) >= self.started_at:
-            await asyncio.to_thread(unlock, self.store, claim)
-            self.skipped.append(
-                (printer, action.path, f"written by another run ({last.get('op')}) meanwhile")
-            )
+        claim, why = await asyncio.to_thread(self._claim_unwritten, lock_key(printer, action.path))
+        if claim is None:
+            self.skipped.append((printer, action.path, why))
             return False
         renewal = asyncio.create_task(self._renew(claim))
         self._held[(printer, action.path)] = (claim, renewal)
         return True
 
-    async def done(self, printer: str, action: Action, report: ActionReport) -> None:
-        """Remember when (and what) this run wrote, then give the lock back."""
+    def _claim_unwritten(self, key: str) -> tuple[Claim | None, str]:
+        """The lock on ``key`` if it is free and nobody wrote ``key`` since this run started; else None and why.
+
+        Both store calls in one trip to a worker thread: every trip waits its turn in the event loop, which at a
+        farm's start is busy starting every other printer, so each one saved brings the transfer forward."""
+        claim = try_lock(self.store, LOCK_NAMESPACE, key, lease_seconds=self.lease_seconds, owner=self.owner)
+        if not claim.held:
+            return None, "another run is writing this file"
         try:
-            record: dict[str, Any] = {"at": self.store.clock(), "op": action.op.value, "owner": self.owner}
-            if action.op in (Op.UPLOAD, Op.REPLACE):
-                record["sha256"] = action.sha256
-            await asyncio.to_thread(
-                self.store.put_value, WRITES_NAMESPACE, lock_key(printer, action.path), record
-            )
+            last = self.store.get_value(WRITES_NAMESPACE, key)
+        except BaseException:
+            unlock(self.store, claim)
+            raise
+        if isinstance(last, dict) and float(last.get("at") or 0) >= self.started_at:
+            unlock(self.store, claim)
+            return None, f"written by another run ({last.get('op')}) meanwhile"
+        return claim, ""
+
+    async def done(self, printer: str, action: Action, report: ActionReport) -> None:
+        """Remember when (and what) this run wrote, then give the lock back: one trip to a worker thread."""
+        record: dict[str, Any] = {"at": self.store.clock(), "op": action.op.value, "owner": self.owner}
+        if action.op in (Op.UPLOAD, Op.REPLACE):
+            record["sha256"] = action.sha256
+        claim = await self._stop_renewal(printer, action.path)
+        await asyncio.to_thread(self._record_and_unlock, lock_key(printer, action.path), record, claim)
+
+    def _record_and_unlock(self, key: str, record: dict[str, Any], claim: Claim | None) -> None:
+        try:
+            self.store.put_value(WRITES_NAMESPACE, key, record)
         finally:
-            await self._release(printer, action.path)
+            if claim is not None:
+                unlock(self.store, claim)
 
     async def failed(self, printer: str, action: Action, report: ActionReport) -> None:
         """Give the lock back: nothing was written, a later run may try again."""
         await self._release(printer, action.path)
 
     async def _release(self, printer: str, path: str) -> None:
+        claim = await self._stop_renewal(printer, path)
+        if claim is not None:
+            await asyncio.to_thread(unlock, self.store, claim)
+
+    async def _stop_renewal(self, printer: str, path: str) -> Claim | None:
+        """Stop renewing this guard's lock on ``path`` and hand the claim back to be released (None: none held)."""
         held = self._held.pop((printer, path), None)
         if held is None:
-            return
+            return None
         claim, renewal = held
         renewal.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renewal
-        await asyncio.to_thread(unlock, self.store, claim)
+        return claim
 
     async def _renew(self, claim: Claim) -> None:
         """Keep the lease alive while a slow upload runs (30 KB/s printers take minutes per file)."""
