@@ -68,12 +68,15 @@ class Size:
     per_worker: int  # fakes per worker process
     passes: int = 2  # farmsync's, each on a fresh farm, so every farmsync figure is measured at least twice
     noop_runs: int = 3  # farmsync's no-op is short: one busy moment on the machine must not decide it
+    changed_runs: int = (
+        3  # so is one changed file (~1.3 s), and this machine's pace moves by ±80 ms at that scale
+    )
 
 
 SIZES = {
     "full": Size((32, 64), 5, 256 * 1024, 250_000, 8),
     "quick": Size((8,), 3, 64 * 1024, 250_000, 4),
-    "tiny": Size((4,), 2, 32 * 1024, 1_000_000, 2, passes=1, noop_runs=1),
+    "tiny": Size((4,), 2, 32 * 1024, 1_000_000, 2, passes=1, noop_runs=1, changed_runs=2),
 }
 
 TARGET_FIRST = 1.10
@@ -191,8 +194,10 @@ def phases(
     label: str,
     timeout: float,
     noop_runs: int = 3,
+    changed_runs: int = 3,
 ) -> dict[str, Any]:
-    """First sync, no-op re-sync and one changed file for one tool on one (fresh) farm."""
+    """First sync, no-op re-sync and one changed file for one tool on one (fresh) farm. farmsync's no-op and
+    changed runs are repeated (``noop_runs``, ``changed_runs``), the file changed again before each changed run."""
     config = write_printers_yml(workdir / f"printers-{label}.yml", farm.printers)  # type: ignore[arg-type]
     if tool == BARE:
         return bare_phases(farm, config, source, paths, timeout)
@@ -205,10 +210,11 @@ def phases(
         argv = tool_argv("farmsync" if ours else tool, config, source, workdir / f"data-{label}")
         out: dict[str, Any] = {}
         for phase in ("first", "noop", "changed"):
-            check = (paths[0], change_file(source / paths[0])) if phase == "changed" else None
-            sizes = {rel: (source / rel).stat().st_size for rel in paths}
+            repeats = {"noop": noop_runs, "changed": changed_runs}.get(phase, 1) if ours else 1
             runs = []
-            for attempt in range(noop_runs if phase == "noop" and ours else 1):
+            for attempt in range(repeats):
+                check = (paths[0], change_file(source / paths[0])) if phase == "changed" else None
+                sizes = {rel: (source / rel).stat().st_size for rel in paths}
                 before = farm.requests()
                 fakes_cpu = farm.cpu_seconds()
                 started = time.time()
@@ -396,6 +402,7 @@ def one_farm(count: int, size: Size, workdir: Path) -> dict[str, Any]:
                 label,
                 link_timeout if tool == "link-sync" else timeout,
                 size.noop_runs,
+                size.changed_runs,
             )
         shutil.rmtree(source, ignore_errors=True)
         if tool in farmsync_passes:
@@ -452,8 +459,9 @@ def run(size: Size, *, quick: bool) -> Result:
         f"bound: {per_printer / MIB:.3g} MiB per printer at {size.bandwidth / 1000:g} KB/s = {bound_first:.2f} s "
         f"(one changed file: {bound_changed:.2f} s); every tool's figure is the wall time of its whole command, "
         "interpreter start-up included",
-        f"farmsync: {size.passes} pass(es) on fresh farms, no-op {size.noop_runs} times per pass; the figure is the "
-        "median of all runs (each run's time and the load average after it are in details)",
+        f"farmsync: {size.passes} pass(es) on fresh farms, no-op {size.noop_runs} and one changed file "
+        f"{size.changed_runs} times per pass (the file changed again before each); the figure is the median of all "
+        "runs (each run's time and the load average after it are in details)",
         f"{BARE}: bench/bare_upload.py PUTs the same files to the same fakes and does nothing else, timed from its "
         "first connection to its last answer: this machine's floor for the transfers, one process beside the fakes",
         f"link-sync syncs at most cpu_count ({os.cpu_count()}) printers at once, so its time grows with the farm",

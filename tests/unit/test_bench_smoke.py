@@ -154,14 +154,16 @@ def test_gcode_farm_mirrors_onto_fakes_in_their_own_processes(outputs: dict[str,
     assert rows[(count, "physical bound")]["first_vs_bound"] == 1.0
     ours = data["details"]["farms"][str(count)]["farmsync"]
     assert ours["first"]["uploads"] == [count * size.files]
-    assert ours["noop"]["uploads"] == [0] and ours["changed"]["uploads"] == [count]
+    # each changed run changes the file again, and every one of them is uploaded once per printer
+    assert ours["noop"]["uploads"] == [0] and ours["changed"]["uploads"] == [count * size.changed_runs]
+    assert len(ours["changed"]["runs"]) == size.changed_runs > 1
     assert ours["first"]["timelines"][0]["uploading"] > 0  # read from the fakes' own request logs
     assert ours["first"]["peak_rss_mb"] > 0 and ours["first"]["cpu_seconds"] > 0
     # the same runs against `farmsync serve`, one POST each: same uploads, the service's own CPU and memory
     served = data["details"]["farms"][str(count)][gcode_farm.SERVED]
     assert rows[(count, gcode_farm.SERVED)]["mirrored"] is True
     assert served["first"]["uploads"] == [count * size.files]
-    assert served["noop"]["uploads"] == [0] and served["changed"]["uploads"] == [count]
+    assert served["noop"]["uploads"] == [0] and served["changed"]["uploads"] == [count * size.changed_runs]
     assert served["first"]["engine_seconds"] > 0 and served["first"]["cpu_seconds"] > 0
     assert served["first"]["peak_rss_mb"] > 0
     names = [target["name"] for target in data["targets"]]
