@@ -30,6 +30,23 @@ HOST = "127.0.0.1"
 SIZE_NAMES = ("full", "quick", "tiny")
 
 
+PACE_LOOP = 1_000_000
+
+
+def machine_pace() -> float:
+    """Seconds this machine takes, right now, for a fixed pure-Python loop (the best of three).
+
+    A shared virtual machine's speed drifts: the same commit's figures moved by 10-20 % between runs an hour
+    apart while the load average stayed below 1. Recorded before and after every benchmark beside the load
+    average, it tells a slower run from a slower machine."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(i * i for i in range(PACE_LOOP))
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
+
+
 @dataclass
 class Target:
     """One goal a figure is held against; ``passed`` None means it could not be measured in this run."""
@@ -65,6 +82,7 @@ class Result:
     details: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     load_at_start: float = field(default_factory=lambda: round(os.getloadavg()[0], 2))
+    pace_at_start: float = field(default_factory=machine_pace)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +93,8 @@ class Result:
             "seconds": round(time.monotonic() - self.started, 1),
             # other work on this machine skews timings: the 1-minute load average before and after the run
             "load_average": {"start": self.load_at_start, "end": round(os.getloadavg()[0], 2)},
+            # and how fast the machine itself was (lower is faster): the same loop before and after
+            "pace_seconds": {"start": self.pace_at_start, "end": machine_pace()},
             "params": self.params,
             "table": {"columns": [list(c) for c in self.columns], "rows": self.rows},
             "targets": [t.as_dict() for t in self.targets],

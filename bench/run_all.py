@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH, OUT_DIR, ROOT, machine_info, parser, size_name
+from bench.common import BENCH, OUT_DIR, PACE_LOOP, ROOT, machine_info, parser, size_name
 
 BENCHMARKS = (
     "backfill",
@@ -178,10 +178,17 @@ def render(results: dict[str, Any]) -> str:
             continue
         params = ", ".join(f"{k}={cell(v)}" for k, v in bench["params"].items())
         load = bench.get("load_average") or {}
+        pace = bench.get("pace_seconds")
+        pace_text = (
+            f" A fixed CPU loop ({PACE_LOOP:,} squares, best of 3) took {pace['start']} s before and "
+            f"{pace['end']} s after: the machine's own pace then."
+            if pace
+            else ""
+        )
         lines += [
             f"`bench/{name}.py` — {params}. Finished {bench.get('finished_at')}, took "
             f"{bench.get('wall_seconds', bench.get('seconds'))} s; 1-minute load average {load.get('start')} before, "
-            f"{load.get('end')} after (on {machine['cores']} cores).",
+            f"{load.get('end')} after (on {machine['cores']} cores).{pace_text}",
             "",
         ]
         columns = bench["table"]["columns"]

@@ -57,6 +57,7 @@ def test_each_benchmark_writes_the_shape_run_all_renders(
     assert data["name"] == name and data["quick"] is True and data["title"]
     assert isinstance(data["params"], dict) and isinstance(data["notes"], list)
     assert set(data["load_average"]) == {"start", "end"}
+    assert 0 < data["pace_seconds"]["start"] < 5 and 0 < data["pace_seconds"]["end"] < 5  # the machine's pace
     columns = data["table"]["columns"]
     assert columns and all(len(c) == 2 and all(isinstance(x, str) for x in c) for c in columns)
     first = columns[0][0]
@@ -206,6 +207,7 @@ def test_run_all_renders_results_and_failures(outputs: dict[str, dict[str, Any]]
     assert "## Targets" in text and "Note: a note" in text and "Not measured: failed (exit 1)" in text
     for data in outputs.values():
         assert f"## {data['title']}" in text
+        assert f"took {data['pace_seconds']['start']} s before and {data['pace_seconds']['end']} s after" in text
 
 
 def test_run_all_reruns_one_benchmark_and_keeps_the_others(
