@@ -43,7 +43,6 @@ from farmsync.gcode.paths import in_scope, join
 from farmsync.gcode.plan import (
     DEFAULT_SUFFIXES,
     Action,
-    LocalFile,
     LocalTree,
     Op,
     PathProblem,
@@ -295,17 +294,14 @@ async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
             if status is not None and not status.idle and not run.options.ignore_state:
                 report.status = PrinterOutcome.DEFERRED
                 return report
+            records = await asyncio.to_thread(run.manifest.load, name)
             options = PlanOptions(
                 destination=destination, suffixes=run.options.suffixes, mtime_slack=run.options.mtime_slack
             )
             tree = _accepted(run.tree, backend)
-            early_wanted = not run.options.dry_run and bool(getattr(backend, "early_replace", False))
-            records, changed = await asyncio.to_thread(
-                _records_and_changes, run, name, tree, options, early_wanted
-            )
             early = Plan.of(destination, ())
-            if changed:
-                early = await _early_plan(run, backend, changed, options)
+            if not run.options.dry_run and getattr(backend, "early_replace", False):
+                early = await _early_plan(run, backend, tree, records, options)
             writer = _Writer(run, name, backend, report)
             handled, remote = await _list_and_replace_early(writer, early, tree, records, options)
             plan = await asyncio.to_thread(
@@ -360,32 +356,21 @@ async def _list_and_replace_early(
     return await _alongside(_execute_early(writer, early, on_wire), listing())
 
 
-def _records_and_changes(
-    run: _Run, name: str, tree: LocalTree, options: PlanOptions, early: bool
-) -> tuple[dict[str, ManifestRecord], list[tuple[LocalFile, ManifestRecord]]]:
-    """The printer's manifest records and, for a back end that replaces early, the source files changed since our
-    last upload there: one trip to a worker thread for both (each trip waits its turn in an event loop that is
-    busy starting every other printer of the farm)."""
-    records = run.manifest.load(name)
-    if not early:
-        return records, []
-    return records, changed_since_upload(tree, options, records, digest=run.digests)
-
-
 async def _early_plan(
     run: _Run,
     backend: PrinterBackend,
-    changed: Sequence[tuple[LocalFile, ManifestRecord]],
+    tree: LocalTree,
+    records: dict[str, ManifestRecord],
     options: PlanOptions,
 ) -> Plan:
-    """Replaces that need no listing: ``changed`` (source files changed since our last upload here, from
-    :func:`_records_and_changes`), each confirmed by one stat of the printer's copy. A back end sets
-    ``early_replace`` where listing is slow (Buddy: a GET per folder, none of them with sizes), so one changed
-    file starts on the wire before the walk of every folder.
+    """Replaces that need no listing: source files changed since our last upload here, each confirmed by one
+    stat of the printer's copy. A back end sets ``early_replace`` where listing is slow (Buddy: a GET per
+    folder, none of them with sizes), so one changed file starts on the wire before the walk of every folder.
 
     The plan's order (deletes first, to free space) is kept by :func:`_execute_early`: a replace the drive has
     no room for goes back to the plan. A stat that fails leaves its file to the plan as well.
     """
+    changed = await asyncio.to_thread(changed_since_upload, tree, options, records, digest=run.digests)
     actions = []
     for file, record in changed:
         try:
