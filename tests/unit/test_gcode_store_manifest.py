@@ -230,9 +230,8 @@ async def test_a_record_that_fails_still_gives_the_lock_back(store):
 
 
 async def test_each_guard_step_is_one_trip_to_a_worker_thread(store, monkeypatch):
-    """At a farm's start every printer asks the guard at once, and each trip to a worker thread waits its turn
-    in an event loop busy with every other printer: asking (lock + written check) and recording (write + release)
-    are one trip each, not two."""
+    """Asking (lock + written check) and recording (write + release) are one trip each, not two: at a farm's
+    start every printer asks at once, and each trip waits its turn in the event loop."""
     import farmsync.gcode.guard as guard_module
 
     trips: list[str] = []

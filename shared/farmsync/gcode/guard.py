@@ -125,8 +125,8 @@ class WriteGuard:
     def _claim_unwritten(self, key: str) -> tuple[Claim | None, str]:
         """The lock on ``key`` if it is free and nobody wrote ``key`` since this run started; else None and why.
 
-        Both store calls in one trip to a worker thread: every trip waits its turn in the event loop, which at a
-        farm's start is busy starting every other printer, so each one saved brings the transfer forward."""
+        Both store calls in one trip to a worker thread, so the lock is given back right where it was taken when
+        the check refuses or fails, and asking costs one trip per file, not two."""
         claim = try_lock(self.store, LOCK_NAMESPACE, key, lease_seconds=self.lease_seconds, owner=self.owner)
         if not claim.held:
             return None, "another run is writing this file"
