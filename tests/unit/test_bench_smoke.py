@@ -207,7 +207,9 @@ def test_run_all_renders_results_and_failures(outputs: dict[str, dict[str, Any]]
     assert "## Targets" in text and "Note: a note" in text and "Not measured: failed (exit 1)" in text
     for data in outputs.values():
         assert f"## {data['title']}" in text
-        assert f"took {data['pace_seconds']['start']} s before and {data['pace_seconds']['end']} s after" in text
+        assert (
+            f"took {data['pace_seconds']['start']} s before and {data['pace_seconds']['end']} s after" in text
+        )
 
 
 def test_run_all_reruns_one_benchmark_and_keeps_the_others(
