@@ -36,9 +36,9 @@ PACE_LOOP = 1_000_000
 def machine_pace() -> float:
     """Seconds this machine takes, right now, for a fixed pure-Python loop (the best of three).
 
-    A shared virtual machine's speed drifts: the same commit's figures moved by 10-20 % between runs an hour
-    apart while the load average stayed below 1. Recorded before and after every benchmark beside the load
-    average, it tells a slower run from a slower machine."""
+    A shared virtual machine's speed drifts: gcode_farm's figures moved by 10-40 % between runs hours apart,
+    where the code they exercise had not changed and the load average stayed below 1. Recorded before and after
+    every benchmark beside the load average, it tells a slower run from a slower machine."""
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()

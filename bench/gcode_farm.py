@@ -68,9 +68,8 @@ class Size:
     per_worker: int  # fakes per worker process
     passes: int = 2  # farmsync's, each on a fresh farm, so every farmsync figure is measured at least twice
     noop_runs: int = 3  # farmsync's no-op is short: one busy moment on the machine must not decide it
-    changed_runs: int = (
-        3  # so is one changed file (~1.3 s), and this machine's pace moves by ±80 ms at that scale
-    )
+    # so is one changed file (~1.3 s against a 0.21 s margin), and this machine's pace moves by ±80 ms at that scale
+    changed_runs: int = 3
 
 
 SIZES = {

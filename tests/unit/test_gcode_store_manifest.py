@@ -221,6 +221,13 @@ async def test_a_written_check_that_fails_gives_the_lock_back(store):
     assert free(store)
 
 
+async def test_a_failed_check_is_reported_even_when_the_lock_cannot_be_given_back(store, clock):
+    with pytest.raises(StoreError, match="get_value failed"):
+        await WriteGuard(FailingStore(store, "get_value", "release")).allow("Ash", upload())
+    clock.advance(61)  # the lock left behind expires with its lease
+    assert free(store)
+
+
 async def test_a_record_that_fails_still_gives_the_lock_back(store):
     guard = WriteGuard(FailingStore(store, "put_value"))
     assert await guard.allow("Ash", upload())

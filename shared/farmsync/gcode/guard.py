@@ -133,7 +133,9 @@ class WriteGuard:
         try:
             last = self.store.get_value(WRITES_NAMESPACE, key)
         except BaseException:
-            unlock(self.store, claim)
+            # the check's error is the one to report; a lock that cannot be given back expires with its lease
+            with contextlib.suppress(Exception):
+                unlock(self.store, claim)
             raise
         if isinstance(last, dict) and float(last.get("at") or 0) >= self.started_at:
             unlock(self.store, claim)
