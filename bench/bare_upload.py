@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import yaml
+from farmsync.gcode.config import load_printers
 
 
 async def _answer(reader: asyncio.StreamReader) -> int:
@@ -77,9 +77,15 @@ async def bare_upload(printers: list[tuple[str, str]], files: list[tuple[str, by
 
 
 def printers_of(config: Path) -> list[tuple[str, str]]:
-    """(host URL, password) of each printer in a link-sync printers.yml."""
-    entries = yaml.safe_load(config.read_text(encoding="utf-8"))
-    return [(str(entry["host"]), str(entry["password"])) for entry in entries.values()]
+    """(host URL, password) of each printer in a link-sync printers.yml, read by farmsync's own loader (which
+    checks each host is an http(s) URL), before the clock starts."""
+    out = []
+    for printer in load_printers(config):
+        secret = printer.password or printer.api_key
+        if printer.host is None or secret is None:
+            raise ValueError(f"{config}: printer {printer.name!r} needs a host and a password")
+        out.append((printer.host, secret.get_secret_value()))
+    return out
 
 
 def main(argv: list[str]) -> int:
