@@ -236,20 +236,18 @@ async def test_a_record_that_fails_still_gives_the_lock_back(store):
     assert free(store)
 
 
-async def test_each_guard_step_is_one_trip_to_a_worker_thread(store, monkeypatch):
+async def test_each_guard_step_is_one_trip_to_a_worker_thread(store):
     """Asking (lock + written check) and recording (write + release) are one trip each, not two: at a farm's
     start every printer asks at once, and each trip waits its turn in the event loop."""
-    import farmsync.gcode.guard as guard_module
-
     trips: list[str] = []
-    real = asyncio.to_thread
+    guard = WriteGuard(store)
+    real = guard._call
 
     async def counted(fn, /, *args, **kwargs):
         trips.append(getattr(fn, "__name__", repr(fn)))
         return await real(fn, *args, **kwargs)
 
-    monkeypatch.setattr(guard_module.asyncio, "to_thread", counted)
-    guard = WriteGuard(store)
+    guard._call = counted
     assert await guard.allow("Ash", upload())
     assert len(trips) == 1
     await guard.done("Ash", upload(), ok())

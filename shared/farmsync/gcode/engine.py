@@ -57,6 +57,7 @@ from farmsync.gcode.plan import (
     paths_needing_size,
 )
 from farmsync.gcode.report import ActionReport, ActionResult, MirrorReport, PrinterOutcome, PrinterReport
+from farmsync.offload import Offload, batched, store_call
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -193,6 +194,8 @@ class _Run:
     digests: DigestCache
     listener: MirrorListener
     guard: Guard | None
+    store_call: Offload
+    """How this run calls its manifest off the loop (shared trips on a local store)."""
 
 
 @dataclass
@@ -247,6 +250,7 @@ async def run_mirror(
         digests=context.digests or DigestCache(),
         listener=SafeListener(listener) if listener is not None else MirrorListener(),
         guard=context.guard,
+        store_call=store_call(getattr(context.manifest, "store", None)),
     )
     limit = options.concurrency or len(printers) or 1
     semaphore = asyncio.Semaphore(limit)
@@ -294,7 +298,7 @@ async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
             if status is not None and not status.idle and not run.options.ignore_state:
                 report.status = PrinterOutcome.DEFERRED
                 return report
-            records = await asyncio.to_thread(run.manifest.load, name)
+            records = await run.store_call(run.manifest.load, name)
             options = PlanOptions(
                 destination=destination, suffixes=run.options.suffixes, mtime_slack=run.options.mtime_slack
             )
@@ -304,9 +308,7 @@ async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
                 early = await _early_plan(run, backend, tree, records, options)
             writer = _Writer(run, name, backend, report)
             handled, remote = await _list_and_replace_early(writer, early, tree, records, options)
-            plan = await asyncio.to_thread(
-                make_plan, tree, remote, options, digest=run.digests, manifest=records
-            )
+            plan = await batched(make_plan, tree, remote, options, digest=run.digests, manifest=records)
             plan = plan.without(handled)
             report.warnings.extend(plan.warnings)
             run.listener.printer_planned(name, plan, dry_run=run.options.dry_run)
@@ -370,7 +372,7 @@ async def _early_plan(
     The plan's order (deletes first, to free space) is kept by :func:`_execute_early`: a replace the drive has
     no room for goes back to the plan. A stat that fails leaves its file to the plan as well.
     """
-    changed = await asyncio.to_thread(changed_since_upload, tree, options, records, digest=run.digests)
+    changed = await batched(changed_since_upload, tree, options, records, digest=run.digests)
     actions = []
     for file, record in changed:
         try:
@@ -380,7 +382,7 @@ async def _early_plan(
         except Exception:
             log.debug("stat of %s failed; the plan decides", file.rel, exc_info=True)
             continue
-        action = await asyncio.to_thread(early_replace, file, remote, record, options, digest=run.digests)
+        action = await batched(early_replace, file, remote, record, options, digest=run.digests)
         if action is not None:
             actions.append(action)
     return Plan.of(options.destination, actions)
@@ -536,7 +538,7 @@ async def _forget_vanished(
     for path in sorted(records):
         if in_scope(path, report.destination) and path not in present and path not in keep:
             try:
-                await asyncio.to_thread(run.manifest.forget, name, path)
+                await run.store_call(run.manifest.forget, name, path)
             except Exception as exc:
                 report.warnings.append(f"manifest: could not forget {path!r}: {describe(exc)}")
                 return
@@ -618,7 +620,7 @@ async def _write(writer: _Writer, action: Action) -> tuple[ActionReport, Excepti
     guarded = False  # the guard let this write through and neither done nor failed has run for it yet
     try:
         if action.op in (Op.UPLOAD, Op.REPLACE) and action.sha256 is None and action.local is not None:
-            action = replace(action, sha256=await asyncio.to_thread(run.digests, action.local, "sha256"))
+            action = replace(action, sha256=await batched(run.digests, action.local, "sha256"))
         if guard is not None and not await guard.allow(name, action):
             outcome.result = ActionResult.SKIPPED
             outcome.reason = "skipped by the write guard (written meanwhile or being written by another run)"
@@ -693,7 +695,7 @@ async def _perform(writer: _Writer, action: Action, outcome: ActionReport) -> Ac
 async def _manifest(run: _Run, outcome: ActionReport, call: Callable[..., None], *args: object) -> None:
     """Update the manifest; a failure is a note (the write itself succeeded), not a failed action."""
     try:
-        await asyncio.to_thread(call, *args)
+        await run.store_call(call, *args)
     except Exception as exc:
         outcome.notes.append(f"manifest not updated: {describe(exc)}")
 

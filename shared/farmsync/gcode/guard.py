@@ -29,6 +29,7 @@ from typing import Any
 from farmsync.errors import LeaseLost, StoreError
 from farmsync.gcode.plan import Action, Op
 from farmsync.gcode.report import ActionReport
+from farmsync.offload import store_call
 from farmsync.store.base import Claim, Store, new_owner
 
 log = logging.getLogger(__name__)
@@ -108,13 +109,14 @@ class WriteGuard:
         self.lease_seconds = lease_seconds
         self.started_at = store.clock() if started_at is None else started_at
         self.owner = new_owner()
+        self._call = store_call(store)
         self._held: dict[tuple[str, str], tuple[Claim, asyncio.Task[None]]] = {}
         self.skipped: list[tuple[str, str, str]] = []
         """(printer, path, why) for every write this guard refused, for tests and logs."""
 
     async def allow(self, printer: str, action: Action) -> bool:
         """Lock the printer file and check nobody wrote it since this run started; False skips the write."""
-        claim, why = await asyncio.to_thread(self._claim_unwritten, lock_key(printer, action.path))
+        claim, why = await self._call(self._claim_unwritten, lock_key(printer, action.path))
         if claim is None:
             self.skipped.append((printer, action.path, why))
             return False
@@ -148,7 +150,7 @@ class WriteGuard:
         if action.op in (Op.UPLOAD, Op.REPLACE):
             record["sha256"] = action.sha256
         claim = await self._stop_renewal(printer, action.path)
-        await asyncio.to_thread(self._record_and_unlock, lock_key(printer, action.path), record, claim)
+        await self._call(self._record_and_unlock, lock_key(printer, action.path), record, claim)
 
     def _record_and_unlock(self, key: str, record: dict[str, Any], claim: Claim | None) -> None:
         try:
@@ -164,7 +166,7 @@ class WriteGuard:
     async def _release(self, printer: str, path: str) -> None:
         claim = await self._stop_renewal(printer, path)
         if claim is not None:
-            await asyncio.to_thread(unlock, self.store, claim)
+            await self._call(unlock, self.store, claim)
 
     async def _stop_renewal(self, printer: str, path: str) -> Claim | None:
         """Stop renewing this guard's lock on ``path`` and hand the claim back to be released (None: none held)."""
@@ -182,7 +184,7 @@ class WriteGuard:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                claim = await asyncio.to_thread(self.store.renew, claim, self.lease_seconds)
+                claim = await self._call(self.store.renew, claim, self.lease_seconds)
             except LeaseLost:
                 log.warning("lost the write lock on %s during the write", claim.key)
                 return

@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from farmsync.errors import LeaseLost, StoreError
 from farmsync.logs import action, get_logger
@@ -148,6 +148,10 @@ def backoff_seconds(attempts: int, base: float = 30.0, cap: float = 3600.0) -> f
 
 class Store(ABC):
     """The contract both backends honour (see tests/integration/test_store_contract.py)."""
+
+    runs_locally: ClassVar[bool] = False
+    """Whether every call is local disk work (SQLite), so callers may share worker trips among calls
+    (:func:`farmsync.offload.store_call`); a store across a network keeps one thread per waiting call."""
 
     def __init__(self, clock: Clock = time.time) -> None:
         self.clock = clock

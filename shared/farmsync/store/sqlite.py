@@ -72,6 +72,8 @@ COLUMNS = "namespace, key, state, owner, lease_until, attempts, last_error, resu
 class SqliteStore(Store):
     """Store backed by a SQLite file (default ``DATA_DIR/sync.sqlite3``); one connection per thread."""
 
+    runs_locally = True
+
     def __init__(self, path: str | Path, clock: Clock = time.time, busy_timeout_ms: int = 30000) -> None:
         super().__init__(clock)
         self.path = Path(path)

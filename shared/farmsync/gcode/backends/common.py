@@ -27,6 +27,7 @@ from farmsync.gcode.paths import join as join
 from farmsync.gcode.paths import name_problem as name_problem
 from farmsync.gcode.paths import parent_of as parent_of
 from farmsync.gcode.paths import path_problem as path_problem
+from farmsync.offload import batched
 
 log = logging.getLogger("farmsync.gcode.backends")
 
@@ -101,7 +102,7 @@ def same_origin_path(base_url: str, ref: str) -> str:
 
 
 async def _read_chunk(handle: Any, size: int) -> bytes:
-    return await asyncio.to_thread(handle.read, size)
+    return await batched(handle.read, size)
 
 
 def local_size(source: Path, size: int) -> None:
@@ -153,7 +154,7 @@ class FileBody:
         end up not sent."""
         if self._ready is None and self.passes == 0:
             try:
-                self._ready = await asyncio.to_thread(self._open_first)
+                self._ready = await batched(self._open_first)
             except OSError as exc:
                 raise LocalFileChanged(f"cannot read {self.source}: {exc.strerror}", field="source") from None
 
@@ -182,7 +183,7 @@ class FileBody:
         hashers = {name: hashlib.new(name) for name in self.hash_names}
         sent = 0
         ready, self._ready = self._ready, None
-        handle, first = ready if ready is not None else await asyncio.to_thread(self._open_first)
+        handle, first = ready if ready is not None else await batched(self._open_first)
         try:
             while sent < self.size:
                 chunk = (
