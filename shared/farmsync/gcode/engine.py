@@ -307,8 +307,7 @@ async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
             if not run.options.dry_run and getattr(backend, "early_replace", False):
                 early = await _early_plan(run, backend, tree, records, options)
             writer = _Writer(run, name, backend, report)
-            handled, remote = await _list_and_replace_early(writer, early, tree, records, options)
-            plan = await batched(make_plan, tree, remote, options, digest=run.digests, manifest=records)
+            handled, (remote, plan) = await _list_and_replace_early(writer, early, tree, records, options)
             plan = plan.without(handled)
             report.warnings.extend(plan.warnings)
             run.listener.printer_planned(name, plan, dry_run=run.options.dry_run)
@@ -336,25 +335,28 @@ async def _list_and_replace_early(
     tree: LocalTree,
     records: dict[str, ManifestRecord],
     options: PlanOptions,
-) -> tuple[set[str], list[RemoteEntry]]:
-    """The printer's tree, listed while the early replaces run; and the paths those settled (the plan leaves
-    them alone). The listing waits until the first replace has bytes on the wire, so every printer's transfer
-    starts before the farm's listings take the CPU, and the listing fills the transfer's time."""
-    backend, report = writer.backend, writer.report
+) -> tuple[set[str], tuple[list[RemoteEntry], Plan]]:
+    """The printer's tree and the plan made from it, both while the early replaces run; and the paths those
+    settled (the plan leaves them alone). The listing waits until the first replace has bytes on the wire, so
+    every printer's transfer starts before the farm's listings take the CPU, and the listing and the plan fill
+    the transfer's time rather than follow it: at a farm's end every printer's transfer finishes at once, and
+    what each still has to do then is what the last one waits for."""
+    run, backend, report = writer.run, writer.backend, writer.report
     early_paths = early.paths
     on_wire = asyncio.Event()
 
-    async def listing() -> list[RemoteEntry]:
+    async def listing() -> tuple[list[RemoteEntry], Plan]:
         await on_wire.wait()
         remote = await _list(backend, report.destination)
         report.warnings.extend(_backend_skipped(backend, writer.name))
         needed = paths_needing_size(tree, remote, options, records)
-        return await _fill_sizes(backend, remote, [p for p in needed if p not in early_paths])
+        remote = await _fill_sizes(backend, remote, [p for p in needed if p not in early_paths])
+        return remote, await batched(make_plan, tree, remote, options, digest=run.digests, manifest=records)
 
     if not early.actions:
         on_wire.set()
         return set(), await listing()
-    writer.run.listener.printer_planned(writer.name, early, dry_run=False)
+    run.listener.printer_planned(writer.name, early, dry_run=False)
     return await _alongside(_execute_early(writer, early, on_wire), listing())
 
 
