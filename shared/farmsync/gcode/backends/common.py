@@ -102,7 +102,8 @@ def same_origin_path(base_url: str, ref: str) -> str:
 
 
 async def _read_chunk(handle: Any, size: int) -> bytes:
-    return await batched(handle.read, size)
+    # a thread of its own, not a shared trip: a transfer under way never waits behind another call's first hash
+    return await asyncio.to_thread(handle.read, size)
 
 
 def local_size(source: Path, size: int) -> None:
