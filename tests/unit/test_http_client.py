@@ -426,3 +426,68 @@ async def test_stream_per_call_timeout(httpx_mock: HTTPXMock, client: HttpClient
     async with client.stream("GET", "/files/raw", timeout=2.5):
         pass
     assert httpx_mock.get_request().extensions["timeout"]["read"] == 2.5
+
+
+# ------------------------------------------------------------------------------------------------ TLS contexts
+
+
+def test_a_plain_http_upstream_never_loads_the_ca_bundle(monkeypatch):
+    """Loading certifi's bundle costs 20-50 ms of a cold start; an http:// client has no use for it."""
+    import farmsync.clients.http as http_module
+
+    loaded: list[str] = []
+    bundle = object()
+
+    def default_ssl_context():
+        loaded.append("bundle")
+        return bundle
+
+    monkeypatch.setattr(http_module, "default_ssl_context", default_ssl_context)
+    assert http_module.tls_context_for("http://192.168.1.20:8000") is http_module.trusting_nothing()
+    assert loaded == []
+    assert http_module.tls_context_for("HTTPS://inventree.example") is bundle
+    assert loaded == ["bundle"]
+
+
+async def test_an_http_client_sent_to_an_https_address_fails_instead_of_going_unverified(tmp_path):
+    """The context of an http:// client trusts no certificate: a TLS server that a client without verification
+    talks to happily is refused, so no request of it can ever go out over unverified TLS."""
+    import asyncio
+    import ssl
+
+    from tests.printers.fake_bambu import make_pki
+
+    cert, key = make_pki(tmp_path / "pki").leaf("127.0.0.1")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_context)
+    port = server.sockets[0].getsockname()[1]
+    target = f"https://127.0.0.1:{port}/x"
+    try:
+        async with HttpClient("bambuddy", "http://127.0.0.1:9/", retry=NO_RETRY, verify=False) as unverified:
+            assert (await unverified.request("GET", target)).text == "ok"  # the server itself answers
+        async with HttpClient("bambuddy", "http://127.0.0.1:9/", retry=NO_RETRY) as plain:
+            with pytest.raises(UpstreamTransportError, match="TLS certificate not accepted"):
+                await plain.request("GET", target)
+        # the usual case: an https:// upstream whose certificate no authority vouches for (self-signed)
+        async with HttpClient("inventree", f"https://127.0.0.1:{port}", retry=NO_RETRY) as secure:
+            with pytest.raises(UpstreamTransportError) as refused:
+                await secure.request("GET", "/x")
+        assert str(refused.value) == (
+            f"inventree GET /x: TLS certificate not accepted (127.0.0.1:{port}): "
+            "self-signed certificate in certificate chain"
+        )
+    finally:
+        server.close()
+        await server.wait_closed()

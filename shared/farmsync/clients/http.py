@@ -101,8 +101,9 @@ class HttpClient:
 
     ``transport`` is the test seam (``httpx.MockTransport`` or pytest-httpx); ``sleep`` is injectable so that
     tests of the backoff do not wait. ``secrets`` are extra values to mask in error text; the values of
-    credential headers are masked without being listed. ``verify`` defaults to one TLS context shared by the
-    process (building one costs ~20 ms, which every client and cold start would otherwise pay).
+    credential headers are masked without being listed. ``verify`` defaults to :func:`tls_context_for` the base
+    URL: one CA-bundle context shared by the process for https:// (loading the bundle costs 20-50 ms, which every
+    client and cold start would otherwise pay), none of it for a plain http:// upstream.
     """
 
     def __init__(
@@ -137,7 +138,7 @@ class HttpClient:
             auth=auth,
             timeout=httpx.Timeout(timeout),
             transport=transport,
-            verify=default_ssl_context() if verify is None else verify,
+            verify=tls_context_for(base_url) if verify is None else verify,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,
         )
@@ -317,6 +318,21 @@ def default_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def tls_context_for(base_url: str) -> ssl.SSLContext:
+    """The TLS context a client of ``base_url`` needs: :func:`default_ssl_context` for an https:// upstream, and
+    for a plain http:// one (Bambuddy and printers on a LAN, mostly) :func:`trusting_nothing`, so that building
+    the client does not load the CA bundle, 20-50 ms of a cold start spent on a certificate never shown."""
+    return default_ssl_context() if base_url.lower().startswith("https:") else trusting_nothing()
+
+
+@functools.cache
+def trusting_nothing() -> ssl.SSLContext:
+    """A client context with verification on and no certificate authority at all: cheap to build (no bundle),
+    and a TLS handshake with it always fails. A client whose base URL is http:// is never meant to speak TLS;
+    should one be sent to an https:// address, it fails loudly instead of going unverified."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
 def decode_json(system: str, method: str, path: str, response: httpx.Response) -> Any:
     """Parse a JSON body or raise an UpstreamError that says the upstream answered something else."""
     if 300 <= response.status_code < 400:
@@ -466,11 +482,31 @@ def _describe_transport_error(exc: httpx.TransportError) -> str:
         where = ""
     if isinstance(exc, httpx.TimeoutException):
         return "timed out" + where
+    refused = _tls_refusal(exc)
+    if refused is not None:
+        what, why = refused
+        return f"{what}{where}" + (f": {why}" if why else "")
     if isinstance(exc, httpx.ConnectError):
         return "connection failed" + where
     if isinstance(exc, httpx.RemoteProtocolError):
         return "connection dropped" + where
     return type(exc).__name__
+
+
+def _tls_refusal(exc: BaseException) -> tuple[str, str] | None:
+    """What failed and why when the TLS handshake did (``TLS certificate not accepted``, ``self-signed
+    certificate``: a self-signed InvenTree, a name its certificate does not cover), so the fix is obvious where a
+    bare "connection failed" would send one looking at the network; None for any other failure."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return "TLS certificate not accepted", cause.verify_message or cause.reason or ""
+        if isinstance(cause, ssl.SSLError):
+            return "TLS handshake failed", cause.reason or ""
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _refusal_named(error: UpstreamError, credential: str | None, url: httpx.URL) -> UpstreamError:
