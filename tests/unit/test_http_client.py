@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import httpx
 import pytest
 from pytest_httpx import HTTPXMock
@@ -488,6 +490,30 @@ async def test_an_http_client_sent_to_an_https_address_fails_instead_of_going_un
             f"inventree GET /x: TLS certificate not accepted (127.0.0.1:{port}): "
             "self-signed certificate in certificate chain"
         )
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_https_url_for_a_plain_http_server_says_the_handshake_failed():
+    """A common slip: https:// in INVENTREE_BASE_URL for a server that speaks plain HTTP."""
+    import asyncio
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            await reader.read(1024)
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with HttpClient("inventree", f"https://127.0.0.1:{port}", retry=NO_RETRY) as client:
+            with pytest.raises(UpstreamTransportError) as failed:
+                await client.request("GET", "/api/")
+        assert str(failed.value).startswith(f"inventree GET /api/: TLS handshake failed (127.0.0.1:{port}): ")
+        assert "wrong version number" in str(failed.value) or "record layer" in str(failed.value)
     finally:
         server.close()
         await server.wait_closed()

@@ -102,7 +102,7 @@ class HttpClient:
     ``transport`` is the test seam (``httpx.MockTransport`` or pytest-httpx); ``sleep`` is injectable so that
     tests of the backoff do not wait. ``secrets`` are extra values to mask in error text; the values of
     credential headers are masked without being listed. ``verify`` defaults to :func:`tls_context_for` the base
-    URL: one CA-bundle context shared by the process for https:// (loading the bundle costs 20-50 ms, which every
+    URL: one CA-bundle context shared by the process for https:// (loading the bundle costs 30-55 ms, which every
     client and cold start would otherwise pay), none of it for a plain http:// upstream.
     """
 
@@ -321,7 +321,7 @@ def default_ssl_context() -> ssl.SSLContext:
 def tls_context_for(base_url: str) -> ssl.SSLContext:
     """The TLS context a client of ``base_url`` needs: :func:`default_ssl_context` for an https:// upstream, and
     for a plain http:// one (Bambuddy and printers on a LAN, mostly) :func:`trusting_nothing`, so that building
-    the client does not load the CA bundle, 20-50 ms of a cold start spent on a certificate never shown."""
+    the client does not load the CA bundle, 30-55 ms of a cold start here spent on a certificate never shown."""
     return default_ssl_context() if base_url.lower().startswith("https:") else trusting_nothing()
 
 
@@ -482,7 +482,7 @@ def _describe_transport_error(exc: httpx.TransportError) -> str:
         where = ""
     if isinstance(exc, httpx.TimeoutException):
         return "timed out" + where
-    refused = _tls_refusal(exc)
+    refused = _tls_refusal(exc, handshake=isinstance(exc, httpx.ConnectError))
     if refused is not None:
         what, why = refused
         return f"{what}{where}" + (f": {why}" if why else "")
@@ -493,9 +493,10 @@ def _describe_transport_error(exc: httpx.TransportError) -> str:
     return type(exc).__name__
 
 
-def _tls_refusal(exc: BaseException) -> tuple[str, str] | None:
-    """What failed and why when the TLS handshake did (``TLS certificate not accepted``, ``self-signed
-    certificate``: a self-signed InvenTree, a name its certificate does not cover), so the fix is obvious where a
+def _tls_refusal(exc: BaseException, *, handshake: bool) -> tuple[str, str] | None:
+    """What failed and why when TLS did: ``TLS certificate not accepted`` (``self-signed certificate``: a
+    self-signed InvenTree, a name its certificate does not cover) or, while connecting, ``TLS handshake failed``
+    (``wrong version number``: an https:// URL for a server that speaks plain HTTP), so the fix is obvious where a
     bare "connection failed" would send one looking at the network; None for any other failure."""
     seen: set[int] = set()
     cause: BaseException | None = exc
@@ -503,8 +504,8 @@ def _tls_refusal(exc: BaseException) -> tuple[str, str] | None:
         seen.add(id(cause))
         if isinstance(cause, ssl.SSLCertVerificationError):
             return "TLS certificate not accepted", cause.verify_message or cause.reason or ""
-        if isinstance(cause, ssl.SSLError):
-            return "TLS handshake failed", cause.reason or ""
+        if isinstance(cause, ssl.SSLError) and handshake:
+            return "TLS handshake failed", (cause.reason or "").replace("_", " ").lower()
         cause = cause.__cause__ or cause.__context__
     return None
 
