@@ -194,7 +194,7 @@ class _Run:
     digests: DigestCache
     listener: MirrorListener
     guard: Guard | None
-    store_call: Offload
+    manifest_call: Offload
     """How this run calls its manifest off the loop (shared trips on a local store)."""
 
 
@@ -250,7 +250,7 @@ async def run_mirror(
         digests=context.digests or DigestCache(),
         listener=SafeListener(listener) if listener is not None else MirrorListener(),
         guard=context.guard,
-        store_call=store_call(getattr(context.manifest, "store", None)),
+        manifest_call=store_call(context.manifest),
     )
     limit = options.concurrency or len(printers) or 1
     semaphore = asyncio.Semaphore(limit)
@@ -298,7 +298,7 @@ async def _mirror_printer(run: _Run, printer: PrinterConfig) -> PrinterReport:
             if status is not None and not status.idle and not run.options.ignore_state:
                 report.status = PrinterOutcome.DEFERRED
                 return report
-            records = await run.store_call(run.manifest.load, name)
+            records = await run.manifest_call(run.manifest.load, name)
             options = PlanOptions(
                 destination=destination, suffixes=run.options.suffixes, mtime_slack=run.options.mtime_slack
             )
@@ -540,7 +540,7 @@ async def _forget_vanished(
     for path in sorted(records):
         if in_scope(path, report.destination) and path not in present and path not in keep:
             try:
-                await run.store_call(run.manifest.forget, name, path)
+                await run.manifest_call(run.manifest.forget, name, path)
             except Exception as exc:
                 report.warnings.append(f"manifest: could not forget {path!r}: {describe(exc)}")
                 return
@@ -697,7 +697,7 @@ async def _perform(writer: _Writer, action: Action, outcome: ActionReport) -> Ac
 async def _manifest(run: _Run, outcome: ActionReport, call: Callable[..., None], *args: object) -> None:
     """Update the manifest; a failure is a note (the write itself succeeded), not a failed action."""
     try:
-        await run.store_call(call, *args)
+        await run.manifest_call(call, *args)
     except Exception as exc:
         outcome.notes.append(f"manifest not updated: {describe(exc)}")
 

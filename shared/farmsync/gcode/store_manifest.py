@@ -47,6 +47,11 @@ class StoreManifestStore:
         self.store = store
         self.sleep = sleep
 
+    @property
+    def runs_locally(self) -> bool:
+        """As its store: whether its calls may share worker trips (:func:`farmsync.offload.store_call`)."""
+        return self.store.runs_locally
+
     def load(self, printer: str) -> Records:
         _version, raw = cursors.read(self.store, STREAM + printer, legacy=(LEGACY_NAMESPACE, printer))
         return self._decode(printer, raw)
