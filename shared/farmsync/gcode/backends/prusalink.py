@@ -368,7 +368,10 @@ class PrusaLinkBackend(HttpBackend):
                     await self.call("upload", "PUT", url, content=body, headers=headers, retry=UPLOAD_RETRY)
         finally:
             body.discard()
-        # outside the transfer lock: the next file's PUT runs while this one is checked (upload_pipeline)
+        # Outside the transfer lock: the next file's PUT runs while this one is checked (upload_pipeline). Yield
+        # once first, so that PUT (woken by the lock's release) goes out before this check: at a farm's file
+        # boundary every printer's link is idle until its next PUT starts, and the loop serves in turn.
+        await asyncio.sleep(0)
         info = await self.call_json("verify", "GET", url)
         remote_size = info.get("size") if isinstance(info, dict) else None
         if remote_size != size:
