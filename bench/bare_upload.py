@@ -11,16 +11,27 @@ files are read into memory before the clock starts. So it is the least CPU a mir
 machine, in a process of its own beside the fakes' processes, as farmsync is. What it takes above the physical
 bound (the bytes at the printers' nominal rate) is what this machine's two cores and the fakes' own processes
 cost every tool, not farmsync; what farmsync takes above it is farmsync's.
+
+``--checked`` is the same with httpx and the two checks printer-apis.md asks of every mirror: a status GET per
+printer before its first PUT, and a size check (GET) after each PUT, the next PUT going out first (as farmsync's
+Buddy pipeline does). One ``httpx.AsyncClient`` per printer, two connections each, one TLS context shared and
+built before the clock. No listing, stat, store, manifest or digest. What it takes above the bare floor is what
+the HTTP library and the checks cost on this machine; what farmsync takes above it is farmsync's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit
+
+import httpx
 
 from farmsync.gcode.config import load_printers
 
@@ -65,13 +76,53 @@ async def _printer(url: str, password: str, files: list[tuple[str, bytes]]) -> i
     return sent
 
 
-async def bare_upload(printers: list[tuple[str, str]], files: list[tuple[str, bytes]]) -> dict[str, float]:
+async def _checked_printer(
+    url: str, password: str, files: list[tuple[str, bytes]], tls: ssl.SSLContext
+) -> int:
+    """A status GET, then each file PUT and its size checked by a GET, the next PUT sent before the check."""
+    async with httpx.AsyncClient(
+        base_url=url,
+        headers={"X-Api-Key": password},
+        limits=httpx.Limits(max_connections=2),
+        timeout=60,
+        verify=tls,
+    ) as client:
+        (await client.get("/api/v1/status")).raise_for_status()
+        checks = []
+        for rel, data in files:
+            path = f"/api/v1/files/usb/{quote(rel)}"
+            put = await client.put(
+                path, content=data, headers={"Overwrite": "?1", "Content-Type": "text/x.gcode"}
+            )
+            if put.status_code != 201:
+                raise RuntimeError(f"{url}: PUT {rel} answered {put.status_code}")
+            checks.append(asyncio.ensure_future(_check_size(client, path, len(data))))
+        await asyncio.gather(*checks)
+    return sum(len(data) for _, data in files)
+
+
+async def _check_size(client: httpx.AsyncClient, path: str, size: int) -> None:
+    info = (await client.get(path)).raise_for_status().json()
+    if info.get("size") != size:
+        raise RuntimeError(f"{path}: the printer holds {info.get('size')} bytes, {size} were sent")
+
+
+async def bare_upload(
+    printers: list[tuple[str, str]], files: list[tuple[str, bytes]], *, checked: bool = False
+) -> dict[str, float]:
     """Every file to every printer; the seconds from the first connection to the last answer."""
+    jobs: list[Coroutine[Any, Any, int]]
+    if checked:
+        tls = ssl.create_default_context()  # built before the clock and shared, as farmsync shares one
+        jobs = [_checked_printer(url, password, files, tls) for url, password in printers]
+    else:
+        jobs = [_printer(url, password, files) for url, password in printers]
     started = time.perf_counter()
-    sent = await asyncio.gather(*(_printer(url, password, files) for url, password in printers))
+    sent = await asyncio.gather(*jobs)
+    per_printer = 1 + 2 * len(files) if checked else len(files)
     return {
         "seconds": round(time.perf_counter() - started, 3),
-        "requests": len(printers) * len(files),
+        "requests": len(printers) * per_printer,
         "bytes": sum(sent),
     }
 
@@ -89,12 +140,14 @@ def printers_of(config: Path) -> list[tuple[str, str]]:
 
 
 def main(argv: list[str]) -> int:
+    checked = "--checked" in argv
+    argv = [arg for arg in argv if arg != "--checked"]
     if len(argv) < 3:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     config, source, rels = Path(argv[0]), Path(argv[1]), argv[2:]
     files = [(rel, (source / rel).read_bytes()) for rel in rels]
-    print(json.dumps(asyncio.run(bare_upload(printers_of(config), files))))
+    print(json.dumps(asyncio.run(bare_upload(printers_of(config), files, checked=checked))))
     return 0
 
 

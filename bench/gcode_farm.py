@@ -90,6 +90,9 @@ SERVED = "farmsync serve"
 """farmsync already running (``farmsync serve``), each run one POST: no interpreter start-up per run."""
 BARE = "bare PUTs (floor)"
 """bench/bare_upload.py: the same files PUT to the same printers and nothing else, in a process of its own."""
+CHECKED = "httpx + checks (floor)"
+"""bench/bare_upload.py --checked: the same PUTs with httpx, a status GET per printer and a size check per file."""
+FLOORS = (BARE, CHECKED)
 
 
 class Served:
@@ -198,8 +201,8 @@ def phases(
     """First sync, no-op re-sync and one changed file for one tool on one (fresh) farm. farmsync's no-op and
     changed runs are repeated (``noop_runs``, ``changed_runs``), the file changed again before each changed run."""
     config = write_printers_yml(workdir / f"printers-{label}.yml", farm.printers)  # type: ignore[arg-type]
-    if tool == BARE:
-        return bare_phases(farm, config, source, paths, timeout)
+    if tool in FLOORS:
+        return bare_phases(farm, config, source, paths, timeout, checked=tool == CHECKED)
     with contextlib.ExitStack() as stack:
         served = None
         if tool == SERVED:
@@ -270,17 +273,26 @@ def phases(
 
 
 def bare_phases(
-    farm: FakeFarm, config: Path, source: Path, paths: list[str], timeout: float
+    farm: FakeFarm, config: Path, source: Path, paths: list[str], timeout: float, *, checked: bool = False
 ) -> dict[str, Any]:
-    """This machine's floor: the first sync's files, then the one changed file, PUT by bench/bare_upload.py. Its
-    figure is its own time from first connection to last answer (no start-up, like a served run's)."""
+    """This machine's floor: the first sync's files, then the one changed file, PUT by bench/bare_upload.py
+    (``checked``: with httpx and the status and size checks). Its figure is its own time from first connection
+    to last answer (no start-up, like a served run's)."""
     out: dict[str, Any] = {}
     for phase in ("first", "changed"):
         check = (paths[0], change_file(source / paths[0])) if phase == "changed" else None
         rels = paths[:1] if phase == "changed" else paths
         before, fakes_cpu, started = farm.requests(), farm.cpu_seconds(), time.time()
         done = subprocess.run(
-            [sys.executable, "-m", "bench.bare_upload", str(config), str(source), *rels],
+            [
+                sys.executable,
+                "-m",
+                "bench.bare_upload",
+                *(["--checked"] if checked else []),
+                str(config),
+                str(source),
+                *rels,
+            ],
             cwd=Path(__file__).resolve().parent.parent,
             capture_output=True,
             text=True,
@@ -383,12 +395,12 @@ def one_farm(count: int, size: Size, workdir: Path) -> dict[str, Any]:
     link_timeout = max(120.0, 3 * bound_first * count)
     farmsync_passes: dict[str, list[dict[str, Any]]] = {"farmsync": [], SERVED: []}
     link: dict[str, Any] | None = None
-    bare: dict[str, Any] | None = None
-    runs = [(tool, n) for n in range(size.passes) for tool in ("farmsync", SERVED)] + [(BARE, 0)]
+    floors: dict[str, Any] = {}
+    runs = [(tool, n) for n in range(size.passes) for tool in ("farmsync", SERVED)] + [(f, 0) for f in FLOORS]
     if LINK_SYNC.exists():
         runs.append(("link-sync", 0))
     for tool, number in runs:
-        label = f"{tool.replace('-', '').replace(' ', '')}{count}p{number}"
+        label = "".join(c for c in tool if c.isalnum()) + f"{count}p{number}"
         source = workdir / f"src-{label}"
         paths = make_source(source, size)  # type: ignore[arg-type]  # make_source reads files/file_bytes only
         with fake_farm(count, size.bandwidth, workdir, label, per_worker=size.per_worker) as farm:
@@ -406,12 +418,12 @@ def one_farm(count: int, size: Size, workdir: Path) -> dict[str, Any]:
         shutil.rmtree(source, ignore_errors=True)
         if tool in farmsync_passes:
             farmsync_passes[tool].append(got)
-        elif tool == BARE:
-            bare = got
+        elif tool in FLOORS:
+            floors[tool] = got
         else:
             link = got
     combined = {tool: combine(passes) for tool, passes in farmsync_passes.items()}
-    return {**combined, "link-sync": link, BARE: bare}
+    return {**combined, "link-sync": link, **floors}
 
 
 def run(size: Size, *, quick: bool) -> Result:
@@ -463,6 +475,10 @@ def run(size: Size, *, quick: bool) -> Result:
         "runs (each run's time and the load average after it are in details)",
         f"{BARE}: bench/bare_upload.py PUTs the same files to the same fakes and does nothing else, timed from its "
         "first connection to its last answer: this machine's floor for the transfers, one process beside the fakes",
+        f"{CHECKED}: bench/bare_upload.py --checked does the same with httpx (one AsyncClient per printer, two "
+        "connections) and the two checks printer-apis.md asks of a mirror: a status GET per printer before its first "
+        "PUT and a size check after each PUT (the next PUT sent first); no listing, stat, store or manifest. What it "
+        "takes above the bare floor is the HTTP library's and the checks' cost on this machine",
         f"link-sync syncs at most cpu_count ({os.cpu_count()}) printers at once, so its time grows with the farm",
         f"the fakes run {size.per_worker} per worker process (bench/fake_farm.py), apart from the tool under test; "
         f"they share this machine's {os.cpu_count()} cores with it, so their CPU seconds (a column) are time the "
@@ -510,13 +526,15 @@ def farm_rows(
             )
             row["rss"] = max(got.get(p, {}).get("peak_rss_mb", 0.0) for p in ("first", "noop", "changed"))
         rows.append(row)
-    floor = tools.get(BARE) or {}
-    if floor:
+    for name in FLOORS:
+        floor = tools.get(name) or {}
+        if not floor:
+            continue
         first, changed = floor.get("first", {}), floor.get("changed", {})
         rows.append(
             {
                 "printers": count,
-                "tool": BARE,
+                "tool": name,
                 "first": first.get("seconds"),
                 "first_vs_bound": ratio(first.get("seconds"), bound_first),
                 "changed": changed.get("seconds"),
@@ -572,6 +590,20 @@ def farm_targets(count: int, tools: dict[str, Any], bound_first: float, bound_ch
                 f"{first_floor} s / {changed_floor} s: the same files PUT to the same fakes by bench/bare_upload.py "
                 "and nothing else (no status, listing, size check or store; asyncio streams, no HTTP library): "
                 "what the machine and the fakes allow; farmsync's figures above it are farmsync's own cost",
+            )
+        )
+    checked = tools.get(CHECKED) or {}
+    if checked:
+        first_floor, changed_floor = (checked.get(p, {}).get("seconds") for p in ("first", "changed"))
+        targets.append(
+            Target(
+                f"{count} printers: the floor with httpx and the checks (first sync / one file changed)",
+                "reported",
+                f"{ratio(first_floor, bound_first)}× / {ratio(changed_floor, bound_changed)}× bound",
+                None,
+                f"{first_floor} s / {changed_floor} s: the same PUTs by bench/bare_upload.py --checked, with httpx, "
+                "a status GET per printer and a size check per file: what the HTTP library and the checks every "
+                "mirror makes cost here; farmsync's figures above it are its listing, stat, store and manifest",
             )
         )
     targets += [

@@ -176,6 +176,13 @@ def test_gcode_farm_mirrors_onto_fakes_in_their_own_processes(outputs: dict[str,
     bytes_bound = size.files * size.file_bytes / size.bandwidth
     assert floor["first"]["seconds"] >= bytes_bound * 0.95  # the fakes' pace holds for it too
     assert f"{count} printers: this machine's floor, bare PUTs (first sync / one file changed)" in names
+    # the same PUTs with httpx, a status GET per printer and a size check per file
+    checked = data["details"]["farms"][str(count)][gcode_farm.CHECKED]
+    assert rows[(count, gcode_farm.CHECKED)]["mirrored"] is True
+    assert checked["first"]["requests"] == count * (1 + 2 * size.files)
+    assert checked["changed"]["requests"] == count * 3
+    assert checked["first"]["seconds"] >= bytes_bound * 0.95
+    assert f"{count} printers: the floor with httpx and the checks (first sync / one file changed)" in names
     if gcode_sync.LINK_SYNC.exists():
         assert rows[(count, "link-sync")]["mirrored"] is True
     else:
