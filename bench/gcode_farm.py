@@ -578,32 +578,32 @@ def farm_targets(count: int, tools: dict[str, Any], bound_first: float, bound_ch
         targets += time_targets(
             f"{count} printers, {SERVED}", tools[SERVED], bound_first, bound_changed, served=True
         )
-    floor = tools.get(BARE) or {}
-    if floor:
+    floor_targets = {
+        BARE: (
+            "this machine's floor, bare PUTs",
+            "the same files PUT to the same fakes by bench/bare_upload.py and nothing else (no status, listing, size "
+            "check or store; asyncio streams, no HTTP library): what the machine and the fakes allow; farmsync's "
+            "figures above it are farmsync's own cost",
+        ),
+        CHECKED: (
+            "the floor with httpx and the checks",
+            "the same PUTs by bench/bare_upload.py --checked, with httpx, a status GET per printer and a size check "
+            "per file: what the HTTP library and the checks every mirror makes cost here; farmsync's figures above "
+            "it are its listing, stat, store and manifest",
+        ),
+    }
+    for name, (label, note) in floor_targets.items():
+        floor = tools.get(name) or {}
+        if not floor:
+            continue
         first_floor, changed_floor = (floor.get(p, {}).get("seconds") for p in ("first", "changed"))
         targets.append(
             Target(
-                f"{count} printers: this machine's floor, bare PUTs (first sync / one file changed)",
+                f"{count} printers: {label} (first sync / one file changed)",
                 "reported",
                 f"{ratio(first_floor, bound_first)}× / {ratio(changed_floor, bound_changed)}× bound",
                 None,
-                f"{first_floor} s / {changed_floor} s: the same files PUT to the same fakes by bench/bare_upload.py "
-                "and nothing else (no status, listing, size check or store; asyncio streams, no HTTP library): "
-                "what the machine and the fakes allow; farmsync's figures above it are farmsync's own cost",
-            )
-        )
-    checked = tools.get(CHECKED) or {}
-    if checked:
-        first_floor, changed_floor = (checked.get(p, {}).get("seconds") for p in ("first", "changed"))
-        targets.append(
-            Target(
-                f"{count} printers: the floor with httpx and the checks (first sync / one file changed)",
-                "reported",
-                f"{ratio(first_floor, bound_first)}× / {ratio(changed_floor, bound_changed)}× bound",
-                None,
-                f"{first_floor} s / {changed_floor} s: the same PUTs by bench/bare_upload.py --checked, with httpx, "
-                "a status GET per printer and a size check per file: what the HTTP library and the checks every "
-                "mirror makes cost here; farmsync's figures above it are its listing, stat, store and manifest",
+                f"{first_floor} s / {changed_floor} s: {note}",
             )
         )
     targets += [

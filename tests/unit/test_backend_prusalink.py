@@ -538,6 +538,12 @@ async def test_a_redirect_is_never_taken_for_success(
 Callback = Any  # an async (httpx.Request) -> httpx.Response
 
 
+async def _size_check(request: httpx.Request) -> httpx.Response:
+    """A size check's answer: the file's info, 4 bytes (the size _upload_two's files have)."""
+    name = request.url.path.rsplit("/", 1)[1]
+    return httpx.Response(200, json={**_file(name.upper(), name), "size": 4})
+
+
 async def _upload_two(
     httpx_mock: HTTPXMock, backend: PrusaLinkBackend, tmp_path: Path, put: Callback, check: Callback
 ) -> list[Any]:
@@ -587,11 +593,7 @@ async def test_the_next_put_goes_out_before_the_last_files_check(
     async def put(request: httpx.Request) -> httpx.Response:
         return httpx.Response(201)
 
-    async def check(request: httpx.Request) -> httpx.Response:
-        name = request.url.path.rsplit("/", 1)[1]
-        return httpx.Response(200, json={**_file(name.upper(), name), "size": 4})
-
-    done = await _upload_two(httpx_mock, backend, tmp_path, put, check)
+    done = await _upload_two(httpx_mock, backend, tmp_path, put, _size_check)
     assert all(r.verified for r in done)
     sent = [(r.method, r.url.path.rsplit("/", 1)[1]) for r in httpx_mock.get_requests()]
     assert sent == [("PUT", "a.gcode"), ("PUT", "b.gcode"), ("GET", "a.gcode"), ("GET", "b.gcode")]
@@ -621,11 +623,7 @@ async def test_the_next_file_is_read_while_the_last_one_is_on_the_wire(
             await asyncio.wait_for(b_read.wait(), 5)  # times out if b is only read once a's PUT is answered
         return httpx.Response(201)
 
-    async def check(request: httpx.Request) -> httpx.Response:
-        name = request.url.path.rsplit("/", 1)[1]
-        return httpx.Response(200, json={**_file(name.upper(), name), "size": 4})
-
-    done = await _upload_two(httpx_mock, backend, tmp_path, put, check)
+    done = await _upload_two(httpx_mock, backend, tmp_path, put, _size_check)
     assert all(r.verified for r in done)
     bodies = {r.url.path.rsplit("/", 1)[1]: r.content for r in httpx_mock.get_requests() if r.method == "PUT"}
     assert bodies == {"a.gcode": b"G1a\n", "b.gcode": b"G1b\n"}
