@@ -145,12 +145,14 @@ async def post(settings: Settings, event: Event) -> None:
     """Send one event now. Raises NotifyFailed with a message that carries no part of the URL but its host."""
     import httpx
 
+    from farmsync.clients.http import tls_context_for
+
     url = settings.notify_url.get_secret_value()
     register_secrets(secret_parts(url))
     _protect_httpx_logs()
     try:
         async with httpx.AsyncClient(
-            timeout=settings.notify_timeout_seconds, follow_redirects=False
+            timeout=settings.notify_timeout_seconds, follow_redirects=False, verify=tls_context_for(url)
         ) as client:
             response = await client.post(url, **request_for(settings.notify_style.value, event))
     except httpx.TimeoutException:
